@@ -1,0 +1,1 @@
+//! Criterion benchmarks of Omniman's hot paths; see `benches/` and `docs/benchmarks.md`.

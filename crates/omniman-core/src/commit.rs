@@ -1,0 +1,503 @@
+//! The commit decision (SPEC §6) as a pure function producing every row to write.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde_json::{Map, Value, json};
+
+use crate::channel::Channel;
+use crate::context::Ctx;
+use crate::directive::NewDirective;
+use crate::error::{DomainError, FieldErrors, Rejection, StoreError, ctx};
+use crate::ext::{Extensions, ValidatorStage};
+use crate::idempotency::{IdempotencyRecord, done_record};
+use crate::ids::IdGen;
+use crate::modify::{ModifyError, ensure_open};
+use crate::order::{NewEvent, Order, OrderFlow, OrderItem, StatusTimestamps};
+use crate::session::{Precondition, Session, SessionState};
+
+/// A refused commit.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum CommitError {
+    /// A session-level refusal (not found, abandoned, `If-Match`, committed without an order…).
+    #[error(transparent)]
+    Session(#[from] ModifyError),
+    /// A required check has no result.
+    #[error("check '{check_code}' has not run for this session")]
+    MissingCheck {
+        /// Check code.
+        check_code: String,
+    },
+    /// A required check ran against an older rev.
+    #[error("check '{check_code}' is stale (rev {check_rev} vs {session_rev})")]
+    StaleCheck {
+        /// Check code.
+        check_code: String,
+        /// Rev the check saw.
+        check_rev: Value,
+        /// Current rev.
+        session_rev: i64,
+    },
+    /// A hold of a required check has lapsed.
+    #[error("a hold of check '{check_code}' expired at {expires_at}")]
+    HoldExpired {
+        /// Check code.
+        check_code: String,
+        /// Expiry as stored.
+        expires_at: String,
+        /// The hold, when a single hold expired.
+        hold_id: Option<Value>,
+    },
+    /// Blocking issues remain.
+    #[error("the session has blocking issues")]
+    BlockingIssues {
+        /// Those issues.
+        issues: Vec<Value>,
+    },
+    /// No lines.
+    #[error("session {session_key} has no items")]
+    EmptySession {
+        /// The session.
+        session_key: String,
+    },
+    /// A commit validator or check refused.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// Another commit with this key is running.
+    #[error("a commit with this idempotency key is in progress")]
+    InProgress {
+        /// The key.
+        idempotency_key: String,
+    },
+    /// The key was used for another session.
+    #[error("this idempotency key was used for another session")]
+    IdempotencyConflict {
+        /// The key.
+        idempotency_key: String,
+    },
+    /// Storage failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl CommitError {
+    /// A shape error on the request.
+    pub fn validation(errors: FieldErrors) -> CommitError {
+        CommitError::Session(ModifyError::Validation(errors))
+    }
+}
+
+impl DomainError for CommitError {
+    fn code(&self) -> &str {
+        match self {
+            CommitError::Session(e) => e.code(),
+            CommitError::MissingCheck { .. } => "missing_check",
+            CommitError::StaleCheck { .. } => "stale_check",
+            CommitError::HoldExpired { .. } => "hold_expired",
+            CommitError::BlockingIssues { .. } => "blocking_issues",
+            CommitError::EmptySession { .. } => "empty_session",
+            CommitError::Rejected(e) => e.code(),
+            CommitError::InProgress { .. } => "in_progress",
+            CommitError::IdempotencyConflict { .. } => "idempotency_conflict",
+            CommitError::Store(e) => e.code(),
+        }
+    }
+
+    fn context(&self) -> Map<String, Value> {
+        match self {
+            CommitError::Session(e) => e.context(),
+            CommitError::MissingCheck { check_code } => ctx([("check_code", check_code.as_str().into())]),
+            CommitError::StaleCheck { check_code, check_rev, session_rev } => ctx([
+                ("check_code", check_code.as_str().into()),
+                ("check_rev", check_rev.clone()),
+                ("session_rev", (*session_rev).into()),
+            ]),
+            CommitError::HoldExpired { check_code, expires_at, hold_id } => {
+                let mut c =
+                    ctx([("check_code", check_code.as_str().into()), ("expires_at", expires_at.as_str().into())]);
+                if let Some(hold_id) = hold_id {
+                    c.insert("hold_id".into(), hold_id.clone());
+                }
+                c
+            }
+            CommitError::BlockingIssues { issues } => ctx([("issues", issues.clone().into())]),
+            CommitError::EmptySession { session_key } => ctx([("session_key", session_key.as_str().into())]),
+            CommitError::Rejected(e) => e.context(),
+            CommitError::InProgress { idempotency_key } | CommitError::IdempotencyConflict { idempotency_key } => {
+                ctx([("idempotency_key", idempotency_key.as_str().into())])
+            }
+            CommitError::Store(e) => e.context(),
+        }
+    }
+}
+
+/// Server-wide commit settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitSettings {
+    /// Currency of new orders.
+    pub currency: String,
+    /// Time zone that dates order refs and pre-orders.
+    pub business_tz: Tz,
+    /// Whether pre-orders get a `notification.send` reminder the day before.
+    pub preorder_reminders: bool,
+}
+
+impl Default for CommitSettings {
+    fn default() -> CommitSettings {
+        CommitSettings { currency: "BRL".into(), business_tz: Tz::UTC, preorder_reminders: true }
+    }
+}
+
+/// The answer to a commit: HTTP-like code and body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommitResponse {
+    /// 201 for a new order, 200 for an already-committed answer; replays keep theirs.
+    pub code: u16,
+    /// `{"order_ref","order_id","status","total_q","items_count"}`.
+    pub body: Value,
+}
+
+impl CommitResponse {
+    /// The order ref in the body.
+    pub fn order_ref(&self) -> Option<&str> {
+        self.body.get("order_ref").and_then(Value::as_str)
+    }
+}
+
+/// The 200 answer for a session already committed into `order`.
+pub fn already_committed_response(order: &Order) -> CommitResponse {
+    CommitResponse {
+        code: 200,
+        body: json!({
+            "order_ref": order.reference,
+            "order_id": order.id,
+            "status": "already_committed",
+            "total_q": order.total_q,
+            "items_count": order.items.len(),
+        }),
+    }
+}
+
+/// Every row a commit writes, in one transaction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommitPlan {
+    /// The order to insert (id 0; the store assigns it).
+    pub order: Order,
+    /// The `created` event.
+    pub event: NewEvent,
+    /// The session as it becomes (`committed`).
+    pub session: Session,
+    /// The write is conditional on the session still being at this version and open.
+    pub expected_version: i64,
+    /// Post-commit directives.
+    pub directives: Vec<NewDirective>,
+    /// Idempotency scope (`commit:<channel>`).
+    pub idempotency_scope: String,
+    /// Idempotency key.
+    pub idempotency_key: String,
+    /// Decision time.
+    pub now: DateTime<Utc>,
+}
+
+impl CommitPlan {
+    /// The 201 answer once the store has assigned the order's id.
+    pub fn response(&self, order_id: i64) -> CommitResponse {
+        CommitResponse {
+            code: 201,
+            body: json!({
+                "order_ref": self.order.reference,
+                "order_id": order_id,
+                "status": "committed",
+                "total_q": self.order.total_q,
+                "items_count": self.order.items.len(),
+            }),
+        }
+    }
+
+    /// The `done` record the store writes in the commit transaction.
+    pub fn idempotency_record(&self, order_id: i64) -> IdempotencyRecord {
+        let response = self.response(order_id);
+        done_record(
+            self.idempotency_scope.clone(),
+            self.idempotency_key.clone(),
+            &self.session.session_key,
+            response.code,
+            response.body,
+            self.now,
+        )
+    }
+}
+
+/// Parses an ISO-8601 instant; no offset means UTC.
+pub fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+        .or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(|d| d.and_time(NaiveTime::MIN)))
+        .map(|n| n.and_utc())
+}
+
+fn expired(value: Option<&Value>, now: DateTime<Utc>) -> Option<String> {
+    let raw = value?.as_str()?;
+    let at = parse_instant(raw)?;
+    (at <= now).then(|| raw.to_owned())
+}
+
+/// JSON truthiness, as the original evaluated `blocking`.
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// Step 5: every required check present, fresh and unexpired.
+fn verify_checks(
+    session: &Session,
+    channel: &Channel,
+    ext: &Extensions,
+    now: DateTime<Utc>,
+) -> Result<(), CommitError> {
+    let empty = Map::new();
+    let checks = session.checks().unwrap_or(&empty);
+    for code in &channel.config.required_checks_on_commit {
+        let Some(entry) = checks.get(code) else {
+            return Err(CommitError::MissingCheck { check_code: code.clone() });
+        };
+        let check_rev = entry.get("rev").cloned().unwrap_or(Value::Null);
+        if check_rev.as_i64() != Some(session.rev) {
+            return Err(CommitError::StaleCheck { check_code: code.clone(), check_rev, session_rev: session.rev });
+        }
+        let result = entry.get("result");
+        if let Some(expires_at) = expired(result.and_then(|r| r.get("hold_expires_at")), now) {
+            return Err(CommitError::HoldExpired { check_code: code.clone(), expires_at, hold_id: None });
+        }
+        let holds = result.and_then(|r| r.get("holds")).and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+        for hold in holds {
+            if let Some(expires_at) = expired(hold.get("expires_at"), now) {
+                return Err(CommitError::HoldExpired {
+                    check_code: code.clone(),
+                    expires_at,
+                    hold_id: Some(hold.get("hold_id").cloned().unwrap_or(Value::Null)),
+                });
+            }
+        }
+        if let Some(check) = ext.check(code) {
+            check.validate(channel, session, entry, now)?;
+        }
+    }
+    Ok(())
+}
+
+/// Session-data keys copied to `order.data` (shopman).
+const ORDER_DATA_KEYS: &[&str] = &[
+    "customer",
+    "fulfillment_type",
+    "delivery_address",
+    "delivery_address_structured",
+    "delivery_date",
+    "delivery_time_slot",
+    "order_notes",
+    "origin_channel",
+    "payment",
+];
+
+fn order_data(session: &Session, today: NaiveDate) -> (Map<String, Value>, Option<NaiveDate>) {
+    let mut data: Map<String, Value> =
+        ORDER_DATA_KEYS.iter().filter_map(|k| session.data.get(*k).map(|v| ((*k).to_owned(), v.clone()))).collect();
+    let delivery = session
+        .data
+        .get("delivery_date")
+        .and_then(Value::as_str)
+        .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok());
+    let mut preorder = None;
+    if let Some(date) = delivery {
+        data.insert("is_preorder".into(), (date > today).into());
+        preorder = (date > today).then_some(date);
+    }
+    (data, preorder)
+}
+
+fn preorder_reminder(order: &Order, session: &Session, delivery: NaiveDate, tz: Tz) -> NewDirective {
+    let customer_name = session
+        .data
+        .get("customer")
+        .and_then(|c| c.get("name"))
+        .or_else(|| session.data.get("customer_name"))
+        .cloned()
+        .unwrap_or(Value::from(""));
+    let items_summary = order
+        .items
+        .iter()
+        .take(5)
+        .map(|i| {
+            let label = if i.name.is_empty() { &i.sku } else { &i.name };
+            let qty = i.qty.to_string();
+            let qty = qty.trim_end_matches('0').trim_end_matches('.');
+            format!("{qty}x {label}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let nine_am =
+        delivery.pred_opt().unwrap_or(delivery).and_time(NaiveTime::from_hms_opt(9, 0, 0).unwrap_or(NaiveTime::MIN));
+    let available_at =
+        tz.from_local_datetime(&nine_am).earliest().map_or_else(|| nine_am.and_utc(), |t| t.with_timezone(&Utc));
+    let payload = ctx([
+        ("order_ref", order.reference.as_str().into()),
+        ("template", "preorder_reminder".into()),
+        (
+            "context",
+            json!({
+                "customer_name": customer_name,
+                "delivery_date": delivery.format("%Y-%m-%d").to_string(),
+                "delivery_time_slot": session.data.get("delivery_time_slot").cloned().unwrap_or(Value::Null),
+                "items_summary": items_summary,
+                "fulfillment_type": session.data.get("fulfillment_type").cloned().unwrap_or(Value::from("pickup")),
+            }),
+        ),
+    ]);
+    NewDirective { topic: "notification.send".into(), payload, available_at }
+}
+
+/// Decides a commit of an open session (SPEC §6 steps 3–12): state, `If-Match`, checks, issues,
+/// commit validators, emptiness, then the order, its event, the session change and directives.
+///
+/// The caller has already applied the idempotency decision and handled a committed session.
+#[allow(clippy::too_many_arguments)] // each is a distinct input of the decision
+pub fn plan_commit(
+    session: &Session,
+    channel: &Channel,
+    idempotency_key: &str,
+    precondition: Option<&Precondition>,
+    ext: &Extensions,
+    settings: &CommitSettings,
+    ctx: &Ctx,
+    ids: &mut dyn IdGen,
+) -> Result<CommitPlan, CommitError> {
+    let now = ctx.now;
+    ensure_open(session)?;
+    if let Some(pre) = precondition {
+        if !pre.matches(session) {
+            return Err(ModifyError::precondition(pre, session).into());
+        }
+    }
+    verify_checks(session, channel, ext, now)?;
+    let blocking: Vec<Value> =
+        session.issues().iter().filter(|i| i.get("blocking").is_some_and(truthy)).cloned().collect();
+    if !blocking.is_empty() {
+        return Err(CommitError::BlockingIssues { issues: blocking });
+    }
+    for validator in ext.validators(ValidatorStage::Commit).filter(|v| channel.config.allows_validator(v.code())) {
+        validator.validate(channel, session, ctx)?;
+    }
+    if session.items.is_empty() {
+        return Err(CommitError::EmptySession { session_key: session.session_key.clone() });
+    }
+
+    let today = now.with_timezone(&settings.business_tz).date_naive();
+    let flow = OrderFlow::for_channel(channel);
+    let status = flow.initial_status().to_owned();
+    let mut timestamps = StatusTimestamps::default();
+    timestamps.enter(&status, now);
+    let items: Vec<OrderItem> = session
+        .items
+        .iter()
+        .map(|i| OrderItem {
+            line_id: i.line_id.clone(),
+            sku: i.sku.clone(),
+            name: i.name.clone(),
+            qty: i.qty,
+            unit_price_q: i.unit_price_q.unwrap_or(0),
+            line_total_q: i.total_q(),
+            meta: i.meta.clone(),
+        })
+        .collect();
+    let (data, preorder) = order_data(session, today);
+    let order = Order {
+        id: 0,
+        reference: ids.order_ref(today),
+        channel_id: channel.id,
+        channel_code: channel.code.clone(),
+        session_key: session.session_key.clone(),
+        handle_type: session.handle_type.clone(),
+        handle_ref: session.handle_ref.clone(),
+        external_ref: None,
+        status,
+        snapshot: json!({
+            "_v": 1,
+            "items": session.items_json(),
+            "data": session.data,
+            "pricing": session.pricing,
+            "rev": session.rev,
+        }),
+        data,
+        currency: settings.currency.clone(),
+        total_q: session.total_q(),
+        items,
+        created_at: now,
+        updated_at: now,
+        timestamps,
+    };
+    let event = NewEvent {
+        event_type: "created".into(),
+        actor: ctx.actor().to_owned(),
+        payload: ctx_map([("from_session", session.session_key.as_str().into())]),
+        created_at: now,
+    };
+
+    let mut committed = session.clone();
+    committed.state = SessionState::Committed;
+    committed.committed_at = Some(now);
+    committed.commit_token = Some(idempotency_key.to_owned());
+    committed.version += 1;
+    committed.updated_at = now;
+
+    let holds = session
+        .data
+        .get("checks")
+        .and_then(|c| c.pointer("/stock/result/holds"))
+        .filter(|h| h.as_array().is_some_and(|a| !a.is_empty()))
+        .cloned();
+    let mut directives: Vec<NewDirective> = channel
+        .config
+        .post_commit_directives
+        .iter()
+        .map(|topic| {
+            let mut payload = ctx_map([
+                ("order_ref", order.reference.as_str().into()),
+                ("channel_code", channel.code.as_str().into()),
+                ("session_key", session.session_key.as_str().into()),
+            ]);
+            if topic == "stock.commit" {
+                if let Some(holds) = &holds {
+                    payload.insert("holds".into(), holds.clone());
+                }
+            }
+            NewDirective { topic: topic.clone(), payload, available_at: now }
+        })
+        .collect();
+    if let (Some(delivery), true) = (preorder, settings.preorder_reminders) {
+        directives.push(preorder_reminder(&order, session, delivery, settings.business_tz));
+    }
+
+    Ok(CommitPlan {
+        order,
+        event,
+        session: committed,
+        expected_version: session.version,
+        directives,
+        idempotency_scope: crate::idempotency::commit_scope(&channel.code),
+        idempotency_key: idempotency_key.to_owned(),
+        now,
+    })
+}
+
+fn ctx_map<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
+    ctx(pairs)
+}

@@ -1,0 +1,292 @@
+//! The modify pipeline (SPEC §5) as a pure function, plus session-level refusals shared with
+//! commit, abandon and resolve.
+
+use serde_json::{Map, Value};
+
+use crate::channel::{Channel, EditPolicy};
+use crate::context::Ctx;
+use crate::directive::NewDirective;
+use crate::error::{DomainError, FieldErrors, Rejection, StoreError, ctx};
+use crate::ext::{Extensions, ValidatorStage};
+use crate::ids::IdGen;
+use crate::ops::{Op, OpApplier, OpError};
+use crate::session::{Precondition, Session, SessionState};
+
+/// A refused modify, or a session-level refusal of another operation (lookup, abandon).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ModifyError {
+    /// The batch's shape is wrong.
+    #[error("{0}")]
+    Validation(FieldErrors),
+    /// The request names a channel that does not exist.
+    #[error("there is no channel '{channel_code}'")]
+    UnknownChannel {
+        /// The code asked for.
+        channel_code: String,
+    },
+    /// No such session.
+    #[error("session {session_key} not found")]
+    SessionNotFound {
+        /// The key asked for.
+        session_key: String,
+    },
+    /// The key exists in several channels and no `channel_code` was given.
+    #[error("session key {session_key} exists in several channels: give channel_code")]
+    ChannelCodeRequired {
+        /// The key asked for.
+        session_key: String,
+    },
+    /// `If-Match` failed.
+    #[error("the session changed: expected {expected}, it is at rev {current_rev} version {current_version}")]
+    PreconditionFailed {
+        /// The `If-Match` value as sent.
+        expected: String,
+        /// Current rev.
+        current_rev: i64,
+        /// Current version.
+        current_version: i64,
+    },
+    /// Already sealed into an order.
+    #[error("session {session_key} is already committed")]
+    AlreadyCommitted {
+        /// The session.
+        session_key: String,
+    },
+    /// Given up.
+    #[error("session {session_key} was abandoned")]
+    AlreadyAbandoned {
+        /// The session.
+        session_key: String,
+    },
+    /// The channel's orders arrive ready from an external platform.
+    #[error("Orders from {channel} arrive ready from an external platform and cannot be edited here.")]
+    Locked {
+        /// The session.
+        session_key: String,
+        /// The channel's display name.
+        channel: String,
+    },
+    /// An op could not be applied.
+    #[error(transparent)]
+    Op(#[from] OpError),
+    /// A modifier or draft validator refused.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// Storage failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl DomainError for ModifyError {
+    fn code(&self) -> &str {
+        match self {
+            ModifyError::Validation(_) => "validation_error",
+            ModifyError::UnknownChannel { .. } => "unknown_channel",
+            ModifyError::SessionNotFound { .. } => "session_not_found",
+            ModifyError::ChannelCodeRequired { .. } => "channel_code_required",
+            ModifyError::PreconditionFailed { .. } => "precondition_failed",
+            ModifyError::AlreadyCommitted { .. } => "already_committed",
+            ModifyError::AlreadyAbandoned { .. } => "already_abandoned",
+            ModifyError::Locked { .. } => "locked",
+            ModifyError::Op(e) => e.code(),
+            ModifyError::Rejected(e) => e.code(),
+            ModifyError::Store(e) => e.code(),
+        }
+    }
+
+    fn context(&self) -> Map<String, Value> {
+        match self {
+            ModifyError::Validation(f) => f.to_context(),
+            ModifyError::UnknownChannel { channel_code } => ctx([("channel_code", channel_code.as_str().into())]),
+            ModifyError::SessionNotFound { session_key }
+            | ModifyError::ChannelCodeRequired { session_key }
+            | ModifyError::AlreadyCommitted { session_key }
+            | ModifyError::AlreadyAbandoned { session_key } => ctx([("session_key", session_key.as_str().into())]),
+            ModifyError::PreconditionFailed { expected, current_rev, current_version } => ctx([
+                ("expected", expected.as_str().into()),
+                ("current_rev", (*current_rev).into()),
+                ("current_version", (*current_version).into()),
+            ]),
+            ModifyError::Locked { session_key, channel } => ctx([
+                ("session_key", session_key.as_str().into()),
+                ("channel", channel.as_str().into()),
+                ("edit_policy", EditPolicy::Locked.as_str().into()),
+            ]),
+            ModifyError::Op(e) => e.context(),
+            ModifyError::Rejected(e) => e.context(),
+            ModifyError::Store(e) => e.context(),
+        }
+    }
+}
+
+impl ModifyError {
+    /// `precondition_failed` for `session`.
+    pub fn precondition(pre: &Precondition, session: &Session) -> ModifyError {
+        ModifyError::PreconditionFailed {
+            expected: pre.expected(),
+            current_rev: session.rev,
+            current_version: session.version,
+        }
+    }
+}
+
+/// Refuses a session that is not open (`already_committed` / `already_abandoned`).
+pub fn ensure_open(session: &Session) -> Result<(), ModifyError> {
+    match session.state {
+        SessionState::Open => Ok(()),
+        SessionState::Committed => Err(ModifyError::AlreadyCommitted { session_key: session.session_key.clone() }),
+        SessionState::Abandoned => Err(ModifyError::AlreadyAbandoned { session_key: session.session_key.clone() }),
+    }
+}
+
+/// What a successful modify writes: the new session and the directives to enqueue with it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModifyOutcome {
+    /// The session after the batch (rev and version raised).
+    pub session: Session,
+    /// One check directive per check code.
+    pub directives: Vec<NewDirective>,
+}
+
+/// Runs SPEC §5 steps 3–12 on `session` without touching it: precondition, state, policy, ops,
+/// modifiers, draft validators, normalisation, rev bump and check directives.
+///
+/// ```
+/// use omniman_core::prelude::*;
+/// let channel = omniman_core::testing::channel("pos");
+/// let session = omniman_core::testing::session(&channel, "S1");
+/// let ops = Op::parse_batch(&serde_json::json!([{"op": "add_line", "sku": "TEA", "qty": 2, "unit_price_q": 300}])).unwrap();
+/// let ctx = Ctx::new(Caller::internal("test"), chrono::Utc::now());
+/// let out = apply_ops(&session, &channel, &ops, None, &Extensions::default(), &ctx, &mut RandomIds::seeded(1)).unwrap();
+/// assert_eq!(out.session.rev, 1);
+/// assert_eq!(out.session.total_q(), 600);
+/// ```
+pub fn apply_ops(
+    session: &Session,
+    channel: &Channel,
+    ops: &[Op],
+    precondition: Option<&Precondition>,
+    ext: &Extensions,
+    ctx: &Ctx,
+    ids: &mut dyn IdGen,
+) -> Result<ModifyOutcome, ModifyError> {
+    if let Some(pre) = precondition {
+        if !pre.matches(session) {
+            return Err(ModifyError::precondition(pre, session));
+        }
+    }
+    ensure_open(session)?;
+    if session.edit_policy == EditPolicy::Locked {
+        return Err(ModifyError::Locked {
+            session_key: session.session_key.clone(),
+            channel: channel.display_name().to_owned(),
+        });
+    }
+    let mut draft = session.clone();
+    apply_to_draft(&mut draft, channel, ops, ext, ctx, ids)?;
+    let directives = check_directives(&draft, channel, ext, ctx);
+    Ok(ModifyOutcome { session: draft, directives })
+}
+
+/// Steps 6–10 on a draft the caller owns (shared with the import path, which skips the policy).
+fn apply_to_draft(
+    draft: &mut Session,
+    channel: &Channel,
+    ops: &[Op],
+    ext: &Extensions,
+    ctx: &Ctx,
+    ids: &mut dyn IdGen,
+) -> Result<(), ModifyError> {
+    let mut applier = OpApplier { session: draft, ids, path_rules: &ctx.caller.path_rules };
+    for (index, op) in ops.iter().enumerate() {
+        applier.apply(index, op)?;
+    }
+    for modifier in ext.modifiers().filter(|m| channel.config.allows_modifier(m.code())) {
+        modifier.apply(channel, draft, ctx)?;
+    }
+    for validator in ext.validators(ValidatorStage::Draft).filter(|v| channel.config.allows_validator(v.code())) {
+        validator.validate(channel, draft, ctx)?;
+    }
+    normalize(draft);
+    draft.rev += 1;
+    draft.version += 1;
+    draft.updated_at = ctx.now;
+    draft.data.insert("checks".into(), Value::Object(Map::new()));
+    draft.data.insert("issues".into(), Value::Array(Vec::new()));
+    Ok(())
+}
+
+/// Step 9: unset price → 0, missing total → computed, absent meta stays `{}`.
+fn normalize(session: &mut Session) {
+    for item in &mut session.items {
+        let price = *item.unit_price_q.get_or_insert(0);
+        if item.line_total_q.is_none() {
+            item.line_total_q = Some(crate::money::monetary_mult(item.qty, price));
+        }
+    }
+}
+
+/// Step 12: one directive per check code, payload `{session_key, channel_code, rev, items}`.
+fn check_directives(session: &Session, channel: &Channel, ext: &Extensions, ctx: &Ctx) -> Vec<NewDirective> {
+    let codes = channel.config.modify_check_codes();
+    if codes.is_empty() {
+        return Vec::new();
+    }
+    let items = session.items_json();
+    codes
+        .into_iter()
+        .map(|code| {
+            let topic = channel
+                .config
+                .check_topic(code)
+                .map(str::to_owned)
+                .or_else(|| ext.check(code).map(|c| c.topic().to_owned()))
+                .unwrap_or_else(|| format!("{code}.hold"));
+            let payload = ctx_payload(session, &items);
+            NewDirective { topic, payload, available_at: ctx.now }
+        })
+        .collect()
+}
+
+fn ctx_payload(session: &Session, items: &Value) -> Map<String, Value> {
+    ctx([
+        ("session_key", session.session_key.as_str().into()),
+        ("channel_code", session.channel_code.as_str().into()),
+        ("rev", session.rev.into()),
+        ("items", items.clone()),
+    ])
+}
+
+/// The import path (SPEC §11.2): builds a session's lines and data as an importer gives them,
+/// ignoring the edit policy, then runs modifiers, import validators and normalisation. No check
+/// directives are produced: the platform already validated the order.
+pub fn prepare_import(
+    mut session: Session,
+    channel: &Channel,
+    items: Vec<crate::session::Item>,
+    data: Option<Map<String, Value>>,
+    ext: &Extensions,
+    ctx: &Ctx,
+    ids: &mut dyn IdGen,
+) -> Result<Session, ModifyError> {
+    for mut item in items {
+        if item.line_id.is_empty() || session.line(&item.line_id).is_some() {
+            item.line_id = ids.line_id();
+        }
+        if item.line_total_q.is_none() {
+            item.reprice();
+        }
+        session.items.push(item);
+    }
+    for modifier in ext.modifiers().filter(|m| channel.config.allows_modifier(m.code())) {
+        modifier.apply(channel, &mut session, ctx)?;
+    }
+    for validator in ext.validators(ValidatorStage::Import).filter(|v| channel.config.allows_validator(v.code())) {
+        validator.validate(channel, &session, ctx)?;
+    }
+    normalize(&mut session);
+    if let Some(data) = data {
+        session.data = data;
+    }
+    Ok(session)
+}

@@ -1,0 +1,546 @@
+//! `Omniman<S>`: the application service an embedding Rust program (or the HTTP adapter) calls.
+//!
+//! Every operation follows ARCHITECTURE §3: read, decide with the pure core, write once,
+//! conditionally on what was read. A lost race re-reads from the store and decides again, a
+//! bounded number of times; no lock is held while deciding.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::{Map, Value};
+
+use crate::channel::Channel;
+use crate::checks::{ResolveError, write_check_result};
+use crate::clock::{Clock, SystemClock};
+use crate::commit::{CommitError, CommitResponse, CommitSettings, already_committed_response, plan_commit};
+use crate::context::{Caller, Ctx};
+use crate::error::{DomainError, FieldErrors, StoreError, ctx};
+use crate::ext::{Extensions, ResolverFailure};
+use crate::idempotency::{IdempotencyDecision, commit_scope, decide, done_record};
+use crate::ids::{IdGen, RandomIds, is_valid_idempotency_key, is_valid_session_key};
+use crate::modify::{ModifyError, apply_ops};
+use crate::ops::Op;
+use crate::order::{NewEvent, Order, OrderEvent, OrderFlow, TransitionError, plan_transition};
+use crate::ports::{CommitWrite, InsertSession, Store};
+use crate::session::{Precondition, Session, SessionState};
+
+/// How many times a lost compare-and-set is retried before giving up with `Contention`.
+const MAX_ATTEMPTS: usize = 200;
+
+/// A request to open a session.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenSession {
+    /// Channel code.
+    pub channel_code: String,
+    /// Client-chosen key; generated when absent.
+    pub session_key: Option<String>,
+    /// Handle type (≤ 32).
+    pub handle_type: Option<String>,
+    /// Handle ref (≤ 64).
+    pub handle_ref: Option<String>,
+}
+
+/// A refused open.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum OpenError {
+    /// Bad key or handle.
+    #[error("{0}")]
+    Validation(FieldErrors),
+    /// The request names a channel that does not exist.
+    #[error("there is no channel '{channel_code}'")]
+    UnknownChannel {
+        /// The code.
+        channel_code: String,
+    },
+    /// The channel does not accept new sessions.
+    #[error("channel '{channel_code}' is inactive")]
+    ChannelInactive {
+        /// The code.
+        channel_code: String,
+    },
+    /// The client-chosen key is taken.
+    #[error("session '{session_key}' already exists")]
+    SessionExists {
+        /// The key.
+        session_key: String,
+    },
+    /// Storage failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl DomainError for OpenError {
+    fn code(&self) -> &str {
+        match self {
+            OpenError::Validation(_) => "validation_error",
+            OpenError::UnknownChannel { .. } => "unknown_channel",
+            OpenError::ChannelInactive { .. } => "channel_inactive",
+            OpenError::SessionExists { .. } => "session_exists",
+            OpenError::Store(e) => e.code(),
+        }
+    }
+
+    fn context(&self) -> Map<String, Value> {
+        match self {
+            OpenError::Validation(f) => f.to_context(),
+            OpenError::UnknownChannel { channel_code } | OpenError::ChannelInactive { channel_code } => {
+                ctx([("channel_code", channel_code.as_str().into())])
+            }
+            OpenError::SessionExists { session_key } => ctx([("session_key", session_key.as_str().into())]),
+            OpenError::Store(e) => e.context(),
+        }
+    }
+}
+
+/// An opened session, and whether it is new (201) or an open one holding the handle (200).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Opened {
+    /// The session.
+    pub session: Session,
+    /// `false` when an open session already held both handle values.
+    pub created: bool,
+}
+
+/// A transitioned order and the status it left.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transitioned {
+    /// The order after the transition.
+    pub order: Order,
+    /// The status before.
+    pub previous_status: String,
+}
+
+/// The application service, generic over its store.
+///
+/// ```
+/// use omniman_core::prelude::*;
+/// use omniman_core::memory::InMemoryStore;
+/// # futures_executor::block_on(async {
+/// let store = InMemoryStore::new();
+/// store.put_channel(omniman_core::testing::channel("pos"));
+/// let hub = Omniman::new(store, Extensions::default());
+/// let caller = Caller::external("till-1");
+/// let opened = hub.open_session(OpenSession { channel_code: "pos".into(), ..Default::default() }, &caller).await.unwrap();
+/// let ops = Op::parse_batch(&serde_json::json!([{"op": "add_line", "sku": "TEA", "qty": 2, "unit_price_q": 300}])).unwrap();
+/// let key = opened.session.session_key;
+/// hub.modify("pos", &key, &ops, None, &caller).await.unwrap();
+/// let answer = hub.commit("pos", &key, Some("k-1"), None, &caller).await.unwrap();
+/// assert_eq!(answer.code, 201);
+/// assert_eq!(answer.body["total_q"], 600);
+/// # });
+/// ```
+pub struct Omniman<S> {
+    store: S,
+    ext: Arc<Extensions>,
+    clock: Arc<dyn Clock>,
+    ids: Mutex<Box<dyn IdGen>>,
+    settings: CommitSettings,
+}
+
+impl<S> std::fmt::Debug for Omniman<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Omniman").field("ext", &self.ext).field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+/// Runs a hook, containing any panic: hooks are best-effort and never alter an answer.
+fn run_hook(name: &str, hook: impl FnOnce()) {
+    if std::panic::catch_unwind(AssertUnwindSafe(hook)).is_err() {
+        tracing::error!(hook = name, "hook panicked; ignored");
+    }
+}
+
+impl<S: Store> Omniman<S> {
+    /// A service with the system clock, OS-seeded ids and default settings.
+    pub fn new(store: S, ext: Extensions) -> Omniman<S> {
+        Omniman {
+            store,
+            ext: Arc::new(ext),
+            clock: Arc::new(SystemClock),
+            ids: Mutex::new(Box::new(RandomIds::from_entropy())),
+            settings: CommitSettings::default(),
+        }
+    }
+
+    /// Replaces the clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Omniman<S> {
+        self.clock = clock;
+        self
+    }
+
+    /// Replaces the id generator.
+    pub fn with_ids(mut self, ids: Box<dyn IdGen>) -> Omniman<S> {
+        self.ids = Mutex::new(ids);
+        self
+    }
+
+    /// Replaces the commit settings (currency, business time zone…).
+    pub fn with_settings(mut self, settings: CommitSettings) -> Omniman<S> {
+        self.settings = settings;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The extensions.
+    pub fn extensions(&self) -> &Arc<Extensions> {
+        &self.ext
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The commit settings.
+    pub fn settings(&self) -> &CommitSettings {
+        &self.settings
+    }
+
+    fn ctx(&self, caller: &Caller) -> Ctx {
+        Ctx::new(caller.clone(), self.clock.now())
+    }
+
+    /// Runs `f` with the id generator; never held across an await.
+    fn draw_ids<T>(&self, f: impl FnOnce(&mut dyn IdGen) -> T) -> T {
+        let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
+        f(ids.as_mut())
+    }
+
+    fn hooks(&self, name: &str, f: impl Fn(&dyn crate::ext::Hooks)) {
+        for hooks in self.ext.hooks() {
+            run_hook(name, || f(hooks));
+        }
+    }
+
+    /// Opens a session, or returns the open one already holding both handle values.
+    pub async fn open_session(&self, request: OpenSession, caller: &Caller) -> Result<Opened, OpenError> {
+        let mut errors = FieldErrors::default();
+        if let Some(key) = &request.session_key {
+            if !is_valid_session_key(key) {
+                errors.add("session_key", "must match [A-Za-z0-9_.:-]{1,64}");
+            }
+        }
+        if request.handle_type.as_ref().is_some_and(|h| h.chars().count() > 32) {
+            errors.add("handle_type", "at most 32 characters");
+        }
+        if request.handle_ref.as_ref().is_some_and(|h| h.chars().count() > 64) {
+            errors.add("handle_ref", "at most 64 characters");
+        }
+        errors.into_result().map_err(OpenError::Validation)?;
+        let channel = self
+            .store
+            .channel_by_code(&request.channel_code)
+            .await?
+            .ok_or_else(|| OpenError::UnknownChannel { channel_code: request.channel_code.clone() })?;
+        if !channel.is_active {
+            return Err(OpenError::ChannelInactive { channel_code: channel.code });
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            if let (Some(ht), Some(hr)) = (&request.handle_type, &request.handle_ref) {
+                if let Some(session) = self.store.open_session_by_handle(channel.id, ht, hr).await? {
+                    return Ok(Opened { session, created: false });
+                }
+            }
+            let key = request.session_key.clone().unwrap_or_else(|| self.draw_ids(|ids| ids.session_key()));
+            let now = self.ctx(caller).now;
+            let session = Session::open(&channel, key, request.handle_type.clone(), request.handle_ref.clone(), now);
+            match self.store.insert_session(&session).await? {
+                InsertSession::Inserted(session) => return Ok(Opened { session, created: true }),
+                InsertSession::KeyTaken if request.session_key.is_some() => {
+                    return Err(OpenError::SessionExists { session_key: session.session_key });
+                }
+                // A generated key collided, or another request opened the handle first: look again.
+                InsertSession::KeyTaken | InsertSession::HandleTaken => {}
+            }
+        }
+        Err(StoreError::Contention(format!("opening a session on {}", channel.code)).into())
+    }
+
+    /// Loads a session and its channel, or says which of the two is missing.
+    async fn load(&self, channel_code: &str, session_key: &str) -> Result<(Channel, Session), ModifyError> {
+        if let Some(found) = self.store.load_session(channel_code, session_key).await? {
+            return Ok(found);
+        }
+        // Only the failure path pays for the second read.
+        if self.store.channel_by_code(channel_code).await?.is_none() {
+            return Err(ModifyError::UnknownChannel { channel_code: channel_code.to_owned() });
+        }
+        Err(ModifyError::SessionNotFound { session_key: session_key.to_owned() })
+    }
+
+    /// A session by key; without `channel_code` the key must be unambiguous.
+    pub async fn get_session(&self, channel_code: Option<&str>, session_key: &str) -> Result<Session, ModifyError> {
+        if let Some(code) = channel_code {
+            return self.load(code, session_key).await.map(|(_, s)| s);
+        }
+        let mut found = self.store.sessions_by_key(session_key).await?;
+        match found.len() {
+            0 => Err(ModifyError::SessionNotFound { session_key: session_key.to_owned() }),
+            1 => Ok(found.remove(0)),
+            _ => Err(ModifyError::ChannelCodeRequired { session_key: session_key.to_owned() }),
+        }
+    }
+
+    /// Applies a batch of ops (SPEC §5) and returns the stored session.
+    pub async fn modify(
+        &self,
+        channel_code: &str,
+        session_key: &str,
+        ops: &[Op],
+        precondition: Option<&Precondition>,
+        caller: &Caller,
+    ) -> Result<Session, ModifyError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let (channel, session) = self.load(channel_code, session_key).await?;
+            let ctx = self.ctx(caller);
+            let outcome =
+                self.draw_ids(|ids| apply_ops(&session, &channel, ops, precondition, &self.ext, &ctx, ids))?;
+            if self.store.update_session(&outcome.session, session.version, &outcome.directives).await? {
+                self.hooks("session_modified", |h| h.session_modified(&outcome.session));
+                return Ok(outcome.session);
+            }
+        }
+        Err(StoreError::Contention(format!("session {session_key}")).into())
+    }
+
+    /// Abandons an open session; an abandoned one is returned as it is.
+    pub async fn abandon(
+        &self,
+        channel_code: &str,
+        session_key: &str,
+        precondition: Option<&Precondition>,
+        caller: &Caller,
+    ) -> Result<Session, ModifyError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let (_, session) = self.load(channel_code, session_key).await?;
+            if let Some(pre) = precondition {
+                if !pre.matches(&session) {
+                    return Err(ModifyError::precondition(pre, &session));
+                }
+            }
+            match session.state {
+                SessionState::Abandoned => return Ok(session),
+                SessionState::Committed => {
+                    return Err(ModifyError::AlreadyCommitted { session_key: session.session_key });
+                }
+                SessionState::Open => {}
+            }
+            let mut next = session.clone();
+            next.state = SessionState::Abandoned;
+            next.version += 1;
+            next.updated_at = self.ctx(caller).now;
+            if self.store.update_session(&next, session.version, &[]).await? {
+                self.hooks("session_abandoned", |h| h.session_abandoned(&next));
+                return Ok(next);
+            }
+        }
+        Err(StoreError::Contention(format!("session {session_key}")).into())
+    }
+
+    /// Commits a session into an order (SPEC §6). Without a key one is generated (the call is then
+    /// not replayable).
+    pub async fn commit(
+        &self,
+        channel_code: &str,
+        session_key: &str,
+        idempotency_key: Option<&str>,
+        precondition: Option<&Precondition>,
+        caller: &Caller,
+    ) -> Result<CommitResponse, CommitError> {
+        let key = match idempotency_key {
+            Some(k) if is_valid_idempotency_key(k) => k.to_owned(),
+            Some(_) => {
+                return Err(CommitError::validation(FieldErrors::one(
+                    "idempotency_key",
+                    "must be 1 to 128 visible ASCII characters",
+                )));
+            }
+            None => self.draw_ids(|ids| ids.idempotency_key()),
+        };
+        let scope = commit_scope(channel_code);
+        for _ in 0..MAX_ATTEMPTS {
+            let now = self.clock.now();
+            let record = self.store.idempotency_record(&scope, &key).await?;
+            match decide(record.as_ref(), session_key, now) {
+                IdempotencyDecision::Replay { code, body } => return Ok(CommitResponse { code, body }),
+                IdempotencyDecision::Conflict { .. } => {
+                    return Err(CommitError::IdempotencyConflict { idempotency_key: key });
+                }
+                IdempotencyDecision::InProgress => return Err(CommitError::InProgress { idempotency_key: key }),
+                IdempotencyDecision::Proceed => {}
+            }
+            let (channel, session) = self.load(channel_code, session_key).await?;
+            if session.state == SessionState::Committed {
+                let Some(order) = self.store.order_for_session(channel.id, session_key).await? else {
+                    return Err(ModifyError::AlreadyCommitted { session_key: session.session_key }.into());
+                };
+                let answer = already_committed_response(&order);
+                let record =
+                    done_record(scope.clone(), key.clone(), session_key, answer.code, answer.body.clone(), now);
+                if !self.store.save_idempotency_record(&record).await? {
+                    continue; // someone finished this key meanwhile: replay theirs
+                }
+                return Ok(answer);
+            }
+            let ctx = self.ctx(caller);
+            let plan = self.draw_ids(|ids| {
+                plan_commit(&session, &channel, &key, precondition, &self.ext, &self.settings, &ctx, ids)
+            })?;
+            match self.store.commit(&plan).await? {
+                CommitWrite::Committed(order) => {
+                    self.after_commit(&channel, &plan.session, &order, &ctx).await;
+                    return Ok(plan.response(order.id));
+                }
+                CommitWrite::SessionChanged | CommitWrite::KeyTaken | CommitWrite::RefTaken => {}
+            }
+        }
+        Err(StoreError::Contention(format!("commit of {session_key}")).into())
+    }
+
+    /// SPEC §6 step 14: hooks, then the channel's `on_create` transition.
+    async fn after_commit(&self, channel: &Channel, session: &Session, order: &Order, ctx: &Ctx) {
+        self.hooks("order_changed", |h| h.order_changed(order, "created", ctx.actor()));
+        self.hooks("session_committed", |h| h.session_committed(session, order));
+        if let Some(status) = &channel.config.order_flow.on_create {
+            if let Err(error) = self.transition_order(&order.reference, status, None, &Caller::internal("system")).await
+            {
+                tracing::warn!(order_ref = %order.reference, %status, %error, "auto transition on create refused");
+            }
+        }
+    }
+
+    /// Writes a check's result back if the session is still open at `expected_rev` (SPEC §7).
+    /// `Ok(false)`: nothing written (missing, moved on, or no longer open).
+    pub async fn apply_check_result(
+        &self,
+        channel_code: &str,
+        session_key: &str,
+        expected_rev: i64,
+        check_code: &str,
+        result: Value,
+        issues: Vec<Value>,
+    ) -> Result<bool, StoreError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let Some((_, session)) = self.store.load_session(channel_code, session_key).await? else {
+                return Ok(false);
+            };
+            let now = self.clock.now();
+            let next = self.draw_ids(|ids| {
+                write_check_result(&session, expected_rev, check_code, result.clone(), issues.clone(), now, ids)
+            });
+            let Some(next) = next else { return Ok(false) };
+            if self.store.update_session(&next, session.version, &[]).await? {
+                return Ok(true);
+            }
+        }
+        Err(StoreError::Contention(format!("session {session_key}")))
+    }
+
+    /// Resolves an issue by one of its actions (SPEC §7): the issue's resolver turns the action
+    /// into ops, applied by modify as an internal caller.
+    pub async fn resolve_issue(
+        &self,
+        channel_code: &str,
+        session_key: &str,
+        issue_id: &str,
+        action_id: &str,
+        caller: &Caller,
+    ) -> Result<Session, ResolveError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let (_, session) = self.load(channel_code, session_key).await?;
+            let issue = session
+                .issue(issue_id)
+                .cloned()
+                .ok_or_else(|| ResolveError::IssueNotFound { issue_id: issue_id.to_owned() })?;
+            let source = issue.get("source").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let resolver =
+                self.ext.resolver(&source).ok_or_else(|| ResolveError::NoResolver { issue_source: source.clone() })?;
+            let ctx = self.ctx(caller);
+            let ops = resolver.resolve(&session, &issue, action_id, &ctx).await.map_err(|failure| match failure {
+                ResolverFailure::Coded(rejection) => ResolveError::Rejected(rejection),
+                ResolverFailure::Other(message) => ResolveError::ResolverError {
+                    issue_source: source.clone(),
+                    issue_id: issue_id.to_owned(),
+                    action_id: action_id.to_owned(),
+                    message,
+                },
+            })?;
+            // The action was judged against this rev; if the session moved meanwhile, judge again.
+            let pinned = Precondition::Rev(session.rev);
+            let internal = Caller::internal(caller.actor.clone());
+            match self.modify(channel_code, session_key, &ops, Some(&pinned), &internal).await {
+                Err(ModifyError::PreconditionFailed { .. }) => {}
+                other => return other.map_err(ResolveError::Session),
+            }
+        }
+        Err(StoreError::Contention(format!("session {session_key}")).into())
+    }
+
+    /// An order with its channel.
+    pub async fn order(&self, order_ref: &str) -> Result<(Channel, Order), TransitionError> {
+        self.store
+            .order_by_ref(order_ref)
+            .await?
+            .ok_or_else(|| TransitionError::OrderNotFound { order_ref: order_ref.to_owned() })
+    }
+
+    /// Moves an order to `new_status` along its channel's flow (SPEC §10).
+    pub async fn transition_order(
+        &self,
+        order_ref: &str,
+        new_status: &str,
+        note: Option<&str>,
+        caller: &Caller,
+    ) -> Result<Transitioned, TransitionError> {
+        let mut errors = FieldErrors::default();
+        if new_status.is_empty() || new_status.chars().count() > 32 {
+            errors.add("status", "must be 1 to 32 characters");
+        }
+        if note.is_some_and(|n| n.chars().count() > 1000) {
+            errors.add("note", "at most 1000 characters");
+        }
+        errors.into_result().map_err(TransitionError::Validation)?;
+        for _ in 0..MAX_ATTEMPTS {
+            let (channel, order) = self.order(order_ref).await?;
+            let now = self.clock.now();
+            let plan =
+                plan_transition(&order, &OrderFlow::for_channel(&channel), new_status, &caller.actor, note, now)?;
+            if self.store.transition(&plan).await? {
+                self.hooks("order_changed", |h| h.order_changed(&plan.order, "status_changed", &caller.actor));
+                return Ok(Transitioned { order: plan.order, previous_status: plan.expected_status });
+            }
+        }
+        Err(StoreError::Contention(format!("order {order_ref}")).into())
+    }
+
+    /// Appends an event to an order.
+    pub async fn emit_event(
+        &self,
+        order_ref: &str,
+        event_type: &str,
+        actor: &str,
+        payload: Map<String, Value>,
+    ) -> Result<OrderEvent, TransitionError> {
+        if event_type.is_empty() || event_type.chars().count() > 64 {
+            return Err(TransitionError::Validation(FieldErrors::one("type", "must be 1 to 64 characters")));
+        }
+        let (_, order) = self.order(order_ref).await?;
+        let event = NewEvent {
+            event_type: event_type.to_owned(),
+            actor: actor.to_owned(),
+            payload,
+            created_at: self.clock.now(),
+        };
+        Ok(self.store.append_event(order.id, &event).await?)
+    }
+
+    /// Every event of an order, by `seq`.
+    pub async fn order_events(&self, order_ref: &str) -> Result<Vec<OrderEvent>, TransitionError> {
+        let (_, order) = self.order(order_ref).await?;
+        Ok(self.store.list_events(order.id).await?)
+    }
+}

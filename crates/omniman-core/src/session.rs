@@ -1,0 +1,263 @@
+//! Sessions and their lines (SPEC §1.2).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::channel::{Channel, EditPolicy, PricingPolicy};
+use crate::money::{Qty, monetary_mult};
+
+/// Where a session is in its life. It leaves `open` once and never returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// Accepts ops and commit.
+    Open,
+    /// Sealed into an order.
+    Committed,
+    /// Given up.
+    Abandoned,
+}
+
+impl SessionState {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Open => "open",
+            SessionState::Committed => "committed",
+            SessionState::Abandoned => "abandoned",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<SessionState> {
+        match s {
+            "open" => Some(SessionState::Open),
+            "committed" => Some(SessionState::Committed),
+            "abandoned" => Some(SessionState::Abandoned),
+            _ => None,
+        }
+    }
+}
+
+/// One line of a session.
+///
+/// `unit_price_q` and `line_total_q` are `None` only while the modify pipeline runs (a line nobody
+/// priced yet); persisted lines always carry both.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    /// Unique within the session.
+    pub line_id: String,
+    /// Stock keeping unit.
+    pub sku: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Positive quantity.
+    pub qty: Qty,
+    /// Price of one unit in quanta.
+    #[serde(default)]
+    pub unit_price_q: Option<i64>,
+    /// Line total in quanta.
+    #[serde(default)]
+    pub line_total_q: Option<i64>,
+    /// Free-form data.
+    #[serde(default)]
+    pub meta: Map<String, Value>,
+}
+
+impl Item {
+    /// The stored total, or `qty × unit price` when none is stored.
+    pub fn total_q(&self) -> i64 {
+        self.line_total_q.unwrap_or_else(|| monetary_mult(self.qty, self.unit_price_q.unwrap_or(0)))
+    }
+
+    /// Recomputes the total from qty and price (unset price leaves the total unset too).
+    pub fn reprice(&mut self) {
+        self.line_total_q = self.unit_price_q.map(|p| monetary_mult(self.qty, p));
+    }
+}
+
+/// A mutable cart or tab, changed by batches of ops.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// Database id (0 before insertion).
+    pub id: i64,
+    /// Owning channel id.
+    pub channel_id: i64,
+    /// Owning channel code.
+    pub channel_code: String,
+    /// Unique per channel.
+    pub session_key: String,
+    /// Human locator kind (table, tab…).
+    pub handle_type: Option<String>,
+    /// Human locator value.
+    pub handle_ref: Option<String>,
+    /// Life-cycle state.
+    pub state: SessionState,
+    /// Copied from the channel at creation.
+    pub pricing_policy: PricingPolicy,
+    /// Copied from the channel at creation.
+    pub edit_policy: EditPolicy,
+    /// +1 per successful modify.
+    pub rev: i64,
+    /// +1 per persisted change of any kind.
+    pub version: i64,
+    /// Lines, in insertion order.
+    pub items: Vec<Item>,
+    /// Free-form data with the system keys `checks` and `issues`.
+    pub data: Map<String, Value>,
+    /// Written by modifiers.
+    pub pricing: Map<String, Value>,
+    /// Written by modifiers.
+    pub pricing_trace: Vec<Value>,
+    /// Idempotency key of the successful commit.
+    pub commit_token: Option<String>,
+    /// Creation time.
+    pub opened_at: DateTime<Utc>,
+    /// Last persisted change.
+    pub updated_at: DateTime<Utc>,
+    /// Commit time.
+    pub committed_at: Option<DateTime<Utc>>,
+}
+
+/// `{"checks": {}, "issues": []}`: the data of a freshly opened session.
+pub fn empty_session_data() -> Map<String, Value> {
+    let mut data = Map::new();
+    data.insert("checks".into(), Value::Object(Map::new()));
+    data.insert("issues".into(), Value::Array(Vec::new()));
+    data
+}
+
+impl Session {
+    /// A new open session on `channel` (id 0 until stored); policies are copied from the channel.
+    pub fn open(
+        channel: &Channel,
+        session_key: String,
+        handle_type: Option<String>,
+        handle_ref: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Session {
+        Session {
+            id: 0,
+            channel_id: channel.id,
+            channel_code: channel.code.clone(),
+            session_key,
+            handle_type,
+            handle_ref,
+            state: SessionState::Open,
+            pricing_policy: channel.pricing_policy,
+            edit_policy: channel.edit_policy,
+            rev: 0,
+            version: 0,
+            items: Vec::new(),
+            data: empty_session_data(),
+            pricing: Map::new(),
+            pricing_trace: Vec::new(),
+            commit_token: None,
+            opened_at: now,
+            updated_at: now,
+            committed_at: None,
+        }
+    }
+
+    /// Σ line totals (missing totals computed).
+    pub fn total_q(&self) -> i64 {
+        self.items.iter().map(Item::total_q).fold(0_i64, i64::saturating_add)
+    }
+
+    /// Number of lines (not units).
+    pub fn items_count(&self) -> usize {
+        self.items.len()
+    }
+
+    /// The line with this id.
+    pub fn line(&self, line_id: &str) -> Option<&Item> {
+        self.items.iter().find(|i| i.line_id == line_id)
+    }
+
+    /// `data.checks`, or an empty object.
+    pub fn checks(&self) -> Option<&Map<String, Value>> {
+        self.data.get("checks").and_then(Value::as_object)
+    }
+
+    /// `data.issues`, or nothing.
+    pub fn issues(&self) -> &[Value] {
+        self.data.get("issues").and_then(Value::as_array).map_or(&[], Vec::as_slice)
+    }
+
+    /// The issue with this id.
+    pub fn issue(&self, issue_id: &str) -> Option<&Value> {
+        self.issues().iter().find(|i| i.get("id").and_then(Value::as_str) == Some(issue_id))
+    }
+
+    /// The ETag value: `"<rev>.<version>"` (quotes included).
+    pub fn etag(&self) -> String {
+        format!("\"{}.{}\"", self.rev, self.version)
+    }
+
+    /// Items as they are persisted and sent to checks: prices and totals always numbers.
+    pub fn items_json(&self) -> Value {
+        serde_json::to_value(&self.items).unwrap_or(Value::Array(Vec::new()))
+    }
+}
+
+/// An `If-Match` precondition on a session (SPEC §11.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Precondition {
+    /// `*`: any current representation.
+    Any,
+    /// `"<rev>"`: compares rev only.
+    Rev(i64),
+    /// `"<rev>.<version>"`: compares both.
+    RevVersion(i64, i64),
+    /// A value that can match nothing; kept as sent for the error context.
+    Unparsable(String),
+}
+
+impl Precondition {
+    /// Parses an `If-Match` header value (quotes and a weak `W/` prefix allowed).
+    ///
+    /// ```
+    /// use omniman_core::session::Precondition;
+    /// assert_eq!(Precondition::parse("\"3.5\""), Precondition::RevVersion(3, 5));
+    /// assert_eq!(Precondition::parse("\"3\""), Precondition::Rev(3));
+    /// assert_eq!(Precondition::parse("*"), Precondition::Any);
+    /// ```
+    pub fn parse(header: &str) -> Precondition {
+        let raw = header.trim();
+        if raw == "*" {
+            return Precondition::Any;
+        }
+        let inner = raw.strip_prefix("W/").unwrap_or(raw).trim_matches('"');
+        let mut parts = inner.splitn(2, '.');
+        let rev = parts.next().and_then(|r| r.parse::<i64>().ok());
+        match (rev, parts.next()) {
+            (Some(rev), None) => Precondition::Rev(rev),
+            (Some(rev), Some(v)) => v
+                .parse()
+                .map_or_else(|_| Precondition::Unparsable(header.to_owned()), |v| Precondition::RevVersion(rev, v)),
+            _ => Precondition::Unparsable(header.to_owned()),
+        }
+    }
+
+    /// Whether the session satisfies the precondition.
+    pub fn matches(&self, session: &Session) -> bool {
+        match *self {
+            Precondition::Any => true,
+            Precondition::Rev(rev) => session.rev == rev,
+            Precondition::RevVersion(rev, version) => session.rev == rev && session.version == version,
+            Precondition::Unparsable(_) => false,
+        }
+    }
+
+    /// The value as the client sent it, for `precondition_failed.context.expected`.
+    pub fn expected(&self) -> String {
+        match self {
+            Precondition::Any => "*".to_owned(),
+            Precondition::Rev(rev) => format!("\"{rev}\""),
+            Precondition::RevVersion(rev, version) => format!("\"{rev}.{version}\""),
+            Precondition::Unparsable(raw) => raw.clone(),
+        }
+    }
+}
