@@ -1,0 +1,356 @@
+//! Project automation for the Omniman workspace, run as `cargo xtask <task>`.
+//!
+//! The checks live in Rust rather than in shell scripts so that a developer's
+//! `cargo xtask ci` and the CI entry point (`.ci/run`) execute exactly the same
+//! steps in the same order. Every step shells out to the same `cargo` that
+//! launched this binary, from the workspace root, so toolchain overrides and
+//! `CARGO_TARGET_DIR` are honoured.
+
+use std::env;
+use std::ffi::{OsStr, OsString};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+
+/// Crates that must never end up in `omniman-core`'s dependency graph.
+///
+/// The core crate is the pure domain model: no async runtime, no I/O, no
+/// database or cache drivers, no web framework. Adapters depend on the core,
+/// never the other way round. Names are exact package names as printed by
+/// `cargo tree`.
+const FORBIDDEN_IN_CORE: &[&str] = &[
+    "tokio",
+    "diesel",
+    "diesel-async",
+    "redis",
+    "actix-web",
+    "actix-rt",
+    "mio",
+    "deadpool",
+];
+
+/// The crate whose purity `purity` checks.
+const CORE_CRATE: &str = "omniman-core";
+
+/// Dependency edge kinds inspected by the purity check: what the core links
+/// against at run time and what its build scripts pull in.
+const PURITY_EDGE_KINDS: &[&str] = &["normal", "build"];
+
+/// The package holding the workspace's benchmarks.
+const BENCH_PACKAGE: &str = "omniman-benches";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Omniman workspace automation",
+    disable_version_flag = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Run every CI check in order, stopping at the first failure:
+    /// fmt, core purity, clippy, tests.
+    ///
+    /// Arguments after `--` are appended to `cargo test --workspace`, e.g.
+    /// `cargo xtask ci -- -- --nocapture`.
+    Ci {
+        /// Extra arguments for `cargo test --workspace`.
+        #[arg(last = true, value_name = "TEST_ARGS")]
+        test_args: Vec<OsString>,
+    },
+    /// Run the benchmarks: `cargo bench -p omniman-benches [ARGS...]`.
+    Bench {
+        /// Extra arguments for `cargo bench` (use `-- ARGS` to reach the
+        /// benchmark harness).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<OsString>,
+    },
+    /// Check that omniman-core depends on no runtime, I/O or driver crate.
+    Purity,
+}
+
+/// A step failed; carries the exit code `cargo xtask` should end with.
+#[derive(Debug)]
+struct Failed(u8);
+
+type StepResult = Result<(), Failed>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ws = Workspace::locate();
+    let result = match cli.task {
+        Task::Ci { test_args } => ci(&ws, &test_args),
+        Task::Bench { args } => bench(&ws, &args),
+        Task::Purity => purity(&ws),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failed(code)) => ExitCode::from(code),
+    }
+}
+
+/// The full pipeline. The order runs cheapest first so that a formatting slip
+/// is reported in seconds rather than after a full test build.
+fn ci(ws: &Workspace, test_args: &[OsString]) -> StepResult {
+    let started = Instant::now();
+    ws.run_cargo(&["fmt", "--all", "--", "--check"])?;
+    purity(ws)?;
+    ws.run_cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    // This must stay the README's test command: CI runs what developers run.
+    let mut test = ws.cargo(&["test", "--workspace"]);
+    test.args(test_args);
+    run_step(test)?;
+    println!(
+        "==> all CI checks passed in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn bench(ws: &Workspace, args: &[OsString]) -> StepResult {
+    let mut cmd = ws.cargo(&["bench", "-p", BENCH_PACKAGE]);
+    cmd.args(args);
+    run_step(cmd)
+}
+
+/// Fails if any forbidden crate is reachable from `omniman-core` through
+/// normal or build dependency edges (dev-dependencies are allowed: tests may
+/// use a runtime).
+fn purity(ws: &Workspace) -> StepResult {
+    let mut found: Vec<String> = Vec::new();
+    for kind in PURITY_EDGE_KINDS {
+        let cmd = ws.cargo(&["tree", "-p", CORE_CRATE, "-e", kind, "--prefix", "none"]);
+        let tree = capture_step(cmd)?;
+        for name in forbidden_crates(&tree) {
+            let entry = format!("{name} (via {kind} dependencies)");
+            if !found.contains(&entry) {
+                found.push(entry);
+            }
+        }
+    }
+    if found.is_empty() {
+        println!("    {CORE_CRATE} is pure: none of {FORBIDDEN_IN_CORE:?} in its dependency graph");
+        return Ok(());
+    }
+    let mut msg = format!("error: {CORE_CRATE} must not depend on these crates:\n");
+    for entry in &found {
+        let _ = writeln!(msg, "    - {entry}");
+    }
+    let _ = write!(
+        msg,
+        "hint: `cargo tree -p {CORE_CRATE} -e normal,build -i <crate>` shows what pulls it in"
+    );
+    eprintln!("{msg}");
+    Err(Failed(1))
+}
+
+/// Returns the forbidden crate names listed in `cargo tree --prefix none`
+/// output, in first-seen order and without duplicates. Each line starts with
+/// the package name (`name vX.Y.Z (...)`), so only the first word is compared,
+/// exactly: `tokio-util` or `redis-protocol` do not match `tokio` or `redis`.
+fn forbidden_crates(tree: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    for line in tree.lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        if FORBIDDEN_IN_CORE.contains(&name) && !found.contains(&name) {
+            found.push(name);
+        }
+    }
+    found
+}
+
+/// Where and with which `cargo` the steps run.
+#[derive(Debug)]
+struct Workspace {
+    root: PathBuf,
+    cargo: OsString,
+}
+
+impl Workspace {
+    fn locate() -> Self {
+        // xtask/ sits directly under the workspace root; running from the root
+        // makes every step independent of the caller's working directory.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("xtask's manifest directory has a parent")
+            .to_path_buf();
+        // `cargo run` sets CARGO to the cargo binary that launched us, which
+        // keeps a rustup toolchain override (`cargo +nightly xtask`) in force
+        // for the nested invocations.
+        let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+        Self { root, cargo }
+    }
+
+    fn cargo(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.cargo);
+        cmd.args(args).current_dir(&self.root);
+        cmd
+    }
+
+    fn run_cargo(&self, args: &[&str]) -> StepResult {
+        run_step(self.cargo(args))
+    }
+}
+
+/// Runs `cmd` with inherited stdio, framed by a header and its duration.
+fn run_step(mut cmd: Command) -> StepResult {
+    let label = header(&cmd);
+    let started = Instant::now();
+    let status = cmd.status();
+    let secs = started.elapsed().as_secs_f64();
+    match status {
+        Ok(status) if status.success() => {
+            println!("    ok: {label} ({secs:.1}s)");
+            Ok(())
+        }
+        Ok(status) => {
+            eprintln!("    FAILED: {label} ({secs:.1}s, {status})");
+            Err(Failed(exit_code(status.code())))
+        }
+        Err(err) => {
+            eprintln!("    FAILED: could not start {label}: {err}");
+            Err(Failed(1))
+        }
+    }
+}
+
+/// Like [`run_step`], but returns stdout (stderr still streams).
+fn capture_step(mut cmd: Command) -> Result<String, Failed> {
+    let label = header(&cmd);
+    let started = Instant::now();
+    let output = cmd.stderr(Stdio::inherit()).output();
+    let secs = started.elapsed().as_secs_f64();
+    match output {
+        Ok(output) if output.status.success() => {
+            println!("    ok: {label} ({secs:.1}s)");
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        }
+        Ok(output) => {
+            eprintln!("    FAILED: {label} ({secs:.1}s, {})", output.status);
+            Err(Failed(exit_code(output.status.code())))
+        }
+        Err(err) => {
+            eprintln!("    FAILED: could not start {label}: {err}");
+            Err(Failed(1))
+        }
+    }
+}
+
+/// Prints the `==> cargo ...` header line for `cmd` and returns its label.
+fn header(cmd: &Command) -> String {
+    let mut label = String::from("cargo");
+    for arg in cmd.get_args() {
+        label.push(' ');
+        label.push_str(&shell_word(arg));
+    }
+    println!("==> {label}");
+    label
+}
+
+fn shell_word(arg: &OsStr) -> String {
+    let s = arg.to_string_lossy();
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_=+./:,@%".contains(c))
+    {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Maps a child's exit code to ours; a signal or an out-of-range code
+/// becomes 1 so that failure is never reported as success.
+fn exit_code(code: Option<i32>) -> u8 {
+    code.and_then(|c| u8::try_from(c).ok())
+        .filter(|&c| c != 0)
+        .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purity_matches_first_word_exactly() {
+        let tree = "\
+omniman-core v0.1.0 (/work/main/crates/omniman-core)
+serde v1.0.219
+tokio-util v0.7.15
+redis-protocol v5.0.1
+mio v1.0.4
+tokio v1.45.1
+tokio v1.45.1 (*)
+deadpool-runtime v0.1.4
+";
+        assert_eq!(forbidden_crates(tree), vec!["mio", "tokio"]);
+    }
+
+    #[test]
+    fn purity_accepts_clean_tree() {
+        let tree = "omniman-core v0.1.0 (/x)\nserde v1.0.219\n\nthiserror v2.0.12\n";
+        assert!(forbidden_crates(tree).is_empty());
+    }
+
+    #[test]
+    fn exit_code_never_reports_success_for_failure() {
+        assert_eq!(exit_code(Some(101)), 101);
+        assert_eq!(exit_code(Some(0)), 1);
+        assert_eq!(exit_code(Some(-1)), 1);
+        assert_eq!(exit_code(Some(300)), 1);
+        assert_eq!(exit_code(None), 1);
+    }
+
+    #[test]
+    fn shell_word_quotes_only_when_needed() {
+        assert_eq!(shell_word(OsStr::new("--check")), "--check");
+        assert_eq!(shell_word(OsStr::new("a b")), "'a b'");
+        assert_eq!(shell_word(OsStr::new("")), "''");
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn ci_passes_test_args_after_double_dash() {
+        let cli = Cli::try_parse_from(["xtask", "ci", "--", "--", "--nocapture"]).unwrap();
+        match cli.task {
+            Task::Ci { test_args } => assert_eq!(test_args, ["--", "--nocapture"]),
+            other => panic!("unexpected task {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bench_passes_hyphenated_args() {
+        let cli =
+            Cli::try_parse_from(["xtask", "bench", "--bench", "ingest", "--", "--quick"]).unwrap();
+        match cli.task {
+            Task::Bench { args } => assert_eq!(args, ["--bench", "ingest", "--", "--quick"]),
+            other => panic!("unexpected task {other:?}"),
+        }
+    }
+}
