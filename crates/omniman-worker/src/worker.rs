@@ -1,0 +1,323 @@
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use omniman_core::clock::{Clock, SystemClock};
+use omniman_core::directive::{
+    Directive, DirectiveStatus, DirectiveUpdate, HandlerError, RetryPolicy, RunResult, decide_outcome, decide_reap,
+};
+use omniman_core::error::StoreError;
+use omniman_core::ext::{Extensions, HandlerCtx};
+use omniman_core::ports::DirectiveQueue;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+/// Worker settings; the defaults are SPEC §9's.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Topics to run; `None` = every topic with a registered handler. Forcing a topic without a
+    /// handler leaves its directives `queued`.
+    pub topics: Option<Vec<String>>,
+    /// Most directives claimed per batch (default 50).
+    pub batch_size: usize,
+    /// How many handlers run at once (default 2).
+    pub concurrency: usize,
+    /// Poll interval when idle; wake-ups cut it short (default 2 s, at least 0.5 s).
+    pub interval: Duration,
+    /// Retry policy.
+    pub policy: RetryPolicy,
+    /// A `running` directive older than this is reaped (default 10 min; zero turns reaping off).
+    pub reap_timeout: TimeDelta,
+    /// Longest a single handler may run before it counts as a transient failure (default 60 s).
+    pub handler_timeout: Duration,
+    /// Longest a shutdown waits for running handlers before interrupting them (default 30 s).
+    pub drain_timeout: Duration,
+    /// `ctx.actor` handed to handlers.
+    pub actor: String,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> WorkerConfig {
+        WorkerConfig {
+            topics: None,
+            batch_size: 50,
+            concurrency: 2,
+            interval: Duration::from_secs(2),
+            policy: RetryPolicy::default(),
+            reap_timeout: TimeDelta::minutes(10),
+            handler_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(30),
+            actor: "process_directives".into(),
+        }
+    }
+}
+
+/// Counts of one cycle (or a whole `run_once`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CycleReport {
+    /// Directives claimed.
+    pub claimed: usize,
+    /// Finished `done`.
+    pub done: usize,
+    /// Finished `failed`.
+    pub failed: usize,
+    /// Put back to `queued` (retry or no handler).
+    pub requeued: usize,
+    /// Reaped from `running`.
+    pub reaped: usize,
+}
+
+impl CycleReport {
+    fn add(&mut self, other: CycleReport) {
+        self.claimed += other.claimed;
+        self.done += other.done;
+        self.failed += other.failed;
+        self.requeued += other.requeued;
+        self.reaped += other.reaped;
+    }
+}
+
+/// Claims and runs directives from a [`DirectiveQueue`].
+pub struct Worker<Q> {
+    queue: Arc<Q>,
+    handlers: Arc<Extensions>,
+    config: WorkerConfig,
+    clock: Arc<dyn Clock>,
+    wakeup: Arc<Notify>,
+}
+
+impl<Q> std::fmt::Debug for Worker<Q> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// A running worker loop.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<CycleReport>,
+}
+
+impl WorkerHandle {
+    /// Stops claiming, lets running handlers finish (up to the drain timeout), records their
+    /// outcomes, and returns the totals of the worker's life.
+    pub async fn shutdown(self) -> CycleReport {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap_or_default()
+    }
+}
+
+impl<Q: DirectiveQueue + 'static> Worker<Q> {
+    /// A worker over `queue`, running `handlers`.
+    pub fn new(queue: Arc<Q>, handlers: Arc<Extensions>, config: WorkerConfig) -> Worker<Q> {
+        let config = WorkerConfig {
+            batch_size: config.batch_size.max(1),
+            concurrency: config.concurrency.max(1),
+            interval: config.interval.max(Duration::from_millis(500)),
+            ..config
+        };
+        Worker { queue, handlers, config, clock: Arc::new(SystemClock), wakeup: Arc::new(Notify::new()) }
+    }
+
+    /// Replaces the clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Worker<Q> {
+        self.clock = clock;
+        self
+    }
+
+    /// Shares a wake-up signal: `notify_one()` on it (after an enqueue, or from PostgreSQL's
+    /// `LISTEN`) makes an idle worker claim at once instead of at its next poll.
+    pub fn with_wakeup(mut self, wakeup: Arc<Notify>) -> Worker<Q> {
+        self.wakeup = wakeup;
+        self
+    }
+
+    /// The wake-up signal this worker listens to.
+    pub fn wakeup(&self) -> Arc<Notify> {
+        self.wakeup.clone()
+    }
+
+    /// The topics this worker claims, or `None` when there is nothing to run.
+    fn topics(&self) -> Option<Vec<String>> {
+        match &self.config.topics {
+            Some(forced) if !forced.is_empty() => Some(forced.clone()),
+            _ => {
+                let registered: Vec<String> = self.handlers.handler_topics().into_iter().map(str::to_owned).collect();
+                (!registered.is_empty()).then_some(registered)
+            }
+        }
+    }
+
+    /// Reaps `running` directives older than the reap timeout.
+    pub async fn reap(&self) -> Result<usize, StoreError> {
+        if self.config.reap_timeout <= TimeDelta::zero() {
+            return Ok(0);
+        }
+        let now = self.clock.now();
+        let stuck = self.queue.stuck_directives(now - self.config.reap_timeout).await?;
+        let updates: Vec<DirectiveUpdate> =
+            stuck.iter().filter_map(|d| decide_reap(d, &self.config.policy, self.config.reap_timeout, now)).collect();
+        if updates.is_empty() {
+            return Ok(0);
+        }
+        let reaped = self.queue.finish(&updates, now).await?;
+        tracing::warn!(reaped, "reaped directives stuck in running");
+        Ok(usize::try_from(reaped).unwrap_or(usize::MAX))
+    }
+
+    /// Runs one directive's handler with the timeout.
+    async fn run(&self, directive: Directive) -> DirectiveUpdate {
+        let ctx = HandlerCtx { actor: self.config.actor.clone(), now: self.clock.now() };
+        let result = match self.handlers.handler(&directive.topic) {
+            None => RunResult::NoHandler,
+            Some(handler) => {
+                let run = handler.handle(&directive, &ctx);
+                match tokio::time::timeout(self.config.handler_timeout, run).await {
+                    Ok(result) => RunResult::Handled(result),
+                    Err(_) => RunResult::Handled(Err(HandlerError(format!(
+                        "handler timed out after {}s",
+                        self.config.handler_timeout.as_secs_f64()
+                    )))),
+                }
+            }
+        };
+        decide_outcome(&directive, result, &self.config.policy, self.clock.now())
+    }
+
+    /// Claims one batch, runs it with bounded concurrency and records every outcome in one write.
+    ///
+    /// When `stop` fires mid-batch, unstarted directives are handed back untouched and running
+    /// handlers get up to the drain timeout; those still running then are interrupted and
+    /// recorded as a transient failure, so nothing is left `running`.
+    async fn cycle(
+        &self,
+        topics: &[String],
+        mut stop: Option<&mut watch::Receiver<bool>>,
+    ) -> Result<CycleReport, StoreError> {
+        let claimed = self.queue.claim(Some(topics), self.config.batch_size, self.clock.now()).await?;
+        let mut report = CycleReport { claimed: claimed.len(), ..CycleReport::default() };
+        if claimed.is_empty() {
+            return Ok(report);
+        }
+        let mut pending: Vec<Directive> = claimed;
+        pending.reverse(); // pop() then takes them oldest first
+        let mut in_flight: HashMap<i64, Directive> = HashMap::new();
+        let mut running = FuturesUnordered::new();
+        let mut updates = Vec::with_capacity(pending.len());
+        let mut drain_deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        loop {
+            while drain_deadline.is_none() && running.len() < self.config.concurrency {
+                let Some(d) = pending.pop() else { break };
+                in_flight.insert(d.id, d.clone());
+                running.push(self.run(d));
+            }
+            if running.is_empty() {
+                break;
+            }
+            let stop_signal = async {
+                match stop.as_mut() {
+                    Some(s) => {
+                        let _ = s.wait_for(|stopped| *stopped).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let draining = drain_deadline.is_some();
+            let deadline = async {
+                match drain_deadline.as_mut() {
+                    Some(sleep) => sleep.await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some(update) = running.next() => {
+                    in_flight.remove(&update.id);
+                    updates.push(update);
+                }
+                () = stop_signal, if !draining => {
+                    drain_deadline = Some(Box::pin(tokio::time::sleep(self.config.drain_timeout)));
+                }
+                () = deadline => break,
+            }
+        }
+        drop(running);
+        let now = self.clock.now();
+        // Never started: the claim is undone (`queued`, attempt not counted).
+        updates.extend(pending.iter().map(|d| decide_outcome(d, RunResult::NoHandler, &self.config.policy, now)));
+        // Started but cut off by the drain deadline: a transient failure, retried by the policy.
+        updates.extend(in_flight.values().map(|d| {
+            let interrupted = RunResult::Handled(Err(HandlerError("interrupted by worker shutdown".into())));
+            decide_outcome(d, interrupted, &self.config.policy, now)
+        }));
+        for u in &updates {
+            match u.status {
+                DirectiveStatus::Done => report.done += 1,
+                DirectiveStatus::Failed => report.failed += 1,
+                DirectiveStatus::Queued | DirectiveStatus::Running => report.requeued += 1,
+            }
+        }
+        self.queue.finish(&updates, now).await?;
+        Ok(report)
+    }
+
+    /// One-shot mode: reap, then one cycle (SPEC §9).
+    pub async fn run_once(&self) -> Result<CycleReport, StoreError> {
+        let reaped = self.reap().await?;
+        let Some(topics) = self.topics() else {
+            tracing::warn!("no directive handlers registered and no --topic given: nothing to run");
+            return Ok(CycleReport { reaped, ..CycleReport::default() });
+        };
+        let mut report = self.cycle(&topics, None).await?;
+        report.reaped = reaped;
+        Ok(report)
+    }
+
+    /// Starts the loop on the current runtime: claims while there is work, sleeps `interval` (or
+    /// until woken) when idle, reaps on cycles 0, 5, 10…
+    pub fn spawn(self) -> WorkerHandle {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(async move { self.run_loop(stop_rx).await });
+        WorkerHandle { stop: stop_tx, task }
+    }
+
+    async fn run_loop(self, mut stop: watch::Receiver<bool>) -> CycleReport {
+        let mut total = CycleReport::default();
+        let Some(topics) = self.topics() else {
+            tracing::warn!("no directive handlers registered and no --topic given: worker idle");
+            let _ = stop.wait_for(|s| *s).await;
+            return total;
+        };
+        let mut cycle_no: u64 = 0;
+        while !*stop.borrow() {
+            if cycle_no % 5 == 0 {
+                match self.reap().await {
+                    Ok(n) => total.reaped += n,
+                    Err(error) => tracing::error!(%error, "reaper failed"),
+                }
+            }
+            cycle_no += 1;
+            let report = match self.cycle(&topics, Some(&mut stop)).await {
+                Ok(report) => report,
+                Err(error) => {
+                    tracing::error!(%error, "directive cycle failed");
+                    CycleReport::default()
+                }
+            };
+            total.add(report);
+            if report.claimed == self.config.batch_size {
+                continue; // a full batch: there is probably more
+            }
+            tokio::select! {
+                () = self.wakeup.notified() => {}
+                () = tokio::time::sleep(self.config.interval) => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
+        }
+        total
+    }
+}
