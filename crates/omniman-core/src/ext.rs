@@ -148,8 +148,8 @@ pub trait PricingBackend: Send + Sync {
 pub struct Availability {
     /// Whether the requested quantity can be had.
     pub available: bool,
-    /// How much can be had.
-    pub available_qty: Qty,
+    /// How much can be had; `None` when nothing can.
+    pub available_qty: Option<Qty>,
     /// Backend message.
     pub message: Option<String>,
 }
@@ -176,8 +176,8 @@ pub struct Alternative {
     pub sku: String,
     /// Name.
     pub name: String,
-    /// Available quantity.
-    pub available_qty: Qty,
+    /// Available quantity; `None` when nothing is available.
+    pub available_qty: Option<Qty>,
 }
 
 /// An error from a backend's IO.

@@ -4,7 +4,7 @@
 //! example run on. It is not a production backend: nothing survives the process.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
 
@@ -68,16 +68,17 @@ impl State {
     }
 }
 
-/// The in-memory store.
+/// The in-memory store. Cloning it gives another handle to the same data, as cloning a
+/// connection pool would, so a service and its workers can share one store.
 ///
 /// ```
 /// use omniman_core::memory::InMemoryStore;
 /// let store = InMemoryStore::new();
 /// store.put_channel(omniman_core::testing::channel("web"));
 /// ```
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct InMemoryStore {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 /// Keyset paging over rows already sorted newest first.

@@ -596,9 +596,14 @@ impl OpApplier<'_> {
                 let pos = self.position(index, op, line_id)?;
                 let item = &mut self.session.items[pos];
                 item.sku.clone_from(sku);
-                // A new product: its price and name are the new product's, or unset for re-pricing.
+                // A given price or name is set. Without a price (only possible on internal sessions)
+                // the line is re-priced, and the old product's name goes too unless a new one is given.
                 item.unit_price_q = *unit_price_q;
-                item.name = name.clone().unwrap_or_default();
+                if let Some(name) = name {
+                    item.name.clone_from(name);
+                } else if unit_price_q.is_none() {
+                    item.name.clear();
+                }
                 if let Some(meta) = meta {
                     item.meta.clone_from(meta);
                 }

@@ -7,7 +7,7 @@ use crate::session::Session;
 
 /// A fixed instant: 2026-11-21T12:00:00Z.
 pub fn epoch() -> DateTime<Utc> {
-    DateTime::from_timestamp(1_763_726_400, 0).unwrap_or_default()
+    DateTime::from_timestamp(1_795_262_400, 0).unwrap_or_default()
 }
 
 /// An active, internally priced, open channel with an empty config and id 1.

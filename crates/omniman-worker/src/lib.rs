@@ -36,6 +36,7 @@
 //! # });
 //! ```
 
+pub mod handlers;
 mod worker;
 
 pub use worker::{CycleReport, Worker, WorkerConfig, WorkerHandle};
