@@ -115,6 +115,8 @@ impl fmt::Display for FieldErrors {
     }
 }
 
+impl std::error::Error for FieldErrors {}
+
 /// A coded refusal raised by an extension (validator, modifier, check, resolver).
 #[derive(Clone, Debug, PartialEq, thiserror::Error, Serialize, Deserialize)]
 #[error("{message}")]
