@@ -7,11 +7,12 @@ use serde_json::Value;
 /// How long a key is remembered.
 pub const DEFAULT_TTL: TimeDelta = TimeDelta::hours(24);
 
-/// State of a record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// State of a record; a new record is `in_progress`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IdempotencyStatus {
     /// A request with this key is running (or crashed; see `expires_at`).
+    #[default]
     InProgress,
     /// Finished; the stored answer is replayed.
     Done,
