@@ -1,0 +1,64 @@
+//! The adapter's settings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use omniman_core::context::Caller;
+use omniman_core::ops::{DEFAULT_DATA_ROOTS, PathRules};
+
+use crate::ratelimit::RateLimits;
+
+/// Default body limit: 1 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+/// Default maximum number of segments of a `set_data` path.
+pub const DEFAULT_DATA_MAX_DEPTH: usize = 5;
+/// Default threshold above which a request is logged as slow.
+pub const DEFAULT_SLOW_REQUEST: Duration = Duration::from_secs(1);
+
+/// Settings of the HTTP layer.
+///
+/// ```
+/// let config = omniman_http::HttpConfig::default();
+/// assert_eq!(config.body_limit, 1024 * 1024);
+/// assert!(config.rate_limits.is_empty());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Largest accepted request body, in bytes (larger → 413 `payload_too_large`).
+    pub body_limit: usize,
+    /// Roots API clients may write with `set_data`.
+    pub data_roots: Vec<String>,
+    /// Maximum number of segments of a `set_data` path written by API clients.
+    pub data_max_depth: usize,
+    /// Requests slower than this are logged at `warn`.
+    pub slow_request: Duration,
+    /// Server-wide default rate limits (none unless configured).
+    pub rate_limits: RateLimits,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            body_limit: DEFAULT_BODY_LIMIT,
+            data_roots: DEFAULT_DATA_ROOTS.iter().map(|s| (*s).to_owned()).collect(),
+            data_max_depth: DEFAULT_DATA_MAX_DEPTH,
+            slow_request: DEFAULT_SLOW_REQUEST,
+            rate_limits: RateLimits::default(),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The `set_data` rules of API clients.
+    pub fn path_rules(&self) -> PathRules {
+        PathRules::External {
+            allowed_roots: self.data_roots.iter().cloned().collect::<Arc<[String]>>(),
+            max_depth: self.data_max_depth,
+        }
+    }
+
+    /// The caller for a principal: its name is the actor of what it does.
+    pub fn caller(&self, actor: &str) -> Caller {
+        Caller { actor: actor.to_owned(), path_rules: self.path_rules() }
+    }
+}

@@ -1,0 +1,171 @@
+//! Health, readiness, channels, the OpenAPI document and its interactive page.
+
+use std::sync::{Arc, LazyLock};
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use omniman_core::error::FieldErrors;
+use omniman_core::ports::Store;
+use serde_json::Map;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::Config;
+
+use crate::auth::Principal;
+use crate::body::Query;
+use crate::error::{ApiError, ErrorBody};
+use crate::openapi::ApiDoc;
+use crate::pagination;
+use crate::state::{AppState, CheckStatus};
+use crate::views::{ChannelList, ChannelView, HealthView, ReadyCheckView, ReadyView};
+
+/// Where the document is served.
+pub(crate) const OPENAPI_PATH: &str = "/api/openapi.json";
+/// Where the interactive page is served.
+pub(crate) const DOCS_PATH: &str = "/api/docs";
+
+/// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/api/health",
+    tag = "health",
+    responses((status = 200, description = "Alive", body = HealthView))
+)]
+pub(crate) async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(HealthView { status: "healthy".into(), version: env!("CARGO_PKG_VERSION").into() })
+}
+
+/// Readiness: every dependency answers.
+#[utoipa::path(
+    get,
+    path = "/api/health/ready",
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = ReadyView),
+        (status = 503, description = "Not ready: at least one check fails", body = ReadyView),
+    )
+)]
+pub(crate) async fn ready<S: Store + 'static>(state: web::Data<AppState<S>>) -> HttpResponse {
+    let checks = state.readiness.check().await;
+    let ok = checks.iter().all(|c| c.status == CheckStatus::Ok);
+    let view = ReadyView {
+        status: if ok { "ready" } else { "not_ready" }.into(),
+        checks: checks
+            .into_iter()
+            .map(|c| ReadyCheckView {
+                name: c.name,
+                status: match c.status {
+                    CheckStatus::Ok => "ok",
+                    CheckStatus::Failing => "failing",
+                }
+                .into(),
+                latency_ms: (c.latency.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+                message: c.message,
+            })
+            .collect(),
+    };
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    HttpResponse::build(status).json(view)
+}
+
+/// Lists the channels the token may use, by (`display_order`, `id`), inactive ones included.
+#[utoipa::path(
+    get,
+    path = "/api/channels",
+    tag = "channels",
+    params(crate::openapi::PageParams),
+    responses(
+        (status = 200, description = "A page of channels", body = ChannelList),
+        (status = 400, description = "`validation_error` (page_size) or `invalid_cursor`", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list_channels<S: Store + 'static>(
+    who: Principal,
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = Query::parse(&req)?;
+    let mut errors = FieldErrors::default();
+    let limit = pagination::page_size(&query, &mut errors);
+    errors.into_result().map_err(|e| ApiError::validation(&e))?;
+    let page = pagination::request(&query, limit)?;
+    let channels: Vec<_> =
+        state.hub.store().list_channels().await?.into_iter().filter(|c| who.may_use(&c.code)).collect();
+    let rows = pagination::slice(channels, &page);
+    let (next, previous) = pagination::links(&req, &query, &rows);
+    Ok(HttpResponse::Ok().json(ChannelList {
+        next,
+        previous,
+        results: rows.items.iter().map(ChannelView::from).collect(),
+    }))
+}
+
+/// A channel by code.
+#[utoipa::path(
+    get,
+    path = "/api/channels/{code}",
+    tag = "channels",
+    params(("code" = String, Path, description = "Channel code")),
+    responses(
+        (status = 200, description = "The channel", body = ChannelView),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 404, description = "`channel_not_found`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get_channel<S: Store + 'static>(
+    who: Principal,
+    state: web::Data<AppState<S>>,
+    code: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    who.require_channel(&code)?;
+    let channel = state.hub.store().channel_by_code(&code).await?.ok_or_else(|| {
+        ApiError::coded("channel_not_found", format!("channel {code} not found"), Map::new())
+            .with_context("channel_code", code.as_str())
+    })?;
+    Ok(HttpResponse::Ok().json(ChannelView::from(&channel)))
+}
+
+/// The OpenAPI document of this API.
+pub(crate) async fn openapi() -> HttpResponse {
+    static DOC: LazyLock<String> =
+        LazyLock::new(|| ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serializes"));
+    HttpResponse::Ok().content_type("application/json").body(DOC.as_str())
+}
+
+static SWAGGER: LazyLock<Arc<Config<'static>>> = LazyLock::new(|| Arc::new(Config::from(OPENAPI_PATH)));
+
+/// The interactive page: Swagger UI's `index.html`, with asset links made absolute so the page
+/// works at `/api/docs` (trailing slashes are trimmed before routing).
+pub(crate) async fn docs_index() -> HttpResponse {
+    static INDEX: LazyLock<Option<String>> = LazyLock::new(|| {
+        utoipa_swagger_ui::serve("index.html", Arc::clone(&SWAGGER))
+            .ok()
+            .flatten()
+            .map(|file| String::from_utf8_lossy(&file.bytes).replace("\"./", &format!("\"{DOCS_PATH}/")))
+    });
+    match INDEX.as_deref() {
+        Some(html) => HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html),
+        None => ApiError::internal(&"Swagger UI index.html is missing").error_response(),
+    }
+}
+
+/// Swagger UI's assets, embedded in the binary.
+pub(crate) async fn docs_asset(file: web::Path<String>) -> HttpResponse {
+    match utoipa_swagger_ui::serve(&file, Arc::clone(&SWAGGER)) {
+        Ok(Some(asset)) => HttpResponse::Ok()
+            .content_type(asset.content_type)
+            .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+            .body(asset.bytes.into_owned()),
+        Ok(None) => ApiError::route_not_found(&format!("{DOCS_PATH}/{file}")).error_response(),
+        Err(e) => ApiError::internal(&e).error_response(),
+    }
+}
+
+/// 404 `not_found` for every path no route matches.
+pub(crate) async fn not_found(req: HttpRequest) -> HttpResponse {
+    ApiError::route_not_found(req.path()).error_response()
+}

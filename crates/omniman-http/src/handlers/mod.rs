@@ -1,0 +1,72 @@
+//! Route handlers: extract and validate input, call the service, shape the answer.
+
+pub(crate) mod admin;
+pub(crate) mod meta;
+pub(crate) mod orders;
+pub(crate) mod sessions;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse};
+use omniman_core::ports::Store;
+use omniman_core::session::{Precondition, Session};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::views::SessionView;
+
+/// A session answer with its `ETag`.
+pub(crate) fn session_response(status: StatusCode, session: &Session) -> HttpResponse {
+    HttpResponse::build(status).insert_header((header::ETAG, session.etag())).json(SessionView::from(session))
+}
+
+/// An `If-Match` header: the parsed precondition and the value exactly as sent.
+#[derive(Clone, Debug)]
+pub(crate) struct IfMatch {
+    pub(crate) precondition: Precondition,
+    raw: String,
+}
+
+impl IfMatch {
+    /// `precondition_failed.context.expected` is the header as sent (the parsed form may
+    /// normalise it, e.g. drop a `W/` prefix).
+    pub(crate) fn as_sent(if_match: Option<&IfMatch>, err: ApiError) -> ApiError {
+        match if_match {
+            Some(m) if err.code() == "precondition_failed" => err.with_context("expected", m.raw.as_str()),
+            _ => err,
+        }
+    }
+}
+
+/// The `If-Match` precondition, if any.
+pub(crate) fn if_match(req: &HttpRequest) -> Option<IfMatch> {
+    req.headers().get(header::IF_MATCH).map(|v| {
+        let raw = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        IfMatch { precondition: Precondition::parse(&raw), raw }
+    })
+}
+
+/// Whether `If-None-Match` names `etag` (or is `*`); weak validators compare equal.
+pub(crate) fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
+    req.headers().get_all(header::IF_NONE_MATCH).filter_map(|v: &HeaderValue| v.to_str().ok()).any(|v| {
+        v.split(',').map(str::trim).any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == etag)
+    })
+}
+
+/// The channel ids a list may show: the requested channel (403 if not allowed; none if it does
+/// not exist), else the principal's channels, else all (`None`).
+pub(crate) async fn channel_scope<S: Store + 'static>(
+    state: &AppState<S>,
+    who: &Principal,
+    requested: Option<&str>,
+) -> Result<Option<Vec<i64>>, ApiError> {
+    let store = state.hub.store();
+    if let Some(code) = requested {
+        who.require_channel(code)?;
+        return Ok(Some(store.channel_by_code(code).await?.map(|c| vec![c.id]).unwrap_or_default()));
+    }
+    let Some(codes) = &who.channels else { return Ok(None) };
+    let channels = store.list_channels().await?;
+    Ok(Some(channels.iter().filter(|c| codes.contains(&c.code)).map(|c| c.id).collect()))
+}

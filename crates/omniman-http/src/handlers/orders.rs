@@ -1,0 +1,182 @@
+//! `/api/orders…`: list, read, transition, events.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use omniman_core::commit::parse_instant;
+use omniman_core::error::FieldErrors;
+use omniman_core::ports::{OrderFilter, Store};
+
+use super::channel_scope;
+use crate::auth::Principal;
+use crate::body::{Fields, Query, read_json};
+use crate::error::{ApiError, ErrorBody};
+use crate::pagination;
+use crate::state::AppState;
+use crate::views::{EventList, EventView, OrderList, OrderSummaryView, OrderView, TransitionRequest, TransitionedView};
+
+/// Lists orders, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/orders",
+    tag = "orders",
+    params(crate::openapi::OrderListParams),
+    responses(
+        (status = 200, description = "A page of orders", body = OrderList),
+        (status = 400, description = "`validation_error` (page_size, created_after, created_before) or `invalid_cursor`", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list_orders<S: Store + 'static>(
+    who: Principal,
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = Query::parse(&req)?;
+    if let Some(code) = query.get("channel_code") {
+        who.require_channel(code)?;
+    }
+    let mut errors = FieldErrors::default();
+    let limit = pagination::page_size(&query, &mut errors);
+    let mut instant = |key: &str| {
+        let raw = query.get(key)?;
+        let parsed = parse_instant(raw);
+        if parsed.is_none() {
+            errors.add(key, "must be an RFC 3339 date-time, e.g. 2026-11-21T12:00:00Z");
+        }
+        parsed
+    };
+    let created_after = instant("created_after");
+    let created_before = instant("created_before");
+    errors.into_result().map_err(|e| ApiError::validation(&e))?;
+    let page = pagination::request(&query, limit)?;
+    let filter = OrderFilter {
+        channel_ids: channel_scope(&state, &who, query.get("channel_code")).await?,
+        status: query.owned("status"),
+        handle_type: query.owned("handle_type"),
+        handle_ref: query.owned("handle_ref"),
+        external_ref: query.owned("external_ref"),
+        created_after,
+        created_before,
+    };
+    let rows = state.hub.store().list_orders(&filter, &page).await?;
+    let (next, previous) = pagination::links(&req, &query, &rows);
+    let results = rows.items.iter().map(OrderSummaryView::from).collect();
+    Ok(HttpResponse::Ok().json(OrderList { next, previous, results }))
+}
+
+/// An order by ref.
+#[utoipa::path(
+    get,
+    path = "/api/orders/{ref}",
+    tag = "orders",
+    params(("ref" = String, Path, description = "Order ref")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 404, description = "`order_not_found`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get_order<S: Store + 'static>(
+    who: Principal,
+    state: web::Data<AppState<S>>,
+    order_ref: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (channel, order) = state.hub.order(&order_ref).await?;
+    who.require_channel(&channel.code)?;
+    Ok(HttpResponse::Ok().json(OrderView::new(&channel, &order)))
+}
+
+/// Moves an order along its channel's flow.
+#[utoipa::path(
+    post,
+    path = "/api/orders/{ref}/transition",
+    tag = "orders",
+    params(("ref" = String, Path, description = "Order ref")),
+    request_body = TransitionRequest,
+    responses(
+        (status = 200, description = "The order after the transition", body = TransitionedView),
+        (status = 400, description = "`validation_error`, `malformed_json`", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 404, description = "`order_not_found`", body = ErrorBody),
+        (status = 409, description = "`invalid_transition`, `terminal_status`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn transition<S: Store + 'static>(
+    who: Principal,
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    order_ref: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_json(&req, payload, state.config.body_limit).await?;
+    let mut f = Fields::new(&body);
+    let status = f.required("status", usize::MAX);
+    let note = f.string("note", usize::MAX);
+    f.finish()?;
+    // A token limited to some channels must see the order's channel before touching it.
+    let checked = if who.channels.is_some() {
+        let (channel, _) = state.hub.order(&order_ref).await?;
+        who.require_channel(&channel.code)?;
+        Some(channel)
+    } else {
+        None
+    };
+    let moved = state.hub.transition_order(&order_ref, &status, note.as_deref(), &state.caller(&who.name)).await?;
+    let channel = match checked {
+        Some(channel) => channel,
+        None => state
+            .hub
+            .store()
+            .channel_by_code(&moved.order.channel_code)
+            .await?
+            .ok_or_else(|| ApiError::internal(&format!("channel of order {} is missing", moved.order.reference)))?,
+    };
+    Ok(HttpResponse::Ok().json(TransitionedView {
+        order: OrderView::new(&channel, &moved.order),
+        previous_status: moved.previous_status,
+    }))
+}
+
+/// An order's events, by `seq`.
+#[utoipa::path(
+    get,
+    path = "/api/orders/{ref}/events",
+    tag = "orders",
+    params(
+        ("ref" = String, Path, description = "Order ref"),
+        crate::openapi::PageParams,
+    ),
+    responses(
+        (status = 200, description = "A page of events", body = EventList),
+        (status = 400, description = "`validation_error` (page_size) or `invalid_cursor`", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 404, description = "`order_not_found`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn events<S: Store + 'static>(
+    who: Principal,
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    order_ref: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let query = Query::parse(&req)?;
+    let mut errors = FieldErrors::default();
+    let limit = pagination::page_size(&query, &mut errors);
+    errors.into_result().map_err(|e| ApiError::validation(&e))?;
+    let page = pagination::request(&query, limit)?;
+    if who.channels.is_some() {
+        let (channel, _) = state.hub.order(&order_ref).await?;
+        who.require_channel(&channel.code)?;
+    }
+    let events = state.hub.order_events(&order_ref).await?;
+    let rows = pagination::slice(events, &page);
+    let (next, previous) = pagination::links(&req, &query, &rows);
+    Ok(HttpResponse::Ok().json(EventList { next, previous, results: rows.items.iter().map(EventView::from).collect() }))
+}

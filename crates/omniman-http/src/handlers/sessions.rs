@@ -1,0 +1,351 @@
+//! `/api/sessions…`: open, read, modify, resolve, commit, abandon.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use omniman_core::error::FieldErrors;
+use omniman_core::modify::ModifyError;
+use omniman_core::ops::Op;
+use omniman_core::ports::{SessionFilter, Store};
+use omniman_core::service::OpenSession;
+use omniman_core::session::SessionState;
+use serde_json::Value;
+
+use super::{IfMatch, channel_scope, if_match, if_none_match, session_response};
+use crate::auth::Principal;
+use crate::body::{Fields, Query, read_json};
+use crate::error::{ApiError, ErrorBody};
+use crate::pagination;
+use crate::state::AppState;
+use crate::views::{
+    AbandonRequest, CommitRequest, CommitResultView, CreateSessionRequest, ModifyRequest, ResolveRequest, SessionList,
+    SessionSummaryView, SessionView,
+};
+
+/// Keys that name literal routes and so can never be session keys.
+const RESERVED_KEYS: &[&str] = &["import"];
+
+/// The required `channel_code` of a session POST.
+fn channel_code(fields: &mut Fields<'_>) -> String {
+    fields.required("channel_code", 64)
+}
+
+/// Lists sessions, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/sessions",
+    tag = "sessions",
+    params(crate::openapi::SessionListParams),
+    responses(
+        (status = 200, description = "A page of sessions", body = SessionList),
+        (status = 400, description = "`validation_error` (page_size, state) or `invalid_cursor`", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: channel outside the token's list", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list_sessions<S: Store + 'static>(
+    who: Principal,
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = Query::parse(&req)?;
+    if let Some(code) = query.get("channel_code") {
+        who.require_channel(code)?;
+    }
+    let mut errors = FieldErrors::default();
+    let limit = pagination::page_size(&query, &mut errors);
+    let session_state = query.get("state").and_then(|s| {
+        let parsed = SessionState::parse(s);
+        if parsed.is_none() {
+            errors.add("state", "must be one of open, committed, abandoned");
+        }
+        parsed
+    });
+    errors.into_result().map_err(|e| ApiError::validation(&e))?;
+    let page = pagination::request(&query, limit)?;
+    let filter = SessionFilter {
+        channel_ids: channel_scope(&state, &who, query.get("channel_code")).await?,
+        state: session_state,
+        handle_type: query.owned("handle_type"),
+        handle_ref: query.owned("handle_ref"),
+    };
+    let rows = state.hub.store().list_sessions(&filter, &page).await?;
+    let (next, previous) = pagination::links(&req, &query, &rows);
+    let results = rows.items.iter().map(SessionSummaryView::from).collect();
+    Ok(HttpResponse::Ok().json(SessionList { next, previous, results }))
+}
+
+/// Opens a session, or returns the open one already holding both handle values.
+#[utoipa::path(
+    post,
+    path = "/api/sessions",
+    tag = "sessions",
+    request_body = CreateSessionRequest,
+    responses(
+        (status = 201, description = "Opened", body = SessionView, headers(("ETag" = String))),
+        (status = 200, description = "An open session already holds this handle", body = SessionView),
+        (status = 400, description = "`validation_error`, `unknown_channel`, `malformed_json`", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 409, description = "`session_exists`, `channel_inactive`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn create_session<S: Store + 'static>(
+    who: Principal,
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_json(&req, payload, state.config.body_limit).await?;
+    let mut f = Fields::new(&body);
+    let channel_code = channel_code(&mut f);
+    let session_key = f.string("session_key", usize::MAX);
+    if session_key.as_deref().is_some_and(|k| RESERVED_KEYS.contains(&k)) {
+        f.error("session_key", "is reserved (it names a route)");
+    }
+    let handle_type = f.string("handle_type", usize::MAX);
+    let handle_ref = f.string("handle_ref", usize::MAX);
+    f.finish()?;
+    who.require_channel(&channel_code)?;
+    let request = OpenSession { channel_code, session_key, handle_type, handle_ref };
+    let opened = state.hub.open_session(request, &state.caller(&who.name)).await?;
+    let status = if opened.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(session_response(status, &opened.session))
+}
+
+/// A session by key.
+#[utoipa::path(
+    get,
+    path = "/api/sessions/{key}",
+    tag = "sessions",
+    params(
+        ("key" = String, Path, description = "Session key"),
+        ("channel_code" = Option<String>, Query, description = "Required only when the key exists in several channels"),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier answer: 304 when unchanged"),
+    ),
+    responses(
+        (status = 200, description = "The session", body = SessionView, headers(("ETag" = String, description = "\"<rev>.<version>\""))),
+        (status = 304, description = "Not modified (If-None-Match matched); no body"),
+        (status = 400, description = "`channel_code_required`, `unknown_channel`", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 404, description = "`session_not_found`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get_session<S: Store + 'static>(
+    who: Principal,
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    key: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let query = Query::parse(&req)?;
+    let channel_code = query.get("channel_code");
+    if let Some(code) = channel_code {
+        who.require_channel(code)?;
+    }
+    let session = state.hub.get_session(channel_code, &key).await?;
+    who.require_channel(&session.channel_code)?;
+    let etag = session.etag();
+    if if_none_match(&req, &etag) {
+        return Ok(HttpResponse::NotModified().insert_header((header::ETAG, etag)).finish());
+    }
+    Ok(session_response(StatusCode::OK, &session))
+}
+
+/// Applies a batch of ops.
+#[utoipa::path(
+    post,
+    path = "/api/sessions/{key}/modify",
+    tag = "sessions",
+    params(
+        ("key" = String, Path, description = "Session key"),
+        ("If-Match" = Option<String>, Header, description = "\"<rev>\", \"<rev>.<version>\" or *"),
+    ),
+    request_body = ModifyRequest,
+    responses(
+        (status = 200, description = "The modified session", body = SessionView, headers(("ETag" = String))),
+        (status = 400, description = "`validation_error`, `unknown_channel`, op errors (`unsupported_op`, `missing_sku`, `invalid_qty`, `missing_unit_price_q`, `unknown_line_id`, `invalid_merge`, `sku_mismatch`, `invalid_path`), validator codes", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 404, description = "`session_not_found`", body = ErrorBody),
+        (status = 409, description = "`already_committed`, `already_abandoned`, `locked`", body = ErrorBody),
+        (status = 412, description = "`precondition_failed`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn modify<S: Store + 'static>(
+    who: Principal,
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    key: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_json(&req, payload, state.config.body_limit).await?;
+    let mut f = Fields::new(&body);
+    let channel_code = channel_code(&mut f);
+    let ops = match f.raw("ops") {
+        None => {
+            f.error("ops", "this field is required");
+            Vec::new()
+        }
+        Some(Value::Array(list)) if list.is_empty() => {
+            f.error("ops", "must contain at least one op");
+            Vec::new()
+        }
+        Some(value) => Op::parse_batch(value).unwrap_or_else(|errors| {
+            f.merge(errors);
+            Vec::new()
+        }),
+    };
+    f.finish()?;
+    who.require_channel(&channel_code)?;
+    let pre = if_match(&req);
+    let session = state
+        .hub
+        .modify(&channel_code, &key, &ops, pre.as_ref().map(|m| &m.precondition), &state.caller(&who.name))
+        .await
+        .map_err(|e| IfMatch::as_sent(pre.as_ref(), e.into()))?;
+    Ok(session_response(StatusCode::OK, &session))
+}
+
+/// Resolves an issue by one of its actions.
+#[utoipa::path(
+    post,
+    path = "/api/sessions/{key}/resolve",
+    tag = "sessions",
+    params(
+        ("key" = String, Path, description = "Session key"),
+        ("If-Match" = Option<String>, Header, description = "\"<rev>\", \"<rev>.<version>\" or *"),
+    ),
+    request_body = ResolveRequest,
+    responses(
+        (status = 200, description = "The session after the action", body = SessionView, headers(("ETag" = String))),
+        (status = 400, description = "`validation_error` and the errors of the modify the action runs", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 404, description = "`session_not_found`, `issue_not_found`, `action_not_found`", body = ErrorBody),
+        (status = 409, description = "`no_resolver`, `stale_action`, `no_ops`, `locked`, `already_committed`, `already_abandoned`", body = ErrorBody),
+        (status = 412, description = "`precondition_failed`", body = ErrorBody),
+        (status = 500, description = "`resolver_error`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn resolve<S: Store + 'static>(
+    who: Principal,
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    key: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_json(&req, payload, state.config.body_limit).await?;
+    let mut f = Fields::new(&body);
+    let channel_code = channel_code(&mut f);
+    let issue_id = f.required("issue_id", 64);
+    let action_id = f.required("action_id", 64);
+    f.finish()?;
+    who.require_channel(&channel_code)?;
+    if let Some(pre) = if_match(&req) {
+        // The core's resolve takes no precondition: check it against a fresh read first.
+        let current = state.hub.get_session(Some(&channel_code), &key).await?;
+        if !pre.precondition.matches(&current) {
+            return Err(IfMatch::as_sent(Some(&pre), ModifyError::precondition(&pre.precondition, &current).into()));
+        }
+    }
+    let session = state.hub.resolve_issue(&channel_code, &key, &issue_id, &action_id, &state.caller(&who.name)).await?;
+    Ok(session_response(StatusCode::OK, &session))
+}
+
+/// Commits the session into an order; idempotent by key.
+#[utoipa::path(
+    post,
+    path = "/api/sessions/{key}/commit",
+    tag = "sessions",
+    params(
+        ("key" = String, Path, description = "Session key"),
+        ("If-Match" = Option<String>, Header, description = "\"<rev>\", \"<rev>.<version>\" or *"),
+    ),
+    request_body = CommitRequest,
+    responses(
+        (status = 201, description = "Committed (also a replay of a 201)", body = CommitResultView),
+        (status = 200, description = "Already committed (also a replay of a 200)", body = CommitResultView),
+        (status = 400, description = "`validation_error`, `unknown_channel`, commit validator codes", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 404, description = "`session_not_found`", body = ErrorBody),
+        (status = 409, description = "`already_committed`, `already_abandoned`, `missing_check`, `stale_check`, `hold_expired`, `blocking_issues`, `empty_session`, `in_progress`, `idempotency_conflict`", body = ErrorBody),
+        (status = 412, description = "`precondition_failed`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn commit<S: Store + 'static>(
+    who: Principal,
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    key: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_json(&req, payload, state.config.body_limit).await?;
+    let mut f = Fields::new(&body);
+    let channel_code = channel_code(&mut f);
+    let idempotency_key = f.string("idempotency_key", usize::MAX);
+    f.finish()?;
+    who.require_channel(&channel_code)?;
+    let pre = if_match(&req);
+    let caller = state.caller(&who.name);
+    let answer = state
+        .hub
+        .commit(&channel_code, &key, idempotency_key.as_deref(), pre.as_ref().map(|m| &m.precondition), &caller)
+        .await
+        .map_err(|e| IfMatch::as_sent(pre.as_ref(), e.into()))?;
+    let status = StatusCode::from_u16(answer.code).unwrap_or(StatusCode::OK);
+    Ok(HttpResponse::build(status).json(answer.body))
+}
+
+/// Abandons an open session (an abandoned one is returned as it is).
+#[utoipa::path(
+    post,
+    path = "/api/sessions/{key}/abandon",
+    tag = "sessions",
+    params(
+        ("key" = String, Path, description = "Session key"),
+        ("If-Match" = Option<String>, Header, description = "\"<rev>\", \"<rev>.<version>\" or *"),
+    ),
+    request_body = AbandonRequest,
+    responses(
+        (status = 200, description = "The abandoned session", body = SessionView, headers(("ETag" = String))),
+        (status = 400, description = "`validation_error`, `unknown_channel`", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 404, description = "`session_not_found`", body = ErrorBody),
+        (status = 409, description = "`already_committed`", body = ErrorBody),
+        (status = 412, description = "`precondition_failed`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn abandon<S: Store + 'static>(
+    who: Principal,
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    key: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_json(&req, payload, state.config.body_limit).await?;
+    let mut f = Fields::new(&body);
+    let channel_code = channel_code(&mut f);
+    f.finish()?;
+    who.require_channel(&channel_code)?;
+    let pre = if_match(&req);
+    let session = state
+        .hub
+        .abandon(&channel_code, &key, pre.as_ref().map(|m| &m.precondition), &state.caller(&who.name))
+        .await
+        .map_err(|e| IfMatch::as_sent(pre.as_ref(), e.into()))?;
+    Ok(session_response(StatusCode::OK, &session))
+}

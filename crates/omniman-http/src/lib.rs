@@ -1,0 +1,127 @@
+//! # omniman-http
+//!
+//! The REST adapter of Omniman (SPEC §11.2): actix-web routes under `/api`, bearer-token auth,
+//! one error type for every failure, pagination, ETags, rate limits, metrics and a generated
+//! OpenAPI document with an interactive page. Handlers are thin: they read and check the
+//! request, call [`omniman_core::Omniman`], and shape the answer. Everything is generic over the
+//! store, so the adapter depends on the core only.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use omniman_core::prelude::*;
+//! use omniman_core::memory::InMemoryStore;
+//! use omniman_http::{AppState, HttpConfig};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let hub = Arc::new(Omniman::new(InMemoryStore::new(), Extensions::default()));
+//! let state = AppState::new(hub, HttpConfig::default());
+//! actix_web::HttpServer::new(move || omniman_http::app(state.clone())).bind(("127.0.0.1", 8080))?.run().await
+//! # }
+//! ```
+
+mod auth;
+mod body;
+mod config;
+mod error;
+mod handlers;
+mod metrics;
+mod middleware;
+mod openapi;
+mod pagination;
+mod ratelimit;
+mod state;
+pub mod views;
+
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::{Compress, ErrorHandlers, NormalizePath, from_fn};
+use actix_web::{App, web};
+use omniman_core::ports::Store;
+
+pub use auth::{Principal, TOKEN_PREFIX, generate_token, hash_token};
+pub use config::{DEFAULT_BODY_LIMIT, DEFAULT_DATA_MAX_DEPTH, DEFAULT_SLOW_REQUEST, HttpConfig};
+pub use error::{ApiError, ErrorBody, ErrorDetail, status_of};
+pub use metrics::Metrics;
+pub use middleware::{REQUEST_ID_HEADER, RequestId};
+pub use openapi::ApiDoc;
+pub use ratelimit::{Rate, RateLimitParseError, RateLimitStatus, RateLimits, RouteClass, parse_rate_limits};
+pub use state::{AlwaysReady, AppState, CheckStatus, Readiness, ReadinessCheck};
+
+use crate::auth::AuthGate;
+use crate::handlers::{admin, meta, orders, sessions};
+use crate::middleware::Observe;
+use crate::state::TokenLookup;
+
+/// Registers the shared data and every route (SPEC §11.2) on `cfg`.
+///
+/// This is the routing alone: [`app`] adds the middleware the contract relies on (optional
+/// trailing slash, JSON 405 with `Allow`, the body limit, compression, request ids, logs and
+/// metrics). Literal routes are registered before parameterised ones, so `stream` is never an
+/// order ref.
+pub fn configure<S: Store + 'static>(cfg: &mut web::ServiceConfig, state: AppState<S>) {
+    let tokens: Arc<dyn TokenLookup> = state.hub.clone();
+    let gate = AuthGate { tokens, limiter: Arc::clone(&state.limiter) };
+    let observe = Observe {
+        metrics: Arc::clone(&state.metrics),
+        slow_request: state.config.slow_request,
+        body_limit: state.config.body_limit,
+    };
+    cfg.app_data(web::Data::new(state))
+        .app_data(web::Data::new(gate))
+        .app_data(web::Data::new(observe))
+        .service(web::resource("/api/health").route(web::get().to(meta::health)))
+        .service(web::resource("/api/health/ready").route(web::get().to(meta::ready::<S>)))
+        .service(web::resource(meta::OPENAPI_PATH).route(web::get().to(meta::openapi)))
+        .service(web::resource(meta::DOCS_PATH).route(web::get().to(meta::docs_index)))
+        .service(web::resource("/api/docs/{file:.+}").route(web::get().to(meta::docs_asset)))
+        .service(web::resource("/api/channels").route(web::get().to(meta::list_channels::<S>)))
+        .service(web::resource("/api/channels/{code}").route(web::get().to(meta::get_channel::<S>)))
+        .service(
+            web::resource("/api/sessions")
+                .route(web::get().to(sessions::list_sessions::<S>))
+                .route(web::post().to(sessions::create_session::<S>)),
+        )
+        .service(web::resource("/api/sessions/{key}").route(web::get().to(sessions::get_session::<S>)))
+        .service(web::resource("/api/sessions/{key}/modify").route(web::post().to(sessions::modify::<S>)))
+        .service(web::resource("/api/sessions/{key}/resolve").route(web::post().to(sessions::resolve::<S>)))
+        .service(web::resource("/api/sessions/{key}/commit").route(web::post().to(sessions::commit::<S>)))
+        .service(web::resource("/api/sessions/{key}/abandon").route(web::post().to(sessions::abandon::<S>)))
+        .service(web::resource("/api/orders").route(web::get().to(orders::list_orders::<S>)))
+        .service(web::resource("/api/orders/stream").route(web::get().to(admin::stream::<S>)))
+        .service(web::resource("/api/orders/{ref}").route(web::get().to(orders::get_order::<S>)))
+        .service(web::resource("/api/orders/{ref}/transition").route(web::post().to(orders::transition::<S>)))
+        .service(web::resource("/api/orders/{ref}/events").route(web::get().to(orders::events::<S>)))
+        .service(web::resource("/api/directives").route(web::get().to(admin::list_directives::<S>)))
+        .service(web::resource("/api/directives/{id}").route(web::get().to(admin::get_directive::<S>)))
+        .service(web::resource("/metrics").route(web::get().to(admin::metrics::<S>)))
+        .default_service(web::to(meta::not_found));
+}
+
+/// The whole application: [`configure`] plus the middleware stack, outermost first:
+/// trailing-slash trimming, request id / tracing span / access log / slow-request warning /
+/// metrics / `RateLimit-*` headers, compression (gzip, brotli), the JSON 405, and the body
+/// size limit.
+pub fn app<S: Store + 'static>(
+    state: AppState<S>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .configure(|cfg| configure(cfg, state))
+        .wrap(from_fn(middleware::limit_body))
+        .wrap(ErrorHandlers::new().handler(StatusCode::METHOD_NOT_ALLOWED, middleware::method_not_allowed))
+        .wrap(Compress::default())
+        .wrap(from_fn(middleware::observe))
+        // Outermost: the path is normalised before anything looks at it (and before anything
+        // holds the request, which it rewrites in place).
+        .wrap(NormalizePath::trim())
+}

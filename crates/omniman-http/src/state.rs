@@ -1,0 +1,149 @@
+//! What every handler shares: the service, the settings, readiness checks and metrics.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::future::BoxFuture;
+use omniman_core::Omniman;
+use omniman_core::context::Caller;
+use omniman_core::ops::PathRules;
+use omniman_core::ports::{ApiToken, StoreResult};
+use omniman_core::prelude::Store;
+
+use crate::config::HttpConfig;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+
+/// The outcome of one readiness check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckStatus {
+    /// Working.
+    Ok,
+    /// Not working: the instance is not ready.
+    Failing,
+}
+
+/// One named readiness check (the database, the cache…) with its latency.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadinessCheck {
+    /// Name, e.g. `database`.
+    pub name: String,
+    /// Outcome.
+    pub status: CheckStatus,
+    /// How long the check took.
+    pub latency: Duration,
+    /// Optional detail (an error message when failing).
+    pub message: Option<String>,
+}
+
+impl ReadinessCheck {
+    /// A passing check.
+    pub fn ok(name: impl Into<String>, latency: Duration) -> ReadinessCheck {
+        ReadinessCheck { name: name.into(), status: CheckStatus::Ok, latency, message: None }
+    }
+
+    /// A failing check.
+    pub fn failing(name: impl Into<String>, latency: Duration, message: impl Into<String>) -> ReadinessCheck {
+        ReadinessCheck { name: name.into(), status: CheckStatus::Failing, latency, message: Some(message.into()) }
+    }
+}
+
+/// What `GET /api/health/ready` asks: the server implements it for its database and cache.
+#[async_trait]
+pub trait Readiness: Send + Sync {
+    /// Runs every check; the instance is ready when all pass.
+    async fn check(&self) -> Vec<ReadinessCheck>;
+}
+
+/// A readiness that has nothing to check and is always ready (tests, embedded use).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AlwaysReady;
+
+#[async_trait]
+impl Readiness for AlwaysReady {
+    async fn check(&self) -> Vec<ReadinessCheck> {
+        Vec::new()
+    }
+}
+
+/// Token lookup without the store's type, so extractors and middleware need no generics.
+pub(crate) trait TokenLookup: Send + Sync {
+    fn token_by_hash<'a>(&'a self, token_hash: &'a str) -> BoxFuture<'a, StoreResult<Option<ApiToken>>>;
+}
+
+impl<S: Store> TokenLookup for Omniman<S> {
+    fn token_by_hash<'a>(&'a self, token_hash: &'a str) -> BoxFuture<'a, StoreResult<Option<ApiToken>>> {
+        Box::pin(self.store().token_by_hash(token_hash))
+    }
+}
+
+/// The application state: cheap to clone (everything is shared).
+pub struct AppState<S> {
+    pub(crate) hub: Arc<Omniman<S>>,
+    pub(crate) config: Arc<HttpConfig>,
+    pub(crate) path_rules: PathRules,
+    pub(crate) readiness: Arc<dyn Readiness>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) limiter: Arc<RateLimiter>,
+}
+
+impl<S> Clone for AppState<S> {
+    fn clone(&self) -> AppState<S> {
+        AppState {
+            hub: Arc::clone(&self.hub),
+            config: Arc::clone(&self.config),
+            path_rules: self.path_rules.clone(),
+            readiness: Arc::clone(&self.readiness),
+            metrics: Arc::clone(&self.metrics),
+            limiter: Arc::clone(&self.limiter),
+        }
+    }
+}
+
+impl<S> fmt::Debug for AppState<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppState").field("hub", &self.hub).field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl<S: Store + 'static> AppState<S> {
+    /// A state with [`AlwaysReady`] readiness and a fresh metrics registry.
+    pub fn new(hub: Arc<Omniman<S>>, config: HttpConfig) -> AppState<S> {
+        AppState {
+            hub,
+            path_rules: config.path_rules(),
+            limiter: Arc::new(RateLimiter::new(config.rate_limits.clone())),
+            config: Arc::new(config),
+            readiness: Arc::new(AlwaysReady),
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+
+    /// Replaces the readiness checks.
+    pub fn with_readiness(mut self, readiness: Arc<dyn Readiness>) -> AppState<S> {
+        self.readiness = readiness;
+        self
+    }
+
+    /// The service.
+    pub fn hub(&self) -> &Arc<Omniman<S>> {
+        &self.hub
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &HttpConfig {
+        &self.config
+    }
+
+    /// The metrics registry (the server may register its own metrics before starting).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The caller acting for a principal.
+    pub(crate) fn caller(&self, actor: &str) -> Caller {
+        Caller { actor: actor.to_owned(), path_rules: self.path_rules.clone() }
+    }
+}

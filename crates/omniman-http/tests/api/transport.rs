@@ -1,0 +1,141 @@
+//! Bodies that are too big, not JSON, not UTF-8, of the wrong type or with huge numbers: each is
+//! a 4xx JSON error, never a 500 and never a partial write.
+
+use actix_web::test::TestRequest;
+use omniman_core::ext::ExtensionsBuilder;
+use omniman_http::HttpConfig;
+use serde_json::json;
+
+use crate::common::{self, CLIENT, get};
+
+fn raw_post(path: &str, content_type: Option<&str>, body: impl Into<Vec<u8>>) -> TestRequest {
+    let mut req = TestRequest::post().uri(path).insert_header(("Authorization", format!("Bearer {CLIENT}")));
+    if let Some(ct) = content_type {
+        req = req.insert_header(("Content-Type", ct));
+    }
+    req.set_payload(body.into())
+}
+
+#[actix_web::test]
+async fn content_type_must_be_json() {
+    let state = common::state().await;
+    let app = service!(state);
+    let body = r#"{"channel_code":"pos"}"#;
+    let ctx =
+        call!(app, raw_post("/api/sessions", Some("text/plain"), body)).expect_error(415, "unsupported_media_type");
+    assert_eq!(ctx["content_type"], "text/plain");
+    let ctx = call!(app, raw_post("/api/sessions", None, body)).expect_error(415, "unsupported_media_type");
+    assert!(ctx["content_type"].is_null());
+    call!(app, raw_post("/api/sessions", Some("application/x-www-form-urlencoded"), "channel_code=pos"))
+        .expect_error(415, "unsupported_media_type");
+    call!(app, raw_post("/api/sessions", Some("application/json; charset=latin1"), body))
+        .expect_error(415, "unsupported_media_type");
+    call!(app, raw_post("/api/sessions", Some("application/json; charset=utf-8"), body)).expect(201);
+    // Nothing was opened by the refused requests.
+    assert_eq!(call!(app, get("/api/sessions", CLIENT)).expect(200)["results"].as_array().unwrap().len(), 1);
+}
+
+#[actix_web::test]
+async fn bodies_over_the_limit_are_413() {
+    let config = HttpConfig { body_limit: 1024, ..HttpConfig::default() };
+    let state = common::state_with(ExtensionsBuilder::new(), config).await;
+    let app = service!(state);
+    let key = open!(app, "pos");
+    let big = json!({"channel_code": "pos", "ops": [{"op": "set_data", "path": "notes", "value": "x".repeat(2000)}]});
+    let url = format!("/api/sessions/{key}/modify");
+    let ctx =
+        call!(app, raw_post(&url, Some("application/json"), big.to_string())).expect_error(413, "payload_too_large");
+    assert_eq!(ctx["limit_bytes"], 1024);
+    // Just under the limit is fine.
+    let small = json!({"channel_code": "pos", "ops": [{"op": "set_data", "path": "notes", "value": "x".repeat(900)}]});
+    call!(app, raw_post(&url, Some("application/json"), small.to_string())).expect(200);
+    // Routes that take no body are refused too when a large one is declared.
+    call!(app, raw_post("/api/orders/stream", Some("application/json"), vec![b' '; 4096]))
+        .expect_error(413, "payload_too_large");
+}
+
+#[actix_web::test]
+async fn the_default_limit_is_one_mebibyte() {
+    let state = common::state().await;
+    let app = service!(state);
+    let key = open!(app, "pos");
+    let body =
+        json!({"channel_code": "pos", "ops": [{"op": "set_data", "path": "notes", "value": "x".repeat(1024 * 1024)}]});
+    call!(app, raw_post(&format!("/api/sessions/{key}/modify"), Some("application/json"), body.to_string()))
+        .expect_error(413, "payload_too_large");
+    let body =
+        json!({"channel_code": "pos", "ops": [{"op": "set_data", "path": "notes", "value": "x".repeat(600 * 1024)}]});
+    call!(app, raw_post(&format!("/api/sessions/{key}/modify"), Some("application/json"), body.to_string()))
+        .expect(200);
+}
+
+#[actix_web::test]
+async fn broken_bodies_are_400() {
+    let state = common::state().await;
+    let app = service!(state);
+    let key = open!(app, "pos");
+    let url = format!("/api/sessions/{key}/modify");
+    let json_ct = Some("application/json");
+    let ctx =
+        call!(app, raw_post(&url, json_ct, r#"{"channel_code": "pos", "ops": [}"#)).expect_error(400, "malformed_json");
+    assert_eq!(ctx["line"], 1);
+    call!(app, raw_post(&url, json_ct, "")).expect_error(400, "malformed_json");
+    call!(app, raw_post(&url, json_ct, b"{\"channel_code\": \"p\xffos\"}".to_vec()))
+        .expect_error(400, "malformed_json");
+    call!(app, raw_post(&url, json_ct, "[1, 2]")).expect_error(400, "validation_error");
+    call!(app, raw_post(&url, json_ct, "\"pos\"")).expect_error(400, "validation_error");
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    call!(app, raw_post(&url, json_ct, format!(r#"{{"channel_code":"pos","ops":{deep}}}"#)))
+        .expect_error(400, "malformed_json");
+    // Wrong JSON types.
+    let ctx = call!(app, raw_post(&url, json_ct, r#"{"channel_code": ["pos"], "ops": "add"}"#))
+        .expect_error(400, "validation_error");
+    assert!(ctx["fields"]["channel_code"].is_array() && ctx["fields"]["ops"].is_array(), "{ctx}");
+    // Huge numbers.
+    call!(
+        app,
+        raw_post(
+            &url,
+            json_ct,
+            r#"{"channel_code":"pos","ops":[{"op":"add_line","sku":"A","qty":1,"unit_price_q":1e400}]}"#
+        )
+    )
+    .expect_error(400, "malformed_json");
+    let ctx = call!(
+        app,
+        raw_post(
+            &url,
+            json_ct,
+            r#"{"channel_code":"pos","ops":[{"op":"add_line","sku":"A","qty":1,"unit_price_q":99999999999999999999}]}"#
+        )
+    )
+    .expect_error(400, "validation_error");
+    assert!(ctx["fields"]["ops[0].unit_price_q"].is_array());
+    call!(
+        app,
+        raw_post(
+            &url,
+            json_ct,
+            r#"{"channel_code":"pos","ops":[{"op":"add_line","sku":"A","qty":123456789012345678901234567890}]}"#
+        )
+    )
+    .expect_error(400, "invalid_qty");
+    call!(app, raw_post(&url, json_ct, r#"{"channel_code":"pos","ops":[{"op":"add_line","sku":"A","qty":"1e300"}]}"#))
+        .expect_error(400, "invalid_qty");
+    // An extreme price that is a valid integer is stored as given, never a 500.
+    let body = call!(
+        app,
+        raw_post(
+            &url,
+            json_ct,
+            format!(
+                r#"{{"channel_code":"pos","ops":[{{"op":"add_line","sku":"A","qty":2,"unit_price_q":{}}}]}}"#,
+                i64::MAX
+            )
+        )
+    )
+    .expect(200);
+    assert_eq!(body["items"][0]["unit_price_q"], i64::MAX);
+    // No partial write: only the last request changed anything.
+    assert_eq!(call!(app, get(&format!("/api/sessions/{key}"), CLIENT)).expect(200)["rev"], 1);
+}
