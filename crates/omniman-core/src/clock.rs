@@ -2,7 +2,7 @@
 
 use std::sync::Mutex;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
 /// A source of the current time.
 pub trait Clock: Send + Sync {
@@ -15,8 +15,11 @@ pub trait Clock: Send + Sync {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    /// Now, truncated to whole microseconds: the precision every store keeps, so an instant read
+    /// back from any store equals the one written (cursors and comparisons depend on it).
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        let now = Utc::now();
+        now.duration_trunc(chrono::TimeDelta::microseconds(1)).unwrap_or(now)
     }
 }
 

@@ -290,3 +290,83 @@ pub fn prepare_import(
     }
     Ok(session)
 }
+
+/// Shape-checks the `items` of an import (a JSON list), reporting every problem with its path
+/// (`items[2].qty`). Lines may carry `line_id`, `name`, `unit_price_q`, `line_total_q` and `meta`.
+///
+/// ```
+/// use omniman_core::modify::parse_import_items;
+/// let items = parse_import_items(&serde_json::json!([{"sku": "X", "qty": "2", "unit_price_q": 500}])).unwrap();
+/// assert_eq!(items[0].qty.millis(), 2000);
+/// let errors = parse_import_items(&serde_json::json!([{"qty": 0}])).unwrap_err();
+/// assert!(errors.0.contains_key("items[0].sku") && errors.0.contains_key("items[0].qty"));
+/// ```
+pub fn parse_import_items(value: &Value) -> Result<Vec<crate::session::Item>, FieldErrors> {
+    let Value::Array(list) = value else {
+        return Err(FieldErrors::one("items", "must be a list of items"));
+    };
+    let mut errors = FieldErrors::default();
+    let mut items = Vec::with_capacity(list.len());
+    for (i, entry) in list.iter().enumerate() {
+        let path = |field: &str| format!("items[{i}].{field}");
+        let Value::Object(fields) = entry else {
+            errors.add(format!("items[{i}]"), "must be an object");
+            continue;
+        };
+        let text = |field: &str, max: usize, required: bool, errors: &mut FieldErrors| -> String {
+            match fields.get(field) {
+                Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= max => s.clone(),
+                Some(Value::String(s)) if s.is_empty() && !required => String::new(),
+                None | Some(Value::Null) if !required => String::new(),
+                None | Some(Value::String(_) | Value::Null) => {
+                    errors.add(path(field), format!("required, 1 to {max} characters"));
+                    String::new()
+                }
+                Some(_) => {
+                    errors.add(path(field), "must be a string");
+                    String::new()
+                }
+            }
+        };
+        let integer = |field: &str, errors: &mut FieldErrors| -> Option<i64> {
+            match fields.get(field) {
+                None | Some(Value::Null) => None,
+                Some(v) => {
+                    let n = v.as_i64();
+                    if n.is_none() {
+                        errors.add(path(field), "must be an integer within 64 bits");
+                    }
+                    n
+                }
+            }
+        };
+        let line_id = text("line_id", 64, false, &mut errors);
+        let sku = text("sku", 64, true, &mut errors);
+        let name = text("name", 200, false, &mut errors);
+        let qty = match fields.get("qty").map(crate::money::Qty::from_json) {
+            Some(Ok(q)) => Some(q),
+            Some(Err(e)) => {
+                errors.add(path("qty"), e.to_string());
+                None
+            }
+            None => {
+                errors.add(path("qty"), "this field is required");
+                None
+            }
+        };
+        let unit_price_q = integer("unit_price_q", &mut errors);
+        let line_total_q = integer("line_total_q", &mut errors);
+        let meta = match fields.get("meta") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(_) => {
+                errors.add(path("meta"), "must be an object");
+                Map::new()
+            }
+        };
+        if let Some(qty) = qty {
+            items.push(crate::session::Item { line_id, sku, name, qty, unit_price_q, line_total_q, meta });
+        }
+    }
+    errors.into_result().map(|()| items)
+}

@@ -18,7 +18,7 @@ use crate::error::{DomainError, FieldErrors, StoreError, ctx};
 use crate::ext::{Extensions, ResolverFailure};
 use crate::idempotency::{IdempotencyDecision, commit_scope, decide, done_record};
 use crate::ids::{IdGen, RandomIds, is_valid_idempotency_key, is_valid_session_key};
-use crate::modify::{ModifyError, apply_ops};
+use crate::modify::{ModifyError, apply_ops, prepare_import};
 use crate::ops::Op;
 use crate::order::{NewEvent, Order, OrderEvent, OrderFlow, TransitionError, plan_transition};
 use crate::ports::{CommitWrite, InsertSession, Store};
@@ -40,7 +40,18 @@ pub struct OpenSession {
     pub handle_ref: Option<String>,
 }
 
-/// A refused open.
+/// A session to import: where it goes, its lines and its data.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ImportSession {
+    /// Channel, key and handles, as for an open.
+    pub open: OpenSession,
+    /// Lines as the platform sent them (see [`crate::modify::parse_import_items`]).
+    pub items: Vec<crate::session::Item>,
+    /// Data stored as given; `{"checks":{},"issues":[]}` when absent.
+    pub data: Option<Map<String, Value>>,
+}
+
+/// A refused open or import.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum OpenError {
     /// Bad key or handle.
@@ -64,6 +75,9 @@ pub enum OpenError {
         /// The key.
         session_key: String,
     },
+    /// An import validator or modifier refused.
+    #[error(transparent)]
+    Rejected(#[from] crate::error::Rejection),
     /// Storage failure.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -76,6 +90,7 @@ impl DomainError for OpenError {
             OpenError::UnknownChannel { .. } => "unknown_channel",
             OpenError::ChannelInactive { .. } => "channel_inactive",
             OpenError::SessionExists { .. } => "session_exists",
+            OpenError::Rejected(e) => e.code(),
             OpenError::Store(e) => e.code(),
         }
     }
@@ -87,6 +102,7 @@ impl DomainError for OpenError {
                 ctx([("channel_code", channel_code.as_str().into())])
             }
             OpenError::SessionExists { session_key } => ctx([("session_key", session_key.as_str().into())]),
+            OpenError::Rejected(e) => e.context(),
             OpenError::Store(e) => e.context(),
         }
     }
@@ -101,11 +117,13 @@ pub struct Opened {
     pub created: bool,
 }
 
-/// A transitioned order and the status it left.
+/// A transitioned order, its channel (for `allowed_transitions`) and the status it left.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Transitioned {
     /// The order after the transition.
     pub order: Order,
+    /// The order's channel.
+    pub channel: Channel,
     /// The status before.
     pub previous_status: String,
 }
@@ -258,6 +276,61 @@ impl<S: Store> Omniman<S> {
             }
         }
         Err(StoreError::Contention(format!("opening a session on {}", channel.code)).into())
+    }
+
+    /// Imports a session an external platform already validated (SPEC §11.2
+    /// `POST /api/sessions/import`): the channel's edit policy is ignored, lines may carry their
+    /// own ids, names and prices, import validators run, no check directive is enqueued, and
+    /// `data` is stored as given (including `checks` and `issues`).
+    pub async fn import_session(&self, request: ImportSession, caller: &Caller) -> Result<Session, OpenError> {
+        let mut errors = FieldErrors::default();
+        if let Some(key) = &request.open.session_key {
+            if !is_valid_session_key(key) {
+                errors.add("session_key", "must match [A-Za-z0-9_.:-]{1,64}");
+            }
+        }
+        if request.open.handle_type.as_ref().is_some_and(|h| h.chars().count() > 32) {
+            errors.add("handle_type", "at most 32 characters");
+        }
+        if request.open.handle_ref.as_ref().is_some_and(|h| h.chars().count() > 64) {
+            errors.add("handle_ref", "at most 64 characters");
+        }
+        errors.into_result().map_err(OpenError::Validation)?;
+        let channel = self
+            .store
+            .channel_by_code(&request.open.channel_code)
+            .await?
+            .ok_or_else(|| OpenError::UnknownChannel { channel_code: request.open.channel_code.clone() })?;
+        if !channel.is_active {
+            return Err(OpenError::ChannelInactive { channel_code: channel.code });
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            let key = request.open.session_key.clone().unwrap_or_else(|| self.draw_ids(|ids| ids.session_key()));
+            let ctx = self.ctx(caller);
+            let open = Session::open(
+                &channel,
+                key,
+                request.open.handle_type.clone(),
+                request.open.handle_ref.clone(),
+                ctx.now,
+            );
+            let session = self
+                .draw_ids(|ids| {
+                    prepare_import(open, &channel, request.items.clone(), request.data.clone(), &self.ext, &ctx, ids)
+                })
+                .map_err(|e| match e {
+                    ModifyError::Rejected(r) => OpenError::Rejected(r),
+                    other => OpenError::Validation(FieldErrors::one("items", other.to_string())),
+                })?;
+            match self.store.insert_session(&session).await? {
+                InsertSession::Inserted(session) => return Ok(session),
+                InsertSession::KeyTaken if request.open.session_key.is_none() => {} // generated key collided
+                InsertSession::KeyTaken | InsertSession::HandleTaken => {
+                    return Err(OpenError::SessionExists { session_key: session.session_key });
+                }
+            }
+        }
+        Err(StoreError::Contention(format!("importing a session on {}", channel.code)).into())
     }
 
     /// Loads a session and its channel, or says which of the two is missing.
@@ -442,16 +515,25 @@ impl<S: Store> Omniman<S> {
 
     /// Resolves an issue by one of its actions (SPEC §7): the issue's resolver turns the action
     /// into ops, applied by modify as an internal caller.
+    ///
+    /// With a `precondition` (`If-Match`), the session must match it both when the action is
+    /// judged and when its ops are written; a mismatch is `precondition_failed`.
     pub async fn resolve_issue(
         &self,
         channel_code: &str,
         session_key: &str,
         issue_id: &str,
         action_id: &str,
+        precondition: Option<&Precondition>,
         caller: &Caller,
     ) -> Result<Session, ResolveError> {
         for _ in 0..MAX_ATTEMPTS {
             let (_, session) = self.load(channel_code, session_key).await?;
+            if let Some(pre) = precondition {
+                if !pre.matches(&session) {
+                    return Err(ModifyError::precondition(pre, &session).into());
+                }
+            }
             let issue = session
                 .issue(issue_id)
                 .cloned()
@@ -469,11 +551,12 @@ impl<S: Store> Omniman<S> {
                     message,
                 },
             })?;
-            // The action was judged against this rev; if the session moved meanwhile, judge again.
-            let pinned = Precondition::Rev(session.rev);
+            // The action was judged against this rev; if the session moved meanwhile, judge again
+            // (or, under the client's own precondition, refuse).
+            let pinned = precondition.cloned().unwrap_or(Precondition::Rev(session.rev));
             let internal = Caller::internal(caller.actor.clone());
             match self.modify(channel_code, session_key, &ops, Some(&pinned), &internal).await {
-                Err(ModifyError::PreconditionFailed { .. }) => {}
+                Err(ModifyError::PreconditionFailed { .. }) if precondition.is_none() => {}
                 other => return other.map_err(ResolveError::Session),
             }
         }
@@ -511,7 +594,7 @@ impl<S: Store> Omniman<S> {
                 plan_transition(&order, &OrderFlow::for_channel(&channel), new_status, &caller.actor, note, now)?;
             if self.store.transition(&plan).await? {
                 self.hooks("order_changed", |h| h.order_changed(&plan.order, "status_changed", &caller.actor));
-                return Ok(Transitioned { order: plan.order, previous_status: plan.expected_status });
+                return Ok(Transitioned { order: plan.order, channel, previous_status: plan.expected_status });
             }
         }
         Err(StoreError::Contention(format!("order {order_ref}")).into())

@@ -34,7 +34,7 @@ fn write_back(world: &World, key: &str, rev: i64, code: &str, result: Value, iss
 }
 
 fn resolve(world: &World, key: &str, issue_id: &str, action_id: &str) -> Result<Session, ResolveError> {
-    block_on(world.hub.resolve_issue(POS, key, issue_id, action_id, &api()))
+    block_on(world.hub.resolve_issue(POS, key, issue_id, action_id, None, &api()))
 }
 
 /// A `stock.insufficient` issue on `line_id` offering the given actions.

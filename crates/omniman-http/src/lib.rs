@@ -84,6 +84,7 @@ pub fn configure<S: Store + 'static>(cfg: &mut web::ServiceConfig, state: AppSta
                 .route(web::get().to(sessions::list_sessions::<S>))
                 .route(web::post().to(sessions::create_session::<S>)),
         )
+        .service(web::resource("/api/sessions/import").route(web::post().to(sessions::import_session::<S>)))
         .service(web::resource("/api/sessions/{key}").route(web::get().to(sessions::get_session::<S>)))
         .service(web::resource("/api/sessions/{key}/modify").route(web::post().to(sessions::modify::<S>)))
         .service(web::resource("/api/sessions/{key}/resolve").route(web::post().to(sessions::resolve::<S>)))

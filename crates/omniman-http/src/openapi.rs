@@ -29,6 +29,7 @@ use crate::handlers::{admin, meta, orders, sessions};
         meta::get_channel,
         sessions::list_sessions,
         sessions::create_session,
+        sessions::import_session,
         sessions::get_session,
         sessions::modify,
         sessions::resolve,

@@ -709,6 +709,25 @@ pub struct CreateSessionRequest {
     pub handle_ref: Option<String>,
 }
 
+/// `POST /api/sessions/import` (admin).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ImportSessionRequest {
+    /// The channel.
+    pub channel_code: String,
+    /// Key (`[A-Za-z0-9_.:-]{1,64}`); generated when absent.
+    pub session_key: Option<String>,
+    /// Handle type (≤ 32).
+    pub handle_type: Option<String>,
+    /// Handle ref (≤ 64).
+    pub handle_ref: Option<String>,
+    /// Lines: `sku`, `qty` required; `line_id`, `name`, `unit_price_q`, `line_total_q`, `meta` optional.
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<serde_json::Value>,
+    /// Session data, stored as given (including `checks` and `issues`).
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<serde_json::Value>,
+}
+
 /// `POST /api/sessions/{key}/modify`.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct ModifyRequest {

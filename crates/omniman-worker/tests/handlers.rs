@@ -151,7 +151,7 @@ async fn shortage_raises_one_blocking_issue_per_line_with_actions_and_resolve_fi
     // Resolving with set_qty re-runs the check; then the commit goes through.
     let issue_id = issue["id"].as_str().unwrap();
     let action_id = actions[0]["id"].as_str().unwrap();
-    let resolved = shop.hub.resolve_issue("pos", &key, issue_id, action_id, &shop.caller).await.unwrap();
+    let resolved = shop.hub.resolve_issue("pos", &key, issue_id, action_id, None, &shop.caller).await.unwrap();
     assert_eq!((resolved.rev, resolved.items[0].qty), (2, q("2")));
     shop.run().await;
     assert!(shop.session(&key).await.issues().is_empty());

@@ -4,7 +4,6 @@ use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use omniman_core::error::FieldErrors;
-use omniman_core::modify::ModifyError;
 use omniman_core::ops::Op;
 use omniman_core::ports::{SessionFilter, Store};
 use omniman_core::service::OpenSession;
@@ -18,8 +17,8 @@ use crate::error::{ApiError, ErrorBody};
 use crate::pagination;
 use crate::state::AppState;
 use crate::views::{
-    AbandonRequest, CommitRequest, CommitResultView, CreateSessionRequest, ModifyRequest, ResolveRequest, SessionList,
-    SessionSummaryView, SessionView,
+    AbandonRequest, CommitRequest, CommitResultView, CreateSessionRequest, ImportSessionRequest, ModifyRequest,
+    ResolveRequest, SessionList, SessionSummaryView, SessionView,
 };
 
 /// Keys that name literal routes and so can never be session keys.
@@ -115,6 +114,68 @@ pub(crate) async fn create_session<S: Store + 'static>(
     let opened = state.hub.open_session(request, &state.caller(&who.name)).await?;
     let status = if opened.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(session_response(status, &opened.session))
+}
+
+/// Imports a session an external platform already validated (admin): lines may carry their own
+/// ids, names and prices, the edit policy is ignored, import validators run, no check directive
+/// is enqueued, and `data` is stored as given.
+#[utoipa::path(
+    post,
+    path = "/api/sessions/import",
+    tag = "sessions",
+    request_body = ImportSessionRequest,
+    responses(
+        (status = 201, description = "Imported", body = SessionView, headers(("ETag" = String))),
+        (status = 400, description = "`validation_error`, `unknown_channel`, `malformed_json`, import validator codes", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden` (admin only)", body = ErrorBody),
+        (status = 409, description = "`session_exists`, `channel_inactive`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn import_session<S: Store + 'static>(
+    who: Principal,
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    who.require_admin()?;
+    let body = read_json(&req, payload, state.config.body_limit).await?;
+    let mut f = Fields::new(&body);
+    let channel_code = channel_code(&mut f);
+    let session_key = f.string("session_key", usize::MAX);
+    if session_key.as_deref().is_some_and(|k| RESERVED_KEYS.contains(&k)) {
+        f.error("session_key", "is reserved (it names a route)");
+    }
+    let handle_type = f.string("handle_type", usize::MAX);
+    let handle_ref = f.string("handle_ref", usize::MAX);
+    let items = match f.raw("items") {
+        None => {
+            f.error("items", "this field is required");
+            Vec::new()
+        }
+        Some(raw) => omniman_core::modify::parse_import_items(raw).unwrap_or_else(|errors| {
+            for (path, messages) in errors.0 {
+                for message in messages {
+                    f.error(&path, &message);
+                }
+            }
+            Vec::new()
+        }),
+    };
+    let data = match f.raw("data") {
+        None => None,
+        Some(serde_json::Value::Object(map)) => Some(map.clone()),
+        Some(_) => {
+            f.error("data", "must be an object");
+            None
+        }
+    };
+    f.finish()?;
+    let open = OpenSession { channel_code, session_key, handle_type, handle_ref };
+    let request = omniman_core::service::ImportSession { open, items, data };
+    let session = state.hub.import_session(request, &state.caller(&who.name)).await?;
+    Ok(session_response(StatusCode::CREATED, &session))
 }
 
 /// A session by key.
@@ -250,14 +311,19 @@ pub(crate) async fn resolve<S: Store + 'static>(
     let action_id = f.required("action_id", 64);
     f.finish()?;
     who.require_channel(&channel_code)?;
-    if let Some(pre) = if_match(&req) {
-        // The core's resolve takes no precondition: check it against a fresh read first.
-        let current = state.hub.get_session(Some(&channel_code), &key).await?;
-        if !pre.precondition.matches(&current) {
-            return Err(IfMatch::as_sent(Some(&pre), ModifyError::precondition(&pre.precondition, &current).into()));
-        }
-    }
-    let session = state.hub.resolve_issue(&channel_code, &key, &issue_id, &action_id, &state.caller(&who.name)).await?;
+    let pre = if_match(&req);
+    let session = state
+        .hub
+        .resolve_issue(
+            &channel_code,
+            &key,
+            &issue_id,
+            &action_id,
+            pre.as_ref().map(|p| &p.precondition),
+            &state.caller(&who.name),
+        )
+        .await
+        .map_err(|e| IfMatch::as_sent(pre.as_ref(), e.into()))?;
     Ok(session_response(StatusCode::OK, &session))
 }
 

@@ -417,3 +417,49 @@ async fn session_list_filters() {
     )
     .expect(200);
 }
+
+#[actix_web::test]
+async fn import_is_admin_only_keeps_given_lines_and_data_and_ignores_the_edit_policy() {
+    let state = common::state().await;
+    let app = service!(state);
+    let body = json!({
+        "channel_code": "market",
+        "session_key": "IFOOD-123",
+        "handle_type": "marketplace",
+        "handle_ref": "123",
+        "items": [
+            {"line_id": "L-EXT-1", "sku": "BURGER", "name": "Burger", "qty": 2, "unit_price_q": 2500},
+            {"sku": "SODA", "qty": "1.5", "unit_price_q": 333}
+        ],
+        "data": {"customer": {"name": "Ana"}, "checks": {"stock": {"rev": 0}}, "issues": []}
+    });
+    call!(app, post("/api/sessions/import", CLIENT, &body)).expect_error(403, "forbidden");
+    let session = call!(app, post("/api/sessions/import", ADMIN, &body)).expect(201);
+    assert_eq!(session["session_key"], json!("IFOOD-123"));
+    assert_eq!(session["edit_policy"], json!("locked"));
+    assert_eq!(session["items"][0]["line_id"], json!("L-EXT-1"));
+    assert_eq!(session["items"][0]["name"], json!("Burger"));
+    assert!(session["items"][1]["line_id"].as_str().unwrap().starts_with("L-"));
+    assert_eq!(session["items"][1]["line_total_q"], json!(500));
+    assert_eq!(session["total_q"], json!(5500));
+    assert_eq!(session["data"]["checks"]["stock"]["rev"], json!(0), "data is stored as given");
+    // The same key again is taken.
+    call!(app, post("/api/sessions/import", ADMIN, &body)).expect_error(409, "session_exists");
+    // `import` is a route, not a session key.
+    call!(app, get("/api/sessions/import?channel_code=market", ADMIN)).expect_error(405, "method_not_allowed");
+}
+
+#[actix_web::test]
+async fn import_reports_every_bad_line_with_its_path() {
+    let state = common::state().await;
+    let app = service!(state);
+    let body = json!({"channel_code": "market", "items": [{"sku": "", "qty": 0}, {"sku": "X", "qty": 1, "unit_price_q": 1.5}, 7]});
+    let error = call!(app, post("/api/sessions/import", ADMIN, &body)).expect_error(400, "validation_error");
+    let fields = error["fields"].as_object().unwrap();
+    for path in ["items[0].sku", "items[0].qty", "items[1].unit_price_q", "items[2]"] {
+        assert!(fields.contains_key(path), "{path} missing from {fields:?}");
+    }
+    let missing = call!(app, post("/api/sessions/import", ADMIN, &json!({"channel_code": "market"})))
+        .expect_error(400, "validation_error");
+    assert!(missing["fields"]["items"].is_array());
+}
