@@ -1,0 +1,178 @@
+//! Counting SQL statements, for the query budget (SPEC §12: statements per request,
+//! transaction control excluded).
+//!
+//! A [`StatementCounter`] is made current for a future with [`StatementCounter::scope`].
+//! Every connection that future checks out of a [`Database`](crate::Database) pool then
+//! reports each statement it starts to the counter, through Diesel's
+//! [`Instrumentation`]. `BEGIN`, `COMMIT`, `ROLLBACK`, `SAVEPOINT`, `RELEASE` and `END` are
+//! not counted. Statements run by the pool itself (the liveness check when a connection is
+//! reused, session set-up on a new connection) are not counted either.
+//!
+//! The scope is a Tokio task-local: it covers the future given to `scope` (including the
+//! blocking threads SQLite connections run on), not tasks that future spawns.
+//!
+//! ```no_run
+//! # async fn demo(db: &omniman_storage::Database) {
+//! use omniman_storage::StatementCounter;
+//! let counter = StatementCounter::new();
+//! counter.scope(async { /* one request against db */ }).await;
+//! assert!(counter.count() <= 3, "{:#?}", counter.statements());
+//! # }
+//! ```
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use diesel::connection::{Instrumentation, InstrumentationEvent};
+
+tokio::task_local! {
+    static CURRENT: StatementCounter;
+}
+
+/// A shared count of SQL statements, with their text.
+#[derive(Debug, Clone, Default)]
+pub struct StatementCounter {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    count: AtomicU64,
+    statements: Mutex<Vec<String>>,
+}
+
+impl StatementCounter {
+    /// A counter at zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Statements counted so far.
+    pub fn count(&self) -> u64 {
+        self.inner.count.load(Ordering::SeqCst)
+    }
+
+    /// The counted statements' SQL (with bind values), oldest first.
+    pub fn statements(&self) -> Vec<String> {
+        self.inner.statements.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Back to zero.
+    pub fn reset(&self) {
+        let mut statements = self.inner.statements.lock().unwrap_or_else(PoisonError::into_inner);
+        statements.clear();
+        self.inner.count.store(0, Ordering::SeqCst);
+    }
+
+    /// Run `fut` with this counter current: connections it checks out count into it.
+    pub async fn scope<F: Future>(&self, fut: F) -> F::Output {
+        CURRENT.scope(self.clone(), fut).await
+    }
+
+    /// Count the statements `fut` runs; returns its output and the count.
+    pub async fn measure<F: Future>(fut: F) -> (F::Output, StatementCounter) {
+        let counter = StatementCounter::new();
+        let out = counter.scope(fut).await;
+        (out, counter)
+    }
+
+    /// The counter made current by an enclosing [`scope`](Self::scope), if any.
+    pub fn current() -> Option<StatementCounter> {
+        CURRENT.try_with(Clone::clone).ok()
+    }
+
+    /// Record one statement, unless it is transaction control.
+    pub fn record(&self, sql: &str) {
+        if is_transaction_control(sql) {
+            return;
+        }
+        let mut statements = self.inner.statements.lock().unwrap_or_else(PoisonError::into_inner);
+        statements.push(sql.trim().to_owned());
+        self.inner.count.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The Diesel instrumentation that feeds this counter.
+    pub fn instrumentation(&self) -> CountingInstrumentation {
+        CountingInstrumentation { counter: self.clone() }
+    }
+}
+
+/// Diesel [`Instrumentation`] counting started statements into a [`StatementCounter`].
+#[derive(Debug)]
+pub struct CountingInstrumentation {
+    counter: StatementCounter,
+}
+
+impl Instrumentation for CountingInstrumentation {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::StartQuery { query, .. } = event {
+            self.counter.record(&query.to_string());
+        }
+    }
+}
+
+/// Whether `sql` only controls a transaction (not counted in the query budget).
+pub fn is_transaction_control(sql: &str) -> bool {
+    let word = sql.trim_start().split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
+    ["BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "END", "START"]
+        .iter()
+        .any(|kw| word.eq_ignore_ascii_case(kw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transaction_control_is_recognised() {
+        for sql in [
+            "BEGIN",
+            "begin immediate",
+            "BEGIN ISOLATION LEVEL SERIALIZABLE",
+            "COMMIT",
+            "ROLLBACK",
+            "ROLLBACK TO SAVEPOINT diesel_savepoint_1",
+            "SAVEPOINT diesel_savepoint_1",
+            "RELEASE SAVEPOINT diesel_savepoint_1",
+            "  END",
+            "START TRANSACTION",
+        ] {
+            assert!(is_transaction_control(sql), "{sql}");
+        }
+        for sql in [
+            "SELECT 1",
+            "UPDATE sessions SET rev = rev + 1",
+            "INSERT INTO directives",
+            "WITH x AS (SELECT 1) SELECT * FROM x",
+            "",
+            "BEGINNING",
+        ] {
+            assert!(!is_transaction_control(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn counts_and_resets() {
+        let c = StatementCounter::new();
+        c.record("BEGIN");
+        c.record("SELECT 1");
+        c.record("COMMIT");
+        assert_eq!(c.count(), 1);
+        assert_eq!(c.statements(), vec!["SELECT 1".to_owned()]);
+        c.reset();
+        assert_eq!(c.count(), 0);
+        assert!(c.statements().is_empty());
+    }
+
+    #[tokio::test]
+    async fn scope_makes_current() {
+        assert!(StatementCounter::current().is_none());
+        let c = StatementCounter::new();
+        c.scope(async {
+            StatementCounter::current().unwrap().record("SELECT 2");
+        })
+        .await;
+        assert_eq!(c.count(), 1);
+    }
+}

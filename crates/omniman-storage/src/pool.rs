@@ -1,0 +1,235 @@
+//! Connection pools: [`Database`] holds a deadpool pool of PostgreSQL or SQLite connections.
+
+use std::time::Duration;
+
+use deadpool::Runtime;
+use deadpool::managed::Hook;
+use diesel::connection::{Instrumentation, InstrumentationEvent};
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+
+use crate::config::{Backend, DatabaseUrl, SQLITE_BUSY_TIMEOUT, StorageConfig};
+use crate::counter::StatementCounter;
+use crate::error::StorageError;
+
+/// The async SQLite connection: Diesel's `SqliteConnection` run on Tokio's blocking threads.
+pub type AsyncSqliteConnection = SyncConnectionWrapper<diesel::SqliteConnection>;
+/// A pool of PostgreSQL connections.
+pub type PgPool = Pool<AsyncPgConnection>;
+/// A pool of SQLite connections.
+pub type SqlitePool = Pool<AsyncSqliteConnection>;
+/// A PostgreSQL connection checked out of a [`PgPool`] (returned to it on drop).
+pub type PgConn = Object<AsyncPgConnection>;
+/// A SQLite connection checked out of a [`SqlitePool`] (returned to it on drop).
+pub type SqliteConn = Object<AsyncSqliteConnection>;
+
+/// A handle on the database: a pool for one of the two backends. Cheap to clone.
+#[derive(Clone)]
+pub enum Database {
+    /// PostgreSQL.
+    Postgres(PgPool),
+    /// SQLite.
+    Sqlite(SqlitePool),
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = match self {
+            Database::Postgres(pool) => pool.status(),
+            Database::Sqlite(pool) => pool.status(),
+        };
+        f.debug_struct("Database")
+            .field("backend", &self.backend())
+            .field("max_size", &status.max_size)
+            .field("size", &status.size)
+            .field("available", &status.available)
+            .finish()
+    }
+}
+
+/// Statements run on every new SQLite connection. `busy_timeout` comes first so that the
+/// switch to WAL waits for a concurrent new connection instead of failing.
+pub fn sqlite_connection_pragmas() -> String {
+    format!(
+        "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
+         PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+        SQLITE_BUSY_TIMEOUT.as_millis()
+    )
+}
+
+impl Database {
+    /// Open a pool for `config` and check that one connection can be made.
+    ///
+    /// SQLite connections get [`sqlite_connection_pragmas`]; PostgreSQL connections get the
+    /// configured `statement_timeout`. Does not run migrations: see
+    /// [`run_migrations`](crate::run_migrations).
+    pub async fn connect(config: &StorageConfig) -> Result<Self, StorageError> {
+        let url = config.url()?;
+        let size = config.effective_pool_size(&url);
+        let db = match &url {
+            DatabaseUrl::Postgres(pg_url) => Database::Postgres(build_pg_pool(pg_url.clone(), config, size)?),
+            DatabaseUrl::SqliteFile(path) => {
+                let path = path
+                    .to_str()
+                    .ok_or_else(|| StorageError::InvalidUrl(format!("SQLite path is not UTF-8: {}", path.display())))?;
+                Database::Sqlite(build_sqlite_pool(path.to_owned(), config, size)?)
+            }
+            DatabaseUrl::SqliteMemory => Database::Sqlite(build_sqlite_pool(":memory:".to_owned(), config, 1)?),
+        };
+        // Fail now rather than on the first request.
+        db.ping().await?;
+        Ok(db)
+    }
+
+    /// The engine behind this handle.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Database::Postgres(_) => Backend::Postgres,
+            Database::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Check that a connection can be checked out (and opened, if the pool has none).
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        match self {
+            Database::Postgres(pool) => drop(checkout(pool).await?),
+            Database::Sqlite(pool) => drop(checkout(pool).await?),
+        }
+        Ok(())
+    }
+
+    /// Check out a PostgreSQL connection (`None` on SQLite). It counts its statements into the
+    /// current [`StatementCounter`](crate::StatementCounter) scope, if any.
+    pub async fn get_pg(&self) -> Result<Option<PgConn>, StorageError> {
+        match self {
+            Database::Postgres(pool) => checkout(pool).await.map(Some),
+            Database::Sqlite(_) => Ok(None),
+        }
+    }
+
+    /// Check out a SQLite connection (`None` on PostgreSQL). It counts its statements into the
+    /// current [`StatementCounter`](crate::StatementCounter) scope, if any.
+    pub async fn get_sqlite(&self) -> Result<Option<SqliteConn>, StorageError> {
+        match self {
+            Database::Sqlite(pool) => checkout(pool).await.map(Some),
+            Database::Postgres(_) => Ok(None),
+        }
+    }
+
+    /// Close the pool: idle connections are closed now, checked-out ones when returned.
+    pub fn close(&self) {
+        match self {
+            Database::Postgres(pool) => pool.close(),
+            Database::Sqlite(pool) => pool.close(),
+        }
+    }
+}
+
+async fn checkout<C>(pool: &Pool<C>) -> Result<Object<C>, StorageError>
+where
+    C: diesel_async::pooled_connection::PoolableConnection + Send + 'static,
+    AsyncDieselConnectionManager<C>:
+        deadpool::managed::Manager<Type = C, Error = diesel_async::pooled_connection::PoolError>,
+{
+    checkout_with(pool, StatementCounter::current()).await
+}
+
+/// Checks out a connection that counts its statements into `counter` (if any).
+pub(crate) async fn checkout_with<C>(
+    pool: &Pool<C>,
+    counter: Option<StatementCounter>,
+) -> Result<Object<C>, StorageError>
+where
+    C: diesel_async::pooled_connection::PoolableConnection + Send + 'static,
+    AsyncDieselConnectionManager<C>:
+        deadpool::managed::Manager<Type = C, Error = diesel_async::pooled_connection::PoolError>,
+{
+    let mut conn = pool.get().await?;
+    if let Some(counter) = counter {
+        conn.set_instrumentation(counter.instrumentation());
+    }
+    Ok(conn)
+}
+
+/// Instrumentation that ignores everything (what a connection has outside a counter scope).
+struct Silent;
+
+impl Instrumentation for Silent {
+    fn on_connection_event(&mut self, _event: InstrumentationEvent<'_>) {}
+}
+
+/// Before a connection is handed out again, drop the previous checkout's counter so that the
+/// pool's own liveness check is not counted against it.
+fn reset_instrumentation_hook<C>() -> Hook<AsyncDieselConnectionManager<C>>
+where
+    C: diesel_async::pooled_connection::PoolableConnection + Send + 'static,
+    AsyncDieselConnectionManager<C>:
+        deadpool::managed::Manager<Type = C, Error = diesel_async::pooled_connection::PoolError>,
+{
+    Hook::sync_fn(|conn: &mut C, _| {
+        conn.set_instrumentation(Silent);
+        Ok(())
+    })
+}
+
+fn build_pg_pool(url: String, config: &StorageConfig, size: usize) -> Result<PgPool, StorageError> {
+    let connect_timeout = config.connect_timeout;
+    let statement_timeout = config.statement_timeout;
+    let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+    // `SELECT 1` before a pooled connection is reused: one extra round trip per checkout, in
+    // exchange for never handing out a connection the server closed (restart, idle timeout).
+    manager_config.recycling_method =
+        if config.check_on_checkout { RecyclingMethod::Verified } else { RecyclingMethod::Fast };
+    manager_config.custom_setup = Box::new(move |url| {
+        let url = url.to_owned();
+        Box::pin(async move {
+            let mut conn =
+                tokio::time::timeout(connect_timeout, AsyncPgConnection::establish(&url)).await.map_err(|_| {
+                    diesel::ConnectionError::BadConnection(format!("timed out after {connect_timeout:?}"))
+                })??;
+            let setup = match statement_timeout {
+                Some(timeout) => format!("SET TIME ZONE 'UTC'; SET statement_timeout = {}", timeout.as_millis().max(1)),
+                None => "SET TIME ZONE 'UTC'".to_owned(),
+            };
+            conn.batch_execute(&setup).await.map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        })
+    });
+    let manager = AsyncDieselConnectionManager::new_with_config(url, manager_config);
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(config.wait_timeout))
+        .create_timeout(Some(config.connect_timeout + Duration::from_secs(1)))
+        .recycle_timeout(Some(config.connect_timeout))
+        .pre_recycle(reset_instrumentation_hook())
+        .build()
+        .map_err(|e| StorageError::Pool(e.to_string()))
+}
+
+fn build_sqlite_pool(path: String, config: &StorageConfig, size: usize) -> Result<SqlitePool, StorageError> {
+    let mut manager_config = ManagerConfig::<AsyncSqliteConnection>::default();
+    // A local file cannot drop the connection; no liveness query needed.
+    manager_config.recycling_method = RecyclingMethod::Fast;
+    manager_config.custom_setup = Box::new(|url| {
+        let url = url.to_owned();
+        Box::pin(async move {
+            let mut conn = AsyncSqliteConnection::establish(&url).await?;
+            conn.batch_execute(&sqlite_connection_pragmas())
+                .await
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        })
+    });
+    let manager = AsyncDieselConnectionManager::new_with_config(path, manager_config);
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(config.wait_timeout))
+        .create_timeout(Some(config.connect_timeout))
+        .pre_recycle(reset_instrumentation_hook())
+        .build()
+        .map_err(|e| StorageError::Pool(e.to_string()))
+}

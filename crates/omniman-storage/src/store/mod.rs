@@ -1,0 +1,506 @@
+//! The core's storage ports (`omniman_core::ports`) on [`Database`], for both backends.
+//!
+//! Each port method converts its input to owned values, then runs its statements on a pooled
+//! connection inside a spawned Tokio task. The task runs to completion even if the caller's
+//! future is dropped, so a transaction is never abandoned half-way on a connection that goes
+//! back to the pool (and SQLite's blocking calls are never cancelled, which diesel-async only
+//! supports on a multi-threaded runtime). The statement counter of the caller's scope is
+//! carried into the task.
+//!
+//! Writes follow ARCHITECTURE §3: every `UPDATE` is conditional on what the service read
+//! (`version` for sessions, `status` for orders, `status`/`attempts` for directives) and
+//! reports whether it applied; nothing is locked while the service decides.
+
+#[macro_use]
+mod queries;
+mod pg;
+pub(crate) mod rows;
+mod sqlite;
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use diesel::result::Error as DieselError;
+use diesel_async::SimpleAsyncConnection;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, PoolableConnection};
+use futures_util::StreamExt;
+use omniman_core::channel::{Channel, ChannelSpec};
+use omniman_core::commit::CommitPlan;
+use omniman_core::directive::{Directive, DirectiveStatus, DirectiveUpdate, NewDirective};
+use omniman_core::error::StoreError;
+use omniman_core::idempotency::IdempotencyRecord;
+use omniman_core::order::{NewEvent, Order, OrderEvent, TransitionPlan};
+use omniman_core::page::{Page, PageRequest};
+use omniman_core::ports::{
+    ApiToken, ChannelStore, CommitWrite, DirectiveFilter, DirectiveQueue, IdempotencyStore, InsertSession, OrderFilter,
+    OrderStore, OrderSummary, SessionFilter, SessionStore, StoreResult, TokenStore,
+};
+use omniman_core::session::Session;
+use tokio::sync::mpsc;
+
+use self::rows::{
+    ChannelRow, ChannelValues, IdempotencyValues, OrderRow, SessionRow, SessionValues, TokenValues, affected, db_error,
+    directive_values, stored_order, stored_session, ts, violates,
+};
+use crate::counter::StatementCounter;
+use crate::error::StorageError;
+use crate::pool::{Database, checkout_with};
+
+/// How a commit transaction was refused (it rolled back).
+#[derive(Debug)]
+pub(crate) enum CommitAbort {
+    Db(DieselError),
+    SessionChanged,
+    RefTaken,
+    KeyTaken,
+}
+
+impl From<DieselError> for CommitAbort {
+    fn from(e: DieselError) -> CommitAbort {
+        CommitAbort::Db(e)
+    }
+}
+
+/// How many times a statement that lost a race on an event `seq` is retried.
+const SEQ_RETRIES: usize = 10;
+
+/// Runs `f` on a connection of `pool` in a spawned task (see the module documentation).
+async fn run<C, R, F, Fut>(pool: &Pool<C>, f: F) -> StoreResult<R>
+where
+    C: PoolableConnection + Send + 'static,
+    AsyncDieselConnectionManager<C>:
+        deadpool::managed::Manager<Type = C, Error = diesel_async::pooled_connection::PoolError>,
+    F: FnOnce(Object<C>) -> Fut + Send + 'static,
+    Fut: Future<Output = StoreResult<R>> + Send + 'static,
+    R: Send + 'static,
+{
+    let pool = pool.clone();
+    let counter = StatementCounter::current();
+    let task = tokio::spawn(async move {
+        let conn = checkout_with(&pool, counter).await.map_err(StoreError::from)?;
+        f(conn).await
+    });
+    match task.await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(StoreError::Unavailable(format!("storage task stopped: {e}"))),
+    }
+}
+
+/// Runs `$body` with `$conn` (the backend's raw connection) and `$q` (the backend's query
+/// module) on whichever backend `$db` is.
+macro_rules! on_db {
+    ($db:expr, |$conn:ident, $q:ident| $body:expr) => {
+        match $db {
+            Database::Postgres(pool) => {
+                run(pool, move |mut obj| async move {
+                    #[allow(unused_imports)]
+                    use self::pg as $q;
+                    let $conn: &mut pg::Conn = &mut obj;
+                    $body
+                })
+                .await
+            }
+            Database::Sqlite(pool) => {
+                run(pool, move |mut obj| async move {
+                    #[allow(unused_imports)]
+                    use self::sqlite as $q;
+                    let $conn: &mut sqlite::Conn = &mut obj;
+                    $body
+                })
+                .await
+            }
+        }
+    };
+}
+
+fn sessions(rows: Vec<(SessionRow, String)>) -> StoreResult<Vec<Session>> {
+    rows.into_iter().map(|(row, code)| row.into_session(code)).collect()
+}
+
+fn directives(rows: Vec<rows::DirectiveRow>) -> StoreResult<Vec<Directive>> {
+    rows.into_iter().map(rows::DirectiveRow::into_directive).collect()
+}
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl ChannelStore for Database {
+    async fn channel_by_code(&self, code: &str) -> StoreResult<Option<Channel>> {
+        let code = code.to_owned();
+        on_db!(self, |conn, q| {
+            q::channel_by_code(conn, &code).await.map_err(db_error)?.map(ChannelRow::into_channel).transpose()
+        })
+    }
+
+    async fn list_channels(&self) -> StoreResult<Vec<Channel>> {
+        on_db!(self, |conn, q| {
+            q::list_channels(conn).await.map_err(db_error)?.into_iter().map(ChannelRow::into_channel).collect()
+        })
+    }
+
+    async fn upsert_channel(&self, spec: &ChannelSpec, now: DateTime<Utc>) -> StoreResult<Channel> {
+        let values = ChannelValues::new(spec, now)?;
+        on_db!(self, |conn, q| q::upsert_channel(conn, values).await.map_err(db_error)?.into_channel())
+    }
+}
+
+impl SessionStore for Database {
+    async fn load_session(&self, channel_code: &str, session_key: &str) -> StoreResult<Option<(Channel, Session)>> {
+        let (channel_code, session_key) = (channel_code.to_owned(), session_key.to_owned());
+        on_db!(self, |conn, q| {
+            let Some((channel, session)) =
+                q::load_session(conn, &channel_code, &session_key).await.map_err(db_error)?
+            else {
+                return Ok(None);
+            };
+            let channel = channel.into_channel()?;
+            let session = session.into_session(channel.code.clone())?;
+            Ok(Some((channel, session)))
+        })
+    }
+
+    async fn sessions_by_key(&self, session_key: &str) -> StoreResult<Vec<Session>> {
+        let session_key = session_key.to_owned();
+        on_db!(self, |conn, q| sessions(q::sessions_by_key(conn, &session_key).await.map_err(db_error)?))
+    }
+
+    async fn open_session_by_handle(
+        &self,
+        channel_id: i64,
+        handle_type: &str,
+        handle_ref: &str,
+    ) -> StoreResult<Option<Session>> {
+        let (handle_type, handle_ref) = (handle_type.to_owned(), handle_ref.to_owned());
+        on_db!(self, |conn, q| {
+            q::open_session_by_handle(conn, channel_id, &handle_type, &handle_ref)
+                .await
+                .map_err(db_error)?
+                .map(|(row, code)| row.into_session(code))
+                .transpose()
+        })
+    }
+
+    async fn insert_session(&self, session: &Session) -> StoreResult<InsertSession> {
+        let session = session.clone();
+        on_db!(self, |conn, q| {
+            match q::insert_session(conn, SessionValues::new(&session)).await {
+                Ok(id) => Ok(InsertSession::Inserted(stored_session(&session, id))),
+                Err(e) if violates(&e, "sessions_channel_key_uniq", "sessions.session_key") => {
+                    Ok(InsertSession::KeyTaken)
+                }
+                Err(e) if violates(&e, "sessions_open_handle_uniq", "sessions.handle_ref") => {
+                    // Both constraints may be violated; like the reference store, report the key.
+                    let key_taken = q::session_key_exists(conn, session.channel_id, &session.session_key)
+                        .await
+                        .map_err(db_error)?;
+                    Ok(if key_taken { InsertSession::KeyTaken } else { InsertSession::HandleTaken })
+                }
+                Err(e) => Err(db_error(e)),
+            }
+        })
+    }
+
+    async fn update_session(
+        &self,
+        session: &Session,
+        expected_version: i64,
+        directives: &[NewDirective],
+    ) -> StoreResult<bool> {
+        let id = session.id;
+        let values = SessionValues::new(session);
+        let directives = directive_values(directives, session.updated_at);
+        on_db!(self, |conn, q| q::update_session(conn, id, expected_version, values, directives)
+            .await
+            .map_err(db_error))
+    }
+
+    async fn list_sessions(&self, filter: &SessionFilter, page: &PageRequest) -> StoreResult<Page<Session>> {
+        let (filter, page) = (filter.clone(), *page);
+        let rows = on_db!(self, |conn, q| sessions(q::list_sessions(conn, filter, page).await.map_err(db_error)?))?;
+        Ok(Page::from_rows(rows, &page, |s| (s.opened_at, s.id)))
+    }
+
+    async fn abandon_idle_sessions(&self, idle_since: DateTime<Utc>, now: DateTime<Utc>) -> StoreResult<u64> {
+        on_db!(self, |conn, q| Ok(affected(q::abandon_idle_sessions(conn, idle_since, now).await.map_err(db_error)?)))
+    }
+}
+
+impl OrderStore for Database {
+    async fn commit(&self, plan: &CommitPlan) -> StoreResult<CommitWrite> {
+        let plan = plan.clone();
+        on_db!(self, |conn, q| {
+            let order = plan.order.clone();
+            match q::commit(conn, plan).await {
+                Ok(id) => Ok(CommitWrite::Committed(stored_order(&order, id))),
+                Err(CommitAbort::SessionChanged) => Ok(CommitWrite::SessionChanged),
+                Err(CommitAbort::KeyTaken) => Ok(CommitWrite::KeyTaken),
+                Err(CommitAbort::RefTaken) => Ok(CommitWrite::RefTaken),
+                Err(CommitAbort::Db(e)) => Err(db_error(e)),
+            }
+        })
+    }
+
+    async fn order_by_ref(&self, order_ref: &str) -> StoreResult<Option<(Channel, Order)>> {
+        let order_ref = order_ref.to_owned();
+        on_db!(self, |conn, q| {
+            let Some((channel, order)) = q::order_by_ref(conn, &order_ref).await.map_err(db_error)? else {
+                return Ok(None);
+            };
+            let channel = channel.into_channel()?;
+            let order = order.into_order(channel.code.clone())?;
+            Ok(Some((channel, order)))
+        })
+    }
+
+    async fn order_for_session(&self, channel_id: i64, session_key: &str) -> StoreResult<Option<Order>> {
+        let session_key = session_key.to_owned();
+        on_db!(self, |conn, q| {
+            q::order_for_session(conn, channel_id, &session_key)
+                .await
+                .map_err(db_error)?
+                .map(|(row, code): (OrderRow, String)| row.into_order(code))
+                .transpose()
+        })
+    }
+
+    async fn transition(&self, plan: &TransitionPlan) -> StoreResult<bool> {
+        let plan = plan.clone();
+        on_db!(self, |conn, q| {
+            let mut attempt = 0;
+            loop {
+                match q::transition(conn, plan.clone()).await {
+                    Ok(applied) => return Ok(applied),
+                    // A concurrent `append_event` took the next seq: take the one after.
+                    Err(e)
+                        if attempt < SEQ_RETRIES && violates(&e, "order_events_order_seq_uniq", "order_events.seq") =>
+                    {
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(db_error(e)),
+                }
+            }
+        })
+    }
+
+    async fn append_event(&self, order_id: i64, event: &NewEvent) -> StoreResult<OrderEvent> {
+        let event = event.clone();
+        on_db!(self, |conn, q| {
+            let mut attempt = 0;
+            loop {
+                match q::append_event(conn, order_id, event.clone()).await {
+                    Ok(seq) => {
+                        return Ok(OrderEvent {
+                            seq: i64::from(seq),
+                            event_type: event.event_type,
+                            actor: event.actor,
+                            payload: event.payload,
+                            created_at: ts(event.created_at),
+                        });
+                    }
+                    Err(e)
+                        if attempt < SEQ_RETRIES && violates(&e, "order_events_order_seq_uniq", "order_events.seq") =>
+                    {
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(db_error(e)),
+                }
+            }
+        })
+    }
+
+    async fn list_events(&self, order_id: i64) -> StoreResult<Vec<OrderEvent>> {
+        on_db!(self, |conn, q| {
+            q::list_events(conn, order_id)
+                .await
+                .map_err(db_error)?
+                .into_iter()
+                .map(rows::EventRow::into_event)
+                .collect()
+        })
+    }
+
+    async fn list_orders(&self, filter: &OrderFilter, page: &PageRequest) -> StoreResult<Page<OrderSummary>> {
+        let (filter, page) = (filter.clone(), *page);
+        let rows = on_db!(self, |conn, q| q::list_orders(conn, filter, page).await.map_err(db_error))?;
+        let rows: Vec<OrderSummary> = rows.into_iter().map(OrderSummary::from).collect();
+        Ok(Page::from_rows(rows, &page, |o| (o.created_at, o.id)))
+    }
+
+    async fn orders_after(&self, since: i64, limit_: usize) -> StoreResult<Vec<OrderSummary>> {
+        let n = limit(limit_);
+        let rows = on_db!(self, |conn, q| q::orders_after(conn, since, n).await.map_err(db_error))?;
+        Ok(rows.into_iter().map(OrderSummary::from).collect())
+    }
+
+    async fn max_order_id(&self) -> StoreResult<i64> {
+        on_db!(self, |conn, q| q::max_order_id(conn).await.map_err(db_error))
+    }
+}
+
+impl DirectiveQueue for Database {
+    async fn enqueue(&self, directives: &[NewDirective]) -> StoreResult<Vec<i64>> {
+        let Some(first) = directives.first() else {
+            return Ok(Vec::new());
+        };
+        // As the reference store: the batch is stamped with the first directive's availability.
+        let values = directive_values(directives, first.available_at);
+        on_db!(self, |conn, q| q::insert_directives(conn, values).await.map_err(db_error))
+    }
+
+    async fn claim(&self, topics: Option<&[String]>, limit_: usize, now: DateTime<Utc>) -> StoreResult<Vec<Directive>> {
+        if limit_ == 0 {
+            return Ok(Vec::new());
+        }
+        let (topics, n) = (topics.map(<[String]>::to_vec), limit(limit_));
+        on_db!(self, |conn, q| directives(q::claim(conn, topics, n, now).await.map_err(db_error)?))
+    }
+
+    async fn finish(&self, updates: &[DirectiveUpdate], now: DateTime<Utc>) -> StoreResult<u64> {
+        if updates.is_empty() {
+            return Ok(0);
+        }
+        let updates = updates.to_vec();
+        on_db!(self, |conn, q| Ok(affected(q::finish(conn, updates, now).await.map_err(db_error)?)))
+    }
+
+    async fn stuck_directives(&self, started_before: DateTime<Utc>) -> StoreResult<Vec<Directive>> {
+        on_db!(self, |conn, q| directives(q::stuck_directives(conn, started_before).await.map_err(db_error)?))
+    }
+
+    async fn requeue(&self, update: &DirectiveUpdate, now: DateTime<Utc>) -> StoreResult<bool> {
+        let update = update.clone();
+        on_db!(self, |conn, q| q::requeue(conn, update, now).await.map_err(db_error))
+    }
+
+    async fn directive(&self, id: i64) -> StoreResult<Option<Directive>> {
+        on_db!(self, |conn, q| {
+            q::directive(conn, id).await.map_err(db_error)?.map(rows::DirectiveRow::into_directive).transpose()
+        })
+    }
+
+    async fn list_directives(&self, filter: &DirectiveFilter, page: &PageRequest) -> StoreResult<Page<Directive>> {
+        let (filter, page) = (filter.clone(), *page);
+        let rows = on_db!(self, |conn, q| directives(q::list_directives(conn, filter, page).await.map_err(db_error)?))?;
+        Ok(Page::from_rows(rows, &page, |d| (d.created_at, d.id)))
+    }
+
+    async fn directive_counts(&self) -> StoreResult<Vec<(DirectiveStatus, i64)>> {
+        on_db!(self, |conn, q| {
+            q::directive_counts(conn)
+                .await
+                .map_err(db_error)?
+                .into_iter()
+                .map(|(status, n)| {
+                    DirectiveStatus::parse(&status)
+                        .map(|s| (s, n))
+                        .ok_or_else(|| StoreError::Corrupt(format!("directive status: {status}")))
+                })
+                .collect()
+        })
+    }
+}
+
+impl IdempotencyStore for Database {
+    async fn idempotency_record(&self, scope: &str, key: &str) -> StoreResult<Option<IdempotencyRecord>> {
+        let (scope, key) = (scope.to_owned(), key.to_owned());
+        on_db!(self, |conn, q| {
+            q::idempotency_record(conn, &scope, &key)
+                .await
+                .map_err(db_error)?
+                .map(rows::IdempotencyRow::into_record)
+                .transpose()
+        })
+    }
+
+    async fn save_idempotency_record(&self, record: &IdempotencyRecord) -> StoreResult<bool> {
+        let values = IdempotencyValues::new(record);
+        on_db!(self, |conn, q| Ok(q::upsert_idempotency(conn, values).await.map_err(db_error)? > 0))
+    }
+
+    async fn delete_expired_idempotency(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+        on_db!(self, |conn, q| Ok(affected(q::delete_expired_idempotency(conn, now).await.map_err(db_error)?)))
+    }
+}
+
+impl TokenStore for Database {
+    async fn create_token(&self, token: &ApiToken) -> StoreResult<bool> {
+        let values = TokenValues::new(token);
+        on_db!(self, |conn, q| match q::create_token(conn, values).await {
+            Ok(_) => Ok(true),
+            Err(e) if violates(&e, "api_tokens_name_key", "api_tokens.name") => Ok(false),
+            Err(e) => Err(db_error(e)),
+        })
+    }
+
+    async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
+        let token_hash = token_hash.to_owned();
+        on_db!(self, |conn, q| {
+            q::token_by_hash(conn, &token_hash).await.map_err(db_error)?.map(rows::TokenRow::into_token).transpose()
+        })
+    }
+
+    async fn list_tokens(&self) -> StoreResult<Vec<ApiToken>> {
+        on_db!(self, |conn, q| {
+            q::list_tokens(conn).await.map_err(db_error)?.into_iter().map(rows::TokenRow::into_token).collect()
+        })
+    }
+
+    async fn revoke_token(&self, name: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        let name = name.to_owned();
+        on_db!(self, |conn, q| q::revoke_token(conn, &name, now).await.map_err(db_error))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wake-ups
+
+/// The PostgreSQL channel the `directives` insert trigger notifies.
+pub const DIRECTIVES_CHANNEL: &str = "omniman_directives";
+
+/// Wake-ups for idle workers: one per committed transaction that inserted directives
+/// (coalesced while nobody waits). Dropping it stops listening.
+#[derive(Debug)]
+pub struct DirectiveWakeups {
+    rx: mpsc::Receiver<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DirectiveWakeups {
+    /// Waits for the next wake-up; `false` when the listening connection is gone (fall back to
+    /// polling, or listen again).
+    pub async fn wait(&mut self) -> bool {
+        self.rx.recv().await.is_some()
+    }
+}
+
+impl Drop for DirectiveWakeups {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Database {
+    /// Listens for new directives on a dedicated connection (taken out of the pool). `None` on
+    /// SQLite, where one process owns the database and workers poll.
+    pub async fn listen_directives(&self) -> Result<Option<DirectiveWakeups>, StorageError> {
+        let Database::Postgres(pool) = self else {
+            return Ok(None);
+        };
+        let mut conn = Object::take(checkout_with(pool, None).await?);
+        conn.batch_execute(&format!("LISTEN {DIRECTIVES_CHANNEL}")).await?;
+        let (tx, rx) = mpsc::channel(1);
+        let task = tokio::spawn(async move {
+            let mut conn = conn;
+            let mut stream = std::pin::pin!(conn.notifications_stream());
+            while let Some(Ok(_)) = stream.next().await {
+                if let Err(mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
+                    break;
+                }
+            }
+        });
+        Ok(Some(DirectiveWakeups { rx, task }))
+    }
+}

@@ -1,0 +1,98 @@
+//! The queries on SQLite (see `queries.rs` for what differs per backend).
+
+use crate::schema::sqlite as s;
+
+/// The raw connection.
+pub(crate) type Conn = crate::pool::AsyncSqliteConnection;
+type Db = diesel::sqlite::Sqlite;
+
+/// A write transaction: `BEGIN IMMEDIATE` takes the write lock first, so a transaction never
+/// has to upgrade a read lock (which SQLite refuses with `SQLITE_BUSY` instead of waiting).
+macro_rules! tx {
+    ($conn:expr, $body:expr) => {
+        $conn.immediate_transaction($body).await
+    };
+}
+
+/// One multi-row `INSERT`, run by Diesel's synchronous SQLite connection (diesel-async cannot
+/// build a multi-row insert for SQLite); it runs on the same connection and transaction.
+macro_rules! insert_rows {
+    ($conn:expr, $table:expr, $rows:expr) => {{
+        let rows = $rows;
+        $conn.spawn_blocking(move |c| diesel::RunQueryDsl::execute(diesel::insert_into($table).values(rows), c)).await
+    }};
+}
+
+/// One multi-row `INSERT … RETURNING $col` (see `insert_rows!`).
+macro_rules! insert_rows_returning {
+    ($conn:expr, $table:expr, $rows:expr, $col:expr) => {{
+        let rows = $rows;
+        $conn
+            .spawn_blocking(move |c| {
+                diesel::RunQueryDsl::get_results(diesel::insert_into($table).values(rows).returning($col), c)
+            })
+            .await
+    }};
+}
+
+/// The claim condition: the oldest ready rows (SQLite has one writer at a time, so a claim,
+/// one `UPDATE`, cannot interleave with another).
+macro_rules! claimable {
+    ($now:expr, $topics:expr, $limit:expr) => {{
+        use diesel::sql_types::{BigInt, Bool, Text, TimestamptzSqlite};
+        let topics: Option<Vec<String>> = $topics;
+        let all = topics.is_none();
+        let topics = serde_json::to_string(&topics.unwrap_or_default()).unwrap_or_else(|_| "[]".to_owned());
+        diesel::dsl::sql::<Bool>("id IN (SELECT id FROM directives WHERE status = 'queued' AND available_at <= ")
+            .bind::<TimestamptzSqlite, _>($now)
+            .sql(" AND (")
+            .bind::<Bool, _>(all)
+            .sql(" OR topic IN (SELECT value FROM json_each(")
+            .bind::<Text, _>(topics)
+            .sql("))) ORDER BY available_at, id LIMIT ")
+            .bind::<BigInt, _>($limit)
+            .sql(")")
+    }};
+}
+
+shared_queries!();
+
+/// One immediate transaction: per update, the conditional `UPDATE`, preceded by a read of the
+/// payload when there is a patch to merge (the merge is done here, key by key, so that it
+/// replaces top-level keys and keeps `null`s exactly like PostgreSQL's `payload || patch`;
+/// SQLite's `json_patch` would merge nested objects and delete `null` keys).
+pub(crate) async fn finish(conn: &mut Conn, updates: Vec<DirectiveUpdate>, now: DateTime<Utc>) -> QueryResult<usize> {
+    let now = ts(now);
+    tx!(conn, async move |c| -> QueryResult<usize> {
+        let mut changed = 0;
+        for u in updates {
+            let target = s::directives::table
+                .filter(s::directives::id.eq(u.id))
+                .filter(s::directives::status.eq("running"))
+                .filter(s::directives::attempts.eq(u.claimed_attempts));
+            let common = (
+                s::directives::status.eq(u.status.as_str()),
+                s::directives::attempts.eq(u.attempts),
+                s::directives::available_at.eq(ts(u.available_at)),
+                s::directives::last_error.eq(u.last_error),
+                s::directives::updated_at.eq(now),
+            );
+            if u.payload_patch.is_empty() {
+                changed += diesel::update(target).set(common).execute(c).await?;
+                continue;
+            }
+            let current: Option<Value> = target.select(s::directives::payload).first(c).await.optional()?;
+            let Some(current) = current else { continue };
+            let mut payload = match current {
+                Value::Object(map) => map,
+                _ => serde_json::Map::new(),
+            };
+            payload.extend(u.payload_patch);
+            changed += diesel::update(target)
+                .set((common, s::directives::payload.eq(Value::Object(payload))))
+                .execute(c)
+                .await?;
+        }
+        Ok(changed)
+    })
+}

@@ -1,0 +1,177 @@
+//! The statement budget (SPEC §12, `omniman_core::ports`), counted with `StatementCounter`
+//! (transaction control excluded) on both backends.
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::{Map, Value, json};
+
+use omniman_core::directive::NewDirective;
+use omniman_core::ext::Extensions;
+use omniman_core::ops::Op;
+use omniman_core::order::{OrderFlow, plan_transition};
+use omniman_core::page::PageRequest;
+use omniman_core::ports::{
+    ChannelStore, DirectiveFilter, DirectiveQueue, OrderFilter, OrderStore, SessionFilter, SessionStore,
+};
+use omniman_core::prelude::{Caller, ManualClock, Omniman, OpenSession};
+use omniman_core::testing::epoch;
+use omniman_storage::test_support::TestDb;
+use omniman_storage::{Database, StatementCounter};
+
+db_tests!(session_reads_and_writes, commit_and_order_reads, list_pages, directive_claim, service_operations);
+
+fn t(secs: i64) -> DateTime<Utc> {
+    epoch() + TimeDelta::seconds(secs)
+}
+
+/// Runs `fut`, asserts it ran exactly `n` statements, returns its output.
+async fn exactly<F: std::future::Future>(n: u64, what: &str, fut: F) -> F::Output {
+    let (out, counter) = StatementCounter::measure(fut).await;
+    assert_eq!(counter.count(), n, "{what}: {:#?}", counter.statements());
+    out
+}
+
+fn hub(db: &Database, clock: &Arc<ManualClock>) -> Omniman<Database> {
+    Omniman::new(db.clone(), Extensions::default()).with_clock(clock.clone())
+}
+
+fn ops(batch: &Value) -> Vec<Op> {
+    Op::parse_batch(batch).unwrap()
+}
+
+fn hold(at: DateTime<Utc>) -> NewDirective {
+    NewDirective { topic: "stock.hold".into(), payload: Map::new(), available_at: at }
+}
+
+async fn setup(db: &Database, config: Value) -> (Omniman<Database>, Arc<ManualClock>, String) {
+    let spec = serde_json::from_value(json!({"code": "pos", "config": config})).unwrap();
+    db.upsert_channel(&spec, t(0)).await.unwrap();
+    let clock = Arc::new(ManualClock::at(t(100)));
+    let hub = hub(db, &clock);
+    let opened = hub
+        .open_session(OpenSession { channel_code: "pos".into(), ..OpenSession::default() }, &Caller::external("till"))
+        .await
+        .unwrap();
+    (hub, clock, opened.session.session_key)
+}
+
+async fn session_reads_and_writes(test_db: &TestDb) {
+    let db = test_db.db();
+    let (_, _, key) = setup(db, json!({})).await;
+    let (_, session) = exactly(1, "load_session", db.load_session("pos", &key)).await.unwrap().unwrap();
+    exactly(1, "sessions_by_key", db.sessions_by_key(&key)).await.unwrap();
+
+    let mut next = session.clone();
+    next.rev += 1;
+    next.version += 1;
+    assert!(exactly(1, "update_session without directives", db.update_session(&next, 0, &[])).await.unwrap());
+    let mut next2 = next.clone();
+    next2.version += 1;
+    let directives = [hold(t(1)), hold(t(2)), hold(t(3))];
+    assert!(exactly(2, "update_session with 3 directives", db.update_session(&next2, 1, &directives)).await.unwrap());
+    assert!(!exactly(1, "a refused update_session", db.update_session(&next2, 1, &directives)).await.unwrap());
+    exactly(1, "enqueue 3", db.enqueue(&directives)).await.unwrap();
+}
+
+async fn commit_and_order_reads(test_db: &TestDb) {
+    let db = test_db.db();
+    let (hub, clock, key) = setup(db, json!({"post_commit_directives": ["stock.commit", "notify", "audit"]})).await;
+    let caller = Caller::external("till");
+    let lines: Vec<Value> =
+        (0..5).map(|i| json!({"op": "add_line", "sku": format!("S{i}"), "qty": 1, "unit_price_q": 10})).collect();
+    hub.modify("pos", &key, &ops(&Value::Array(lines)), None, &caller).await.unwrap();
+
+    // The service's commit: idempotency read + session read + the store's commit (6).
+    let answer =
+        exactly(8, "service commit", Box::pin(hub.commit("pos", &key, Some("K1"), None, &caller))).await.unwrap();
+    let order_ref = answer.order_ref().unwrap().to_owned();
+    exactly(1, "replay", Box::pin(hub.commit("pos", &key, Some("K1"), None, &caller))).await.unwrap();
+
+    let (channel, order) = exactly(1, "order_by_ref", db.order_by_ref(&order_ref)).await.unwrap().unwrap();
+    assert_eq!(order.items.len(), 5);
+    exactly(1, "order_for_session", db.order_for_session(channel.id, &key)).await.unwrap();
+    exactly(1, "list_events", db.list_events(order.id)).await.unwrap();
+
+    clock.advance(TimeDelta::seconds(5));
+    let plan = plan_transition(&order, &OrderFlow::for_channel(&channel), "confirmed", "ana", None, t(200)).unwrap();
+    assert!(exactly(2, "transition", db.transition(&plan)).await.unwrap());
+    assert!(!exactly(1, "a refused transition", db.transition(&plan)).await.unwrap());
+    exactly(3, "service transition", hub.transition_order(&order_ref, "processing", None, &caller)).await.unwrap();
+    let event = omniman_core::order::NewEvent {
+        event_type: "note".into(),
+        actor: "ana".into(),
+        payload: Map::new(),
+        created_at: t(300),
+    };
+    assert_eq!(exactly(1, "append_event", db.append_event(order.id, &event)).await.unwrap().seq, 3);
+}
+
+async fn list_pages(test_db: &TestDb) {
+    let db = test_db.db();
+    let (hub, _, key) = setup(db, json!({"post_commit_directives": ["a"]})).await;
+    let caller = Caller::external("till");
+    hub.modify("pos", &key, &ops(&json!([{"op": "add_line", "sku": "A", "qty": 1, "unit_price_q": 1}])), None, &caller)
+        .await
+        .unwrap();
+    hub.commit("pos", &key, None, None, &caller).await.unwrap();
+    for _ in 0..4 {
+        hub.open_session(OpenSession { channel_code: "pos".into(), ..OpenSession::default() }, &caller).await.unwrap();
+    }
+    let page = exactly(1, "list_sessions", db.list_sessions(&SessionFilter::default(), &PageRequest::new(None, 2)))
+        .await
+        .unwrap();
+    let filter = SessionFilter {
+        channel_ids: Some(vec![1, 2]),
+        state: Some(omniman_core::session::SessionState::Open),
+        handle_type: Some("t".into()),
+        handle_ref: Some("r".into()),
+    };
+    exactly(1, "list_sessions, every filter and a cursor", db.list_sessions(&filter, &PageRequest::new(page.next, 2)))
+        .await
+        .unwrap();
+    let orders =
+        exactly(1, "list_orders", db.list_orders(&OrderFilter::default(), &PageRequest::default())).await.unwrap();
+    assert_eq!(orders.items[0].items_count, 1);
+    let filter = OrderFilter {
+        channel_ids: Some(vec![1]),
+        status: Some("new".into()),
+        handle_type: Some("t".into()),
+        handle_ref: Some("r".into()),
+        external_ref: Some("x".into()),
+        created_after: Some(t(0)),
+        created_before: Some(t(1_000_000)),
+    };
+    exactly(1, "list_orders, every filter", db.list_orders(&filter, &PageRequest::default())).await.unwrap();
+    exactly(1, "orders_after", db.orders_after(0, 10)).await.unwrap();
+    exactly(1, "max_order_id", db.max_order_id()).await.unwrap();
+    exactly(1, "list_directives", db.list_directives(&DirectiveFilter::default(), &PageRequest::default()))
+        .await
+        .unwrap();
+    exactly(1, "list_channels", db.list_channels()).await.unwrap();
+    exactly(1, "directive_counts", db.directive_counts()).await.unwrap();
+}
+
+async fn directive_claim(test_db: &TestDb) {
+    let db = test_db.db();
+    let batch: Vec<NewDirective> = (0..20).map(|i| hold(t(i))).collect();
+    exactly(1, "enqueue 20", db.enqueue(&batch)).await.unwrap();
+    let claimed = exactly(1, "claim", db.claim(None, 5, t(100))).await.unwrap();
+    assert_eq!(claimed.len(), 5);
+    let topics = vec!["stock.hold".to_owned(), "other".to_owned()];
+    let claimed = exactly(1, "claim with topics", db.claim(Some(&topics), 50, t(100))).await.unwrap();
+    assert_eq!(claimed.len(), 15);
+}
+
+async fn service_operations(test_db: &TestDb) {
+    let db = test_db.db();
+    let (hub, _, key) = setup(db, json!({"required_checks_on_commit": ["stock"]})).await;
+    let caller = Caller::external("till");
+    exactly(1, "get_session", hub.get_session(Some("pos"), &key)).await.unwrap();
+    // Read, conditional update, directive insert.
+    let batch = ops(&json!([{"op": "add_line", "sku": "A", "qty": 1, "unit_price_q": 1}]));
+    exactly(3, "modify with a check directive", hub.modify("pos", &key, &batch, None, &caller)).await.unwrap();
+    exactly(2, "abandon", hub.abandon("pos", &key, None, &caller)).await.unwrap();
+}

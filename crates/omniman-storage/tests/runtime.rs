@@ -1,0 +1,76 @@
+//! Behaviour that depends on the async runtime: PostgreSQL wake-ups for idle workers, and
+//! store calls abandoned by their caller on a single-threaded runtime (as actix-web runs).
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::Map;
+
+use omniman_core::directive::NewDirective;
+use omniman_core::page::PageRequest;
+use omniman_core::ports::{ChannelStore, DirectiveFilter, DirectiveQueue};
+use omniman_core::testing::epoch;
+use omniman_storage::test_support::TestDb;
+
+fn t(secs: i64) -> DateTime<Utc> {
+    epoch() + TimeDelta::seconds(secs)
+}
+
+fn directive() -> NewDirective {
+    NewDirective { topic: "x".into(), payload: Map::new(), available_at: t(0) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_inserted_directives_wake_listeners() {
+    let Some(test_db) = TestDb::postgres().await else { return };
+    let mut wakeups = test_db.listen_directives().await.unwrap().expect("PostgreSQL listens");
+    let quiet = tokio::time::timeout(Duration::from_millis(200), wakeups.wait()).await;
+    assert!(quiet.is_err(), "no wake-up before anything is enqueued");
+
+    test_db.enqueue(&[directive(), directive()]).await.unwrap();
+    let woke = tokio::time::timeout(Duration::from_secs(5), wakeups.wait()).await;
+    assert_eq!(woke, Ok(true), "an insert wakes the listener");
+
+    // A rolled-back insert notifies nobody.
+    {
+        use diesel_async::SimpleAsyncConnection;
+        let mut conn = test_db.get_pg().await.unwrap().unwrap();
+        conn.batch_execute("BEGIN; INSERT INTO directives (topic) VALUES ('y'); ROLLBACK;").await.unwrap();
+    }
+    let quiet = tokio::time::timeout(Duration::from_millis(300), wakeups.wait()).await;
+    assert!(quiet.is_err(), "a rolled-back insert wakes nobody");
+}
+
+#[tokio::test]
+async fn sqlite_has_no_listener() {
+    let test_db = TestDb::sqlite().await;
+    assert!(test_db.listen_directives().await.unwrap().is_none());
+}
+
+/// Callers that give up (a client that disconnects) on a current-thread runtime: the store call
+/// finishes in its own task, the connection goes back to the pool clean, nothing panics.
+async fn abandoned_calls(test_db: &TestDb) {
+    for i in 0..30_u64 {
+        let batch: Vec<NewDirective> = (0..50).map(|_| directive()).collect();
+        let _ = tokio::time::timeout(Duration::from_micros(i * 50), test_db.enqueue(&batch)).await;
+        let _ = tokio::time::timeout(Duration::from_micros(i * 50), test_db.claim(None, 10, t(1))).await;
+    }
+    // Let the abandoned calls finish, then check the pool still serves and the counts add up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let listed = test_db.list_directives(&DirectiveFilter::default(), &PageRequest::new(None, 100)).await.unwrap();
+    assert!(!listed.items.is_empty());
+    let total: i64 = test_db.directive_counts().await.unwrap().into_iter().map(|(_, n)| n).sum();
+    assert_eq!(total % 50, 0, "batches are inserted whole or not at all");
+    test_db.list_channels().await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_calls_abandoned_on_a_current_thread_runtime() {
+    abandoned_calls(&TestDb::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_calls_abandoned_on_a_current_thread_runtime() {
+    let Some(test_db) = TestDb::postgres().await else { return };
+    abandoned_calls(&test_db).await;
+}

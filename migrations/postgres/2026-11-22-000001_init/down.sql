@@ -1,0 +1,9 @@
+DROP TABLE IF EXISTS api_tokens;
+DROP TABLE IF EXISTS idempotency_keys;
+DROP TABLE IF EXISTS directives;
+DROP FUNCTION IF EXISTS omniman_notify_directives();
+DROP TABLE IF EXISTS order_events;
+DROP TABLE IF EXISTS order_items;
+DROP TABLE IF EXISTS orders;
+DROP TABLE IF EXISTS sessions;
+DROP TABLE IF EXISTS channels;
