@@ -21,16 +21,8 @@ use clap::{Parser, Subcommand};
 /// database or cache drivers, no web framework. Adapters depend on the core,
 /// never the other way round. Names are exact package names as printed by
 /// `cargo tree`.
-const FORBIDDEN_IN_CORE: &[&str] = &[
-    "tokio",
-    "diesel",
-    "diesel-async",
-    "redis",
-    "actix-web",
-    "actix-rt",
-    "mio",
-    "deadpool",
-];
+const FORBIDDEN_IN_CORE: &[&str] =
+    &["tokio", "diesel", "diesel-async", "redis", "actix-web", "actix-rt", "mio", "deadpool"];
 
 /// The crate whose purity `purity` checks.
 const CORE_CRATE: &str = "omniman-core";
@@ -70,11 +62,7 @@ enum Task {
     Bench {
         /// Extra arguments for `cargo bench` (use `-- ARGS` to reach the
         /// benchmark harness).
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "ARGS"
-        )]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
         args: Vec<OsString>,
     },
     /// Check that omniman-core depends on no runtime, I/O or driver crate.
@@ -107,22 +95,12 @@ fn ci(ws: &Workspace, test_args: &[OsString]) -> StepResult {
     let started = Instant::now();
     ws.run_cargo(&["fmt", "--all", "--", "--check"])?;
     purity(ws)?;
-    ws.run_cargo(&[
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ])?;
+    ws.run_cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     // This must stay the README's test command: CI runs what developers run.
     let mut test = ws.cargo(&["test", "--workspace"]);
     test.args(test_args);
     run_step(test)?;
-    println!(
-        "==> all CI checks passed in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
+    println!("==> all CI checks passed in {:.1}s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -155,10 +133,7 @@ fn purity(ws: &Workspace) -> StepResult {
     for entry in &found {
         let _ = writeln!(msg, "    - {entry}");
     }
-    let _ = write!(
-        msg,
-        "hint: `cargo tree -p {CORE_CRATE} -e normal,build -i <crate>` shows what pulls it in"
-    );
+    let _ = write!(msg, "hint: `cargo tree -p {CORE_CRATE} -e normal,build -i <crate>` shows what pulls it in");
     eprintln!("{msg}");
     Err(Failed(1))
 }
@@ -270,10 +245,7 @@ fn header(cmd: &Command) -> String {
 
 fn shell_word(arg: &OsStr) -> String {
     let s = arg.to_string_lossy();
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_=+./:,@%".contains(c))
-    {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_=+./:,@%".contains(c)) {
         s.into_owned()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -283,9 +255,7 @@ fn shell_word(arg: &OsStr) -> String {
 /// Maps a child's exit code to ours; a signal or an out-of-range code
 /// becomes 1 so that failure is never reported as success.
 fn exit_code(code: Option<i32>) -> u8 {
-    code.and_then(|c| u8::try_from(c).ok())
-        .filter(|&c| c != 0)
-        .unwrap_or(1)
+    code.and_then(|c| u8::try_from(c).ok()).filter(|&c| c != 0).unwrap_or(1)
 }
 
 #[cfg(test)]
@@ -346,8 +316,7 @@ deadpool-runtime v0.1.4
 
     #[test]
     fn bench_passes_hyphenated_args() {
-        let cli =
-            Cli::try_parse_from(["xtask", "bench", "--bench", "ingest", "--", "--quick"]).unwrap();
+        let cli = Cli::try_parse_from(["xtask", "bench", "--bench", "ingest", "--", "--quick"]).unwrap();
         match cli.task {
             Task::Bench { args } => assert_eq!(args, ["--bench", "ingest", "--", "--quick"]),
             other => panic!("unexpected task {other:?}"),
