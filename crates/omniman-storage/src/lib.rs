@@ -7,6 +7,8 @@
 //! * [`schema`]: the Diesel tables, once per backend (`schema::pg`, `schema::sqlite`);
 //! * the core's storage ports (`omniman_core::ports`) are implemented for [`Database`]:
 //!   `Omniman::new(database, extensions)` runs on either backend;
+//! * the built-in stock backend (`omniman_core::ext::StockBackend`) is implemented for
+//!   [`Database`] too, with `set_stock_level` / `stock_levels` ([`StockLevel`]) for operators;
 //! * [`StatementCounter`]: counts SQL statements per request (the query budget);
 //! * `test_support::TestDb` (feature `test-support`): throw-away migrated databases.
 
@@ -25,4 +27,4 @@ pub use counter::StatementCounter;
 pub use error::StorageError;
 pub use migrations::{applied_migrations, revert_all_migrations, run_migrations};
 pub use pool::Database;
-pub use store::{DIRECTIVES_CHANNEL, DirectiveWakeups};
+pub use store::{DIRECTIVES_CHANNEL, DirectiveWakeups, StockLevel};

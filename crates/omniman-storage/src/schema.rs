@@ -175,6 +175,34 @@ macro_rules! omniman_tables {
             }
         }
 
+        diesel::table! {
+            use diesel::sql_types::*;
+            use super::Ts;
+
+            stock_levels (sku) {
+                sku -> Text,
+                on_hand_milli -> BigInt,
+                updated_at -> Ts,
+            }
+        }
+
+        diesel::table! {
+            use diesel::sql_types::*;
+            use super::Ts;
+
+            stock_holds (id) {
+                id -> BigInt,
+                hold_id -> Text,
+                sku -> Text,
+                qty_milli -> BigInt,
+                reference -> Nullable<Text>,
+                status -> Text,
+                expires_at -> Nullable<Ts>,
+                created_at -> Ts,
+                updated_at -> Ts,
+            }
+        }
+
         diesel::joinable!(sessions -> channels (channel_id));
         diesel::joinable!(orders -> channels (channel_id));
         diesel::joinable!(order_items -> orders (order_id));
@@ -189,6 +217,8 @@ macro_rules! omniman_tables {
             directives,
             idempotency_keys,
             api_tokens,
+            stock_levels,
+            stock_holds,
         );
     };
 }

@@ -9,7 +9,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Map, Value, json};
 
 use omniman_core::directive::NewDirective;
-use omniman_core::ext::Extensions;
+use omniman_core::ext::{Extensions, StockBackend};
+use omniman_core::money::Qty;
 use omniman_core::ops::Op;
 use omniman_core::order::{OrderFlow, plan_transition};
 use omniman_core::page::PageRequest;
@@ -21,7 +22,14 @@ use omniman_core::testing::epoch;
 use omniman_storage::test_support::TestDb;
 use omniman_storage::{Database, StatementCounter};
 
-db_tests!(session_reads_and_writes, commit_and_order_reads, list_pages, directive_claim, service_operations);
+db_tests!(
+    session_reads_and_writes,
+    commit_and_order_reads,
+    list_pages,
+    directive_claim,
+    service_operations,
+    stock_backend
+);
 
 fn t(secs: i64) -> DateTime<Utc> {
     epoch() + TimeDelta::seconds(secs)
@@ -174,4 +182,22 @@ async fn service_operations(test_db: &TestDb) {
     let batch = ops(&json!([{"op": "add_line", "sku": "A", "qty": 1, "unit_price_q": 1}]));
     exactly(3, "modify with a check directive", hub.modify("pos", &key, &batch, None, &caller)).await.unwrap();
     exactly(2, "abandon", hub.abandon("pos", &key, None, &caller)).await.unwrap();
+}
+
+async fn stock_backend(test_db: &TestDb) {
+    let db = test_db.db();
+    let now = Utc::now();
+    exactly(1, "set_stock_level", db.set_stock_level("COFFEE", Qty::ONE, now)).await.unwrap();
+    exactly(1, "stock_levels", db.stock_levels(now)).await.unwrap();
+    exactly(1, "check_availability", db.check_availability("COFFEE", Qty::ONE, None)).await.unwrap();
+    let expires = Some(now + TimeDelta::minutes(15));
+    let held = exactly(3, "create_hold", db.create_hold("COFFEE", Qty::ONE, expires, Some("S1"))).await.unwrap();
+    let refused = exactly(2, "a refused create_hold", db.create_hold("COFFEE", Qty::ONE, None, None)).await.unwrap();
+    assert!(held.success && !refused.success);
+    exactly(1, "create_hold of an unknown SKU", db.create_hold("NONE", Qty::ONE, None, None)).await.unwrap();
+    let hold_id = held.hold_id.unwrap();
+    assert!(exactly(2, "fulfill_hold", db.fulfill_hold(&hold_id, Some("ORD-1"))).await.unwrap());
+    assert!(exactly(2, "fulfill_hold again", db.fulfill_hold(&hold_id, None)).await.unwrap());
+    assert!(!exactly(1, "release_hold", db.release_hold(&hold_id)).await.unwrap());
+    exactly(1, "release_holds_for_reference", db.release_holds_for_reference("S1")).await.unwrap();
 }

@@ -258,6 +258,53 @@ backend_test!(check_constraints, |db, conn, s| {
     channel!(conn, s, "c".repeat(64));
 });
 
+/// Insert a stock hold; returns the Diesel result.
+macro_rules! hold {
+    ($conn:ident, $s:ident, $hold_id:expr, $sku:expr, $qty:expr, $status:expr) => {
+        diesel::insert_into($s::stock_holds::table)
+            .values((
+                $s::stock_holds::hold_id.eq($hold_id),
+                $s::stock_holds::sku.eq($sku),
+                $s::stock_holds::qty_milli.eq($qty),
+                $s::stock_holds::status.eq($status),
+                $s::stock_holds::created_at.eq(t0()),
+                $s::stock_holds::updated_at.eq(t0()),
+            ))
+            .execute(&mut $conn)
+            .await
+    };
+}
+
+backend_test!(stock_constraints, |db, conn, s| {
+    hold!(conn, s, "HOLD-A", "X", 1_i64, "active").unwrap();
+    for status in ["released", "fulfilled"] {
+        hold!(conn, s, format!("HOLD-{status}"), "X", 1_i64, status).unwrap();
+    }
+
+    let taken = storage(hold!(conn, s, "HOLD-A", "Y", 1_i64, "active").unwrap_err());
+    assert!(taken.is_unique_violation(), "{taken}");
+    for qty in [0_i64, -1_000] {
+        let bad_qty = storage(hold!(conn, s, "HOLD-B", "X", qty, "active").unwrap_err());
+        assert!(bad_qty.is_check_violation(), "{bad_qty}");
+    }
+    let bad_status = storage(hold!(conn, s, "HOLD-B", "X", 1_i64, "expired").unwrap_err());
+    assert!(bad_status.is_check_violation(), "{bad_status}");
+    assert!(hold!(conn, s, "H".repeat(33), "X", 1_i64, "active").is_err(), "hold ids are at most 32 characters");
+    assert!(hold!(conn, s, "HOLD-C", "x".repeat(65), 1_i64, "active").is_err(), "SKUs are at most 64 characters");
+
+    // One level per SKU; on hand may be negative.
+    let level = |sku: &'static str, on_hand: i64| {
+        diesel::insert_into(s::stock_levels::table).values((
+            s::stock_levels::sku.eq(sku),
+            s::stock_levels::on_hand_milli.eq(on_hand),
+            s::stock_levels::updated_at.eq(t0()),
+        ))
+    };
+    level("X", -1_000).execute(&mut conn).await.unwrap();
+    let taken = storage(level("X", 1_000).execute(&mut conn).await.unwrap_err());
+    assert!(taken.is_unique_violation(), "{taken}");
+});
+
 backend_test!(ids_are_never_reused, |db, conn, s| {
     let a = channel!(conn, s, "a");
     let b = channel!(conn, s, "b");
@@ -321,5 +368,5 @@ async fn postgres_connections_get_the_statement_timeout() {
     let slow = conn.batch_execute("SELECT pg_sleep(2)").await;
     assert!(slow.is_err(), "the statement is cancelled after 200 ms");
     // Migrations are exempt (they may take long on big tables): they ran on this database.
-    assert_eq!(omniman_storage::applied_migrations(&test_db).await.unwrap().len(), 1);
+    assert_eq!(omniman_storage::applied_migrations(&test_db).await.unwrap().len(), 2, "init and stock");
 }

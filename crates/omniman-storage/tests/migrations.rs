@@ -10,7 +10,12 @@ use diesel_async::RunQueryDsl;
 use omniman_storage::{Database, StorageConfig, applied_migrations, revert_all_migrations, run_migrations};
 use serde_json::{Value, json};
 
-const INIT: &str = "20261122000001";
+/// Every migration, oldest first.
+const ALL: [&str; 2] = ["20261122000001", "20261122000002"];
+
+fn all() -> Vec<String> {
+    ALL.iter().map(|v| (*v).to_owned()).collect()
+}
 
 type ChannelRow = (i64, String, String, String, String, i32, Value, bool, DateTime<Utc>, DateTime<Utc>);
 type SessionRow = (
@@ -74,18 +79,27 @@ type KeyRow = (
     DateTime<Utc>,
 );
 type TokenRow = (i64, String, String, String, Option<Value>, DateTime<Utc>, Option<DateTime<Utc>>);
+type LevelRow = (String, i64, DateTime<Utc>);
+type HoldRow = (i64, String, String, i64, Option<String>, String, Option<DateTime<Utc>>, DateTime<Utc>, DateTime<Utc>);
 
 backend_test!(apply_is_idempotent_and_reverts, |db, conn, s| {
-    assert_eq!(applied_migrations(db).await.unwrap(), vec![INIT.to_owned()]);
+    assert_eq!(applied_migrations(db).await.unwrap(), all());
     assert!(run_migrations(db).await.unwrap().is_empty(), "second run applies nothing");
 
-    assert_eq!(revert_all_migrations(db).await.unwrap(), vec![INIT.to_owned()]);
+    let mut newest_first = all();
+    newest_first.reverse();
+    assert_eq!(revert_all_migrations(db).await.unwrap(), newest_first);
     assert!(applied_migrations(db).await.unwrap().is_empty());
     let gone = s::channels::table.count().get_result::<i64>(&mut conn).await;
     assert!(gone.is_err(), "channels must be dropped by down.sql");
+    let gone = s::stock_holds::table.count().get_result::<i64>(&mut conn).await;
+    assert!(gone.is_err(), "stock_holds must be dropped by down.sql");
+    let gone = s::stock_levels::table.count().get_result::<i64>(&mut conn).await;
+    assert!(gone.is_err(), "stock_levels must be dropped by down.sql");
 
-    assert_eq!(run_migrations(db).await.unwrap(), vec![INIT.to_owned()]);
+    assert_eq!(run_migrations(db).await.unwrap(), all());
     assert_eq!(s::channels::table.count().get_result::<i64>(&mut conn).await.unwrap(), 0);
+    assert_eq!(s::stock_holds::table.count().get_result::<i64>(&mut conn).await.unwrap(), 0);
 });
 
 backend_test!(every_column_round_trips, |db, conn, s| {
@@ -367,6 +381,65 @@ backend_test!(every_column_round_trips, |db, conn, s| {
     let row: TokenRow = s::api_tokens::table.find(token_id).first(&mut conn).await.unwrap();
     assert_eq!(row.4, Some(json!(["pos", "web"])));
     assert_eq!((row.5, row.6), (t, None));
+
+    // stock_levels (on hand may be negative)
+    for (sku, on_hand) in [("COFFEE", 120_500_i64), ("Pão", -1_000)] {
+        diesel::insert_into(s::stock_levels::table)
+            .values((
+                s::stock_levels::sku.eq(sku),
+                s::stock_levels::on_hand_milli.eq(on_hand),
+                s::stock_levels::updated_at.eq(t),
+            ))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let rows: Vec<LevelRow> = s::stock_levels::table.order(s::stock_levels::sku).load(&mut conn).await.unwrap();
+    assert_eq!(rows, vec![("COFFEE".to_owned(), 120_500, t), ("Pão".to_owned(), -1_000, t)]);
+
+    // stock_holds: defaults first, then every column.
+    let defaults_id: i64 = diesel::insert_into(s::stock_holds::table)
+        .values((
+            s::stock_holds::hold_id.eq("HOLD-1"),
+            s::stock_holds::sku.eq("COFFEE"),
+            s::stock_holds::qty_milli.eq(1_i64),
+        ))
+        .returning(s::stock_holds::id)
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    let row: HoldRow = s::stock_holds::table.find(defaults_id).first(&mut conn).await.unwrap();
+    assert_eq!((row.4, row.5.as_str(), row.6), (None, "active", None));
+    let hold_id: i64 = diesel::insert_into(s::stock_holds::table)
+        .values((
+            s::stock_holds::hold_id.eq("H".repeat(32)),
+            s::stock_holds::sku.eq("COFFEE"),
+            s::stock_holds::qty_milli.eq(999_999_999_999_i64),
+            s::stock_holds::reference.eq(Some("r".repeat(128))),
+            s::stock_holds::status.eq("fulfilled"),
+            s::stock_holds::expires_at.eq(Some(later)),
+            s::stock_holds::created_at.eq(t),
+            s::stock_holds::updated_at.eq(later),
+        ))
+        .returning(s::stock_holds::id)
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    let row: HoldRow = s::stock_holds::table.find(hold_id).first(&mut conn).await.unwrap();
+    assert_eq!(
+        row,
+        (
+            hold_id,
+            "H".repeat(32),
+            "COFFEE".to_owned(),
+            999_999_999_999,
+            Some("r".repeat(128)),
+            "fulfilled".to_owned(),
+            Some(later),
+            t,
+            later
+        )
+    );
 });
 
 backend_test!(timestamps_compare_chronologically_in_sql, |db, conn, s| {
@@ -432,7 +505,7 @@ async fn sqlite_in_memory_database_works_with_one_connection() {
     use omniman_storage::schema::sqlite as s;
     let config = StorageConfig::new("sqlite::memory:").with_pool_size(8);
     let db = Database::connect(&config).await.unwrap();
-    assert_eq!(run_migrations(&db).await.unwrap(), vec![INIT.to_owned()]);
+    assert_eq!(run_migrations(&db).await.unwrap(), all());
     let mut conn = db.get_sqlite().await.unwrap().unwrap();
     diesel::insert_into(s::channels::table)
         .values((s::channels::code.eq("mem"), s::channels::created_at.eq(t0()), s::channels::updated_at.eq(t0())))
@@ -466,19 +539,19 @@ async fn postgres_concurrent_migrations_apply_once() {
     for handle in handles {
         applied.extend(handle.await.unwrap());
     }
-    assert_eq!(applied, vec![INIT.to_owned()], "exactly one process applies the migration");
+    assert_eq!(applied, all(), "exactly one process applies the migration");
 }
 
 #[tokio::test]
 async fn test_db_works_on_a_current_thread_runtime() {
     let sqlite = omniman_storage::test_support::TestDb::sqlite().await;
-    assert_eq!(applied_migrations(&sqlite).await.unwrap(), vec![INIT.to_owned()]);
+    assert_eq!(applied_migrations(&sqlite).await.unwrap(), all());
     let path = sqlite.url().trim_start_matches("sqlite://").to_owned();
     assert!(std::path::Path::new(&path).exists());
     drop(sqlite);
     assert!(!std::path::Path::new(&path).exists(), "the temp file is removed on drop");
 
     if let Some(pg) = omniman_storage::test_support::TestDb::postgres().await {
-        assert_eq!(applied_migrations(&pg).await.unwrap(), vec![INIT.to_owned()]);
+        assert_eq!(applied_migrations(&pg).await.unwrap(), all());
     }
 }

@@ -115,6 +115,11 @@ macro_rules! on_db {
     };
 }
 
+// Declared after `on_db!`, which it uses.
+mod stock;
+
+pub use self::stock::StockLevel;
+
 fn sessions(rows: Vec<(SessionRow, String)>) -> StoreResult<Vec<Session>> {
     rows.into_iter().map(|(row, code)| row.into_session(code)).collect()
 }

@@ -27,6 +27,13 @@ macro_rules! insert_rows_returning {
     };
 }
 
+/// A `SELECT … FOR UPDATE`: the rows read stay locked until the transaction ends.
+macro_rules! for_update {
+    ($query:expr) => {
+        $query.for_update()
+    };
+}
+
 /// The claim condition: the oldest ready rows no other claimer holds.
 macro_rules! claimable {
     ($now:expr, $topics:expr, $limit:expr) => {{

@@ -631,3 +631,17 @@ impl TokenValues {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Stock
+
+/// The values a hold insert writes (the hold starts `active`).
+#[derive(Debug, Clone)]
+pub(crate) struct HoldValues {
+    pub hold_id: String,
+    pub sku: String,
+    pub qty_milli: i64,
+    pub reference: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub now: DateTime<Utc>,
+}

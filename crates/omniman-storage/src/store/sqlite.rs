@@ -35,6 +35,14 @@ macro_rules! insert_rows_returning {
     }};
 }
 
+/// The `SELECT` unchanged: SQLite has no row locks, and the immediate transaction it runs in
+/// already holds the database's write lock.
+macro_rules! for_update {
+    ($query:expr) => {
+        $query
+    };
+}
+
 /// The claim condition: the oldest ready rows (SQLite has one writer at a time, so a claim,
 /// one `UPDATE`, cannot interleave with another).
 macro_rules! claimable {

@@ -1,0 +1,281 @@
+//! The command line (clap): every subcommand and flag of `omniman`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Omniman: a headless omnichannel order hub.
+#[derive(Debug, Parser)]
+#[command(name = "omniman", version, about, long_about = None)]
+pub(crate) struct Cli {
+    /// Log format.
+    #[arg(long, env = "OMNIMAN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub(crate) log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where the database is.
+#[derive(Clone, Debug, Args)]
+pub(crate) struct DbArgs {
+    /// `sqlite://path`, `sqlite::memory:`, or `postgres://user@host/db`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://omniman.db")]
+    pub(crate) database_url: String,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the HTTP API and in-process directive workers (migrations are applied at start).
+    Serve(ServeArgs),
+    /// Run directive workers without HTTP.
+    Worker(WorkerArgs),
+    /// Apply the database migrations.
+    Migrate(DbArgs),
+    /// Manage channels.
+    Channels {
+        /// The channel command.
+        #[command(subcommand)]
+        command: ChannelsCommand,
+    },
+    /// Manage API tokens.
+    Tokens {
+        /// The token command.
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
+    /// Inspect and repair the directive queue.
+    Directives {
+        /// The directive command.
+        #[command(subcommand)]
+        command: DirectivesCommand,
+    },
+    /// Manage the built-in stock levels.
+    Stock {
+        /// The stock command.
+        #[command(subcommand)]
+        command: StockCommand,
+    },
+    /// Delete expired idempotency keys and abandon idle sessions.
+    Cleanup(CleanupArgs),
+    /// Seed two example channels (`pos`, `web`) and print a client token.
+    Demo(DbArgs),
+}
+
+/// `omniman serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Database.
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+    /// Address to listen on.
+    #[arg(long, env = "OMNIMAN_BIND", default_value = "127.0.0.1:8000")]
+    pub(crate) bind: SocketAddr,
+    /// Directive handlers running at once in this process (0: no workers).
+    #[arg(long, env = "OMNIMAN_WORKERS", default_value_t = 2)]
+    pub(crate) workers: usize,
+    /// Seed the demo channels when the database has none, and print a new client token.
+    #[arg(long)]
+    pub(crate) demo: bool,
+    /// Largest request body in bytes.
+    #[arg(long, env = "OMNIMAN_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub(crate) body_limit: usize,
+    /// Requests slower than this many milliseconds are logged as warnings.
+    #[arg(long, env = "OMNIMAN_SLOW_REQUEST_MS", default_value_t = 1000)]
+    pub(crate) slow_request_ms: u64,
+    /// Default rate limits per principal, e.g. `commit=60/min,modify=300/min` (none by default).
+    #[arg(long, env = "OMNIMAN_RATE_LIMIT_DEFAULT")]
+    pub(crate) rate_limit_default: Option<String>,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "OMNIMAN_HTTP_THREADS")]
+    pub(crate) http_threads: Option<usize>,
+}
+
+/// `omniman worker`.
+#[derive(Debug, Args)]
+pub(crate) struct WorkerArgs {
+    /// Database.
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+    /// Only these topics (repeatable; default: every topic with a handler).
+    #[arg(long = "topic")]
+    pub(crate) topics: Vec<String>,
+    /// Directives claimed per batch.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) limit: u32,
+    /// Seconds between polls when idle (at least 0.5).
+    #[arg(long, default_value_t = 2.0)]
+    pub(crate) interval: f64,
+    /// Attempts before a failing directive is given up.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..))]
+    pub(crate) max_attempts: i32,
+    /// Minutes after which a `running` directive is reaped (0: never; fractions allowed).
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) reap_timeout: f64,
+    /// Handlers running at once.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) concurrency: u32,
+    /// Reap, run one batch, print the counts and exit.
+    #[arg(long)]
+    pub(crate) once: bool,
+}
+
+/// `omniman channels …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ChannelsCommand {
+    /// Create or update channels from a JSON or TOML file (one channel or a list).
+    Apply {
+        /// The file (`.toml` is read as TOML, anything else as JSON).
+        file: PathBuf,
+        /// Database.
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List channels.
+    List(DbArgs),
+    /// Show one channel.
+    Show {
+        /// Channel code.
+        code: String,
+        /// Database.
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Activate or deactivate a channel.
+    SetActive {
+        /// Channel code.
+        code: String,
+        /// `true` or `false`.
+        #[arg(action = clap::ArgAction::Set)]
+        active: bool,
+        /// Database.
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+/// A token's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RoleArg {
+    /// Sessions and orders of its channels.
+    Client,
+    /// Everything.
+    Admin,
+}
+
+/// `omniman tokens …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokensCommand {
+    /// Create a token and print it (only the token, on stdout).
+    Create {
+        /// Principal name, recorded as the actor of events.
+        #[arg(long)]
+        name: String,
+        /// Role.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Allowed channel codes, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        channels: Option<Vec<String>>,
+        /// Database.
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List tokens (never their secrets).
+    List(DbArgs),
+    /// Revoke a token.
+    Revoke {
+        /// Principal name.
+        name: String,
+        /// Database.
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+/// `omniman directives …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum DirectivesCommand {
+    /// List directives, newest first.
+    List {
+        /// Only this status (`queued`, `running`, `done`, `failed`).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this topic.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Database.
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Show one directive with its payload.
+    Show {
+        /// Directive id.
+        id: i64,
+        /// Database.
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Put a queued or failed directive back in the queue, available now (attempts kept).
+    Retry {
+        /// Directive id.
+        id: i64,
+        /// Database.
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Return directives stuck in `running` to the queue (or fail them when out of attempts).
+    Reap {
+        /// Minutes in `running` that count as stuck (fractions allowed).
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+        /// Attempts before giving up.
+        #[arg(long, default_value_t = 5)]
+        max_attempts: i32,
+        /// Database.
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+/// `omniman stock …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum StockCommand {
+    /// Set the quantity on hand of a SKU.
+    Set {
+        /// SKU.
+        sku: String,
+        /// Quantity (up to 3 decimals).
+        qty: String,
+        /// Database.
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List stock levels with what is held.
+    List(DbArgs),
+}
+
+/// `omniman cleanup`.
+#[derive(Debug, Args)]
+pub(crate) struct CleanupArgs {
+    /// Delete idempotency keys past their expiry.
+    #[arg(long)]
+    pub(crate) idempotency: bool,
+    /// Abandon open sessions idle for longer than this many hours.
+    #[arg(long, value_name = "HOURS")]
+    pub(crate) abandon_idle: Option<u32>,
+    /// Database.
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+}

@@ -1,0 +1,281 @@
+//! The operator's commands: migrate, channels, tokens, directives, stock, cleanup.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use chrono::{TimeDelta, Utc};
+use omniman_core::channel::{Channel, ChannelSpec};
+use omniman_core::directive::{DirectiveStatus, RetryPolicy, manual_retry};
+use omniman_core::ext::Extensions;
+use omniman_core::money::Qty;
+use omniman_core::page::PageRequest;
+use omniman_core::ports::{
+    ApiToken, ChannelStore, DirectiveFilter, DirectiveQueue, IdempotencyStore, Role, SessionStore, TokenStore,
+};
+use omniman_http::{generate_token, hash_token};
+use omniman_worker::{Worker, WorkerConfig};
+use serde_json::Value;
+
+use crate::cli::{ChannelsCommand, CleanupArgs, DbArgs, DirectivesCommand, RoleArg, StockCommand, TokensCommand};
+use crate::runtime::open_database;
+
+/// `omniman migrate`.
+pub(crate) async fn migrate(db: &DbArgs) -> anyhow::Result<()> {
+    open_database(db).await?;
+    println!("migrations applied");
+    Ok(())
+}
+
+/// Reads one channel or a list of channels from JSON or TOML (`.toml`; a TOML file holds one
+/// channel as top-level keys, or several as `[[channels]]`).
+pub(crate) fn read_channel_specs(path: &Path) -> anyhow::Result<Vec<ChannelSpec>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value: Value = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml")) {
+        let table: toml::Table =
+            toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+        let value = serde_json::to_value(table)?;
+        match value.get("channels") {
+            Some(list) if list.is_array() && value.as_object().is_some_and(|o| o.len() == 1) => list.clone(),
+            _ => value,
+        }
+    } else {
+        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?
+    };
+    let specs: Vec<ChannelSpec> = match value {
+        Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| serde_json::from_value(v).with_context(|| format!("channel #{}", i + 1)))
+            .collect::<anyhow::Result<_>>()?,
+        other => vec![serde_json::from_value(other).context("channel")?],
+    };
+    for spec in &specs {
+        spec.validate().with_context(|| format!("channel {}", spec.code))?;
+    }
+    Ok(specs)
+}
+
+fn print_channel(channel: &Channel) {
+    let active = if channel.is_active { "active" } else { "inactive" };
+    println!(
+        "{:<16} {:<28} {:<8} {:<6} {active}",
+        channel.code,
+        channel.display_name(),
+        channel.pricing_policy.as_str(),
+        channel.edit_policy.as_str()
+    );
+}
+
+/// `omniman channels …`.
+pub(crate) async fn channels(command: ChannelsCommand) -> anyhow::Result<()> {
+    match command {
+        ChannelsCommand::Apply { file, db } => {
+            let specs = read_channel_specs(&file)?;
+            let database = open_database(&db).await?;
+            for spec in specs {
+                for key in spec.config.unknown_keys() {
+                    eprintln!("warning: channel {}: unknown config key '{key}' (kept)", spec.code);
+                }
+                let existed = database.channel_by_code(&spec.code).await?.is_some();
+                let channel = database.upsert_channel(&spec, Utc::now()).await?;
+                println!(
+                    "{} channel {} (id {})",
+                    if existed { "updated" } else { "created" },
+                    channel.code,
+                    channel.id
+                );
+            }
+        }
+        ChannelsCommand::List(db) => {
+            let database = open_database(&db).await?;
+            for channel in database.list_channels().await? {
+                print_channel(&channel);
+            }
+        }
+        ChannelsCommand::Show { code, db } => {
+            let database = open_database(&db).await?;
+            let Some(channel) = database.channel_by_code(&code).await? else { bail!("no channel '{code}'") };
+            println!("{}", serde_json::to_string_pretty(&channel)?);
+        }
+        ChannelsCommand::SetActive { code, active, db } => {
+            let database = open_database(&db).await?;
+            let Some(channel) = database.channel_by_code(&code).await? else { bail!("no channel '{code}'") };
+            let spec = ChannelSpec {
+                code: channel.code,
+                name: channel.name,
+                pricing_policy: channel.pricing_policy,
+                edit_policy: channel.edit_policy,
+                display_order: channel.display_order,
+                config: channel.config,
+                is_active: active,
+            };
+            database.upsert_channel(&spec, Utc::now()).await?;
+            println!("channel {code} is now {}", if active { "active" } else { "inactive" });
+        }
+    }
+    Ok(())
+}
+
+/// `omniman tokens …`.
+pub(crate) async fn tokens(command: TokensCommand) -> anyhow::Result<()> {
+    match command {
+        TokensCommand::Create { name, role, channels, db } => {
+            anyhow::ensure!(!name.is_empty() && name.chars().count() <= 128, "--name must be 1 to 128 characters");
+            let database = open_database(&db).await?;
+            let token = generate_token();
+            let record = ApiToken {
+                id: 0,
+                name: name.clone(),
+                token_hash: hash_token(&token),
+                role: match role {
+                    RoleArg::Client => Role::Client,
+                    RoleArg::Admin => Role::Admin,
+                },
+                channels: channels
+                    .map(|c| c.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()),
+                created_at: Utc::now(),
+                revoked_at: None,
+            };
+            anyhow::ensure!(database.create_token(&record).await?, "a token named '{name}' already exists");
+            println!("{token}");
+        }
+        TokensCommand::List(db) => {
+            let database = open_database(&db).await?;
+            for t in database.list_tokens().await? {
+                let channels = t.channels.map_or_else(|| "*".to_owned(), |c| c.join(","));
+                let state =
+                    t.revoked_at.map_or_else(|| "active".to_owned(), |at| format!("revoked {}", at.to_rfc3339()));
+                println!("{:<24} {:<7} {:<24} {state}", t.name, t.role.as_str(), channels);
+            }
+        }
+        TokensCommand::Revoke { name, db } => {
+            let database = open_database(&db).await?;
+            anyhow::ensure!(database.revoke_token(&name, Utc::now()).await?, "no active token named '{name}'");
+            println!("revoked {name}");
+        }
+    }
+    Ok(())
+}
+
+/// `omniman directives …`.
+pub(crate) async fn directives(command: DirectivesCommand) -> anyhow::Result<()> {
+    match command {
+        DirectivesCommand::List { status, topic, db } => {
+            let status = match status {
+                Some(s) => Some(DirectiveStatus::parse(&s).with_context(|| format!("unknown status '{s}'"))?),
+                None => None,
+            };
+            let database = open_database(&db).await?;
+            let page =
+                database.list_directives(&DirectiveFilter { topic, status }, &PageRequest::new(None, 100)).await?;
+            for d in page.items {
+                println!(
+                    "{:>8} {:<24} {:<8} attempts={} available_at={} {}",
+                    d.id,
+                    d.topic,
+                    d.status.as_str(),
+                    d.attempts,
+                    d.available_at.to_rfc3339(),
+                    d.last_error
+                );
+            }
+        }
+        DirectivesCommand::Show { id, db } => {
+            let database = open_database(&db).await?;
+            let Some(d) = database.directive(id).await? else { bail!("no directive {id}") };
+            println!("{}", serde_json::to_string_pretty(&d)?);
+        }
+        DirectivesCommand::Retry { id, db } => {
+            let database = open_database(&db).await?;
+            let Some(d) = database.directive(id).await? else { bail!("no directive {id}") };
+            let Some(update) = manual_retry(&d, Utc::now()) else {
+                bail!("directive {id} is running; it cannot be retried now")
+            };
+            anyhow::ensure!(database.requeue(&update, Utc::now()).await?, "directive {id} started running meanwhile");
+            println!("directive {id} queued");
+        }
+        DirectivesCommand::Reap { timeout, max_attempts, db } => {
+            let database = open_database(&db).await?;
+            let config = WorkerConfig {
+                reap_timeout: crate::runtime::minutes(timeout),
+                policy: RetryPolicy { max_attempts: max_attempts.max(1), ..RetryPolicy::default() },
+                ..WorkerConfig::default()
+            };
+            let worker = Worker::new(std::sync::Arc::new(database), std::sync::Arc::new(Extensions::default()), config);
+            println!("reaped: {}", worker.reap().await?);
+        }
+    }
+    Ok(())
+}
+
+/// `omniman stock …`.
+pub(crate) async fn stock(command: StockCommand) -> anyhow::Result<()> {
+    match command {
+        StockCommand::Set { sku, qty, db } => {
+            anyhow::ensure!(!sku.is_empty() && sku.len() <= 64, "SKU must be 1 to 64 characters");
+            let qty: Qty = qty.parse().map_err(|e| anyhow::anyhow!("quantity: {e}"))?;
+            let database = open_database(&db).await?;
+            database.set_stock_level(&sku, qty, Utc::now()).await?;
+            println!("{sku}: {qty}");
+        }
+        StockCommand::List(db) => {
+            let database = open_database(&db).await?;
+            for level in database.stock_levels(Utc::now()).await? {
+                println!(
+                    "{:<24} on_hand={} held={} available={}",
+                    level.sku, level.on_hand, level.held, level.available
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `omniman cleanup`.
+pub(crate) async fn cleanup(args: CleanupArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.idempotency || args.abandon_idle.is_some(),
+        "nothing to do: give --idempotency and/or --abandon-idle HOURS"
+    );
+    let database = open_database(&args.db).await?;
+    let now = Utc::now();
+    if args.idempotency {
+        println!("idempotency keys deleted: {}", database.delete_expired_idempotency(now).await?);
+    }
+    if let Some(hours) = args.abandon_idle {
+        let idle_since = now - TimeDelta::hours(i64::from(hours));
+        println!("idle sessions abandoned: {}", database.abandon_idle_sessions(idle_since, now).await?);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_channel_specs;
+
+    #[test]
+    fn reads_json_and_toml_channels() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("c.json");
+        std::fs::write(&json, r#"[{"code":"pos"},{"code":"web","pricing_policy":"external"}]"#).unwrap();
+        let specs = read_channel_specs(&json).unwrap();
+        assert_eq!(specs.len(), 2);
+        let toml = dir.path().join("c.toml");
+        std::fs::write(
+            &toml,
+            "code = \"ifood\"\nedit_policy = \"locked\"\n[config]\nrequired_checks_on_commit = []\ncolour = 1\n",
+        )
+        .unwrap();
+        let specs = read_channel_specs(&toml).unwrap();
+        assert_eq!(specs[0].code, "ifood");
+        assert_eq!(specs[0].config.unknown_keys(), vec!["colour".to_string()]);
+        let many = dir.path().join("m.toml");
+        std::fs::write(&many, "[[channels]]\ncode = \"a\"\n[[channels]]\ncode = \"b\"\n").unwrap();
+        assert_eq!(read_channel_specs(&many).unwrap().len(), 2);
+        let bad = dir.path().join("b.json");
+        std::fs::write(&bad, r#"{"code":"x","config":{"required_checks_on_commit":"stock"}}"#).unwrap();
+        assert!(read_channel_specs(&bad).is_err());
+        std::fs::write(&bad, r#"{"code":"x","colour":"red"}"#).unwrap();
+        assert!(read_channel_specs(&bad).is_err(), "unknown top-level fields are refused");
+    }
+}

@@ -1,0 +1,168 @@
+//! Wiring: the database, the service, the handler registry, readiness and worker wake-ups.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use omniman_core::Omniman;
+use omniman_core::ext::{ActionResolver, Extensions, ExtensionsBuilder, Hooks, SessionTotalModifier, StockBackend};
+use omniman_core::order::Order;
+use omniman_core::session::Session;
+use omniman_http::{Readiness, ReadinessCheck};
+use omniman_storage::{Database, StorageConfig, run_migrations};
+use omniman_worker::handlers::payment::{MockPayments, PaymentCaptureHandler, PaymentRefundHandler};
+use omniman_worker::handlers::stock::{StockCommitHandler, StockHoldHandler};
+use omniman_worker::handlers::webhook::WebhookHandler;
+use tokio::sync::Notify;
+
+use crate::cli::DbArgs;
+
+/// Connects to the database and applies pending migrations.
+pub(crate) async fn open_database(db: &DbArgs) -> anyhow::Result<Database> {
+    let config = StorageConfig::new(db.database_url.clone());
+    let database = Database::connect(&config)
+        .await
+        .with_context(|| format!("cannot open the database at {}", redact(&db.database_url)))?;
+    let applied = run_migrations(&database).await.context("cannot apply the migrations")?;
+    for name in applied {
+        tracing::info!(migration = %name, "applied migration");
+    }
+    Ok(database)
+}
+
+/// A database URL without its password, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A duration in (possibly fractional) minutes; negative and non-finite values are zero.
+#[allow(clippy::cast_possible_truncation)] // rounded and clamped first
+pub(crate) fn minutes(m: f64) -> chrono::TimeDelta {
+    let millis = if m.is_finite() && m > 0.0 { (m * 60_000.0).round() } else { 0.0 };
+    // Bounded by the f64 → i64 conversion's saturation; a century is plenty.
+    chrono::TimeDelta::milliseconds((millis.min(3.2e12)) as i64)
+}
+
+/// On PostgreSQL, turns `NOTIFY`s of new directives (from any process) into wake-ups of this
+/// process's workers, listening again if the connection drops. Nothing on SQLite, where the
+/// in-process hook is enough (one process owns the database).
+pub(crate) fn forward_database_wakeups(
+    database: &Database,
+    wakeup: Arc<Notify>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if database.backend() != omniman_storage::Backend::Postgres {
+        return None;
+    }
+    let database = database.clone();
+    Some(tokio::spawn(async move {
+        loop {
+            match database.listen_directives().await {
+                Ok(Some(mut wakeups)) => {
+                    while wakeups.wait().await {
+                        wakeup.notify_one();
+                    }
+                    tracing::warn!("lost the LISTEN connection; listening again (workers keep polling)");
+                }
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot LISTEN for new directives; retrying (workers keep polling)")
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }))
+}
+
+/// Wakes idle in-process workers after a change that enqueued directives.
+#[derive(Debug)]
+pub(crate) struct WakeWorkers(pub Arc<Notify>);
+
+impl Hooks for WakeWorkers {
+    fn session_modified(&self, _session: &Session) {
+        self.0.notify_one();
+    }
+
+    fn session_committed(&self, _session: &Session, _order: &Order) {
+        self.0.notify_one();
+    }
+}
+
+/// The service's registry: totals, the `stock` issue resolver and the worker wake-up hook.
+pub(crate) fn service_extensions(wakeup: Arc<Notify>) -> anyhow::Result<Extensions> {
+    Ok(ExtensionsBuilder::new()
+        .modifier(SessionTotalModifier)
+        .resolver(Arc::new(ActionResolver::new("stock")))?
+        .hooks(WakeWorkers(wakeup))
+        .build())
+}
+
+/// The service over `database`.
+pub(crate) fn hub(database: Database, wakeup: Arc<Notify>) -> anyhow::Result<Arc<Omniman<Database>>> {
+    Ok(Arc::new(Omniman::new(database, service_extensions(wakeup)?)))
+}
+
+/// The stock backend the bundled handlers use.
+pub(crate) fn stock_backend(database: &Database) -> Arc<dyn StockBackend> {
+    Arc::new(database.clone())
+}
+
+/// The workers' registry: every bundled handler.
+pub(crate) fn handlers(hub: &Arc<Omniman<Database>>) -> anyhow::Result<Extensions> {
+    let stock = stock_backend(hub.store());
+    // The bundled payment provider is the mock; a deployment plugs its provider here.
+    let payments = Arc::new(MockPayments::new());
+    Ok(ExtensionsBuilder::new()
+        .handler(Arc::new(StockHoldHandler::new(hub.clone(), stock.clone())))?
+        .handler(Arc::new(StockCommitHandler::new(hub.clone(), stock)))?
+        .handler(Arc::new(PaymentCaptureHandler::new(hub.clone(), payments.clone())))?
+        .handler(Arc::new(PaymentRefundHandler::new(hub.clone(), payments)))?
+        .handler(Arc::new(WebhookHandler::new(hub.clone())))?
+        .build())
+}
+
+/// Readiness: the database answers; the in-process workers are running (when there are any).
+#[derive(Debug)]
+pub(crate) struct ServerReadiness {
+    /// The database.
+    pub(crate) database: Database,
+    /// Whether in-process workers were started.
+    pub(crate) workers: usize,
+}
+
+#[async_trait]
+impl Readiness for ServerReadiness {
+    async fn check(&self) -> Vec<ReadinessCheck> {
+        let started = Instant::now();
+        let database = match self.database.ping().await {
+            Ok(()) => ReadinessCheck::ok("database", started.elapsed()),
+            Err(e) => ReadinessCheck::failing("database", started.elapsed(), e.to_string()),
+        };
+        let mut checks = vec![database];
+        if self.workers > 0 {
+            checks.push(ReadinessCheck::ok("directive_workers", std::time::Duration::ZERO));
+        }
+        checks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(redact("postgres://app:secret@db:5432/omniman"), "postgres://app:***@db:5432/omniman");
+        assert_eq!(redact("postgres://app@db/omniman"), "postgres://app@db/omniman");
+        assert_eq!(redact("sqlite://omniman.db"), "sqlite://omniman.db");
+    }
+}

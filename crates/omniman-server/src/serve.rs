@@ -1,0 +1,180 @@
+//! `omniman serve`, `omniman worker` and `omniman demo`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use omniman_core::channel::ChannelSpec;
+use omniman_core::directive::RetryPolicy;
+use omniman_core::ports::{ApiToken, ChannelStore, Role, TokenStore};
+use omniman_http::{AppState, HttpConfig, generate_token, hash_token, parse_rate_limits};
+use omniman_storage::Database;
+use omniman_worker::{Worker, WorkerConfig, WorkerHandle};
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::cli::{DbArgs, ServeArgs, WorkerArgs};
+use crate::runtime::{ServerReadiness, forward_database_wakeups, handlers, hub, minutes, open_database};
+
+/// Resolves when the process receives SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+/// The two example channels of `omniman demo`.
+pub(crate) fn demo_channels() -> Vec<ChannelSpec> {
+    let specs = json!([
+        {"code": "pos", "name": "Point of sale", "pricing_policy": "internal", "display_order": 1,
+         "config": {"order_flow": {"initial_status": "new"}}},
+        {"code": "web", "name": "Web shop", "pricing_policy": "external", "display_order": 2,
+         "config": {"required_checks_on_commit": []}}
+    ]);
+    serde_json::from_value(specs).expect("demo channels are valid")
+}
+
+/// Seeds the demo channels (when `only_if_empty`, only into a database without channels) and
+/// creates a new client token; returns the token.
+pub(crate) async fn seed_demo(database: &Database, only_if_empty: bool) -> anyhow::Result<String> {
+    let now = chrono::Utc::now();
+    let existing = database.list_channels().await?;
+    if !only_if_empty || existing.is_empty() {
+        for spec in demo_channels() {
+            database.upsert_channel(&spec, now).await?;
+        }
+    }
+    let token = generate_token();
+    let record = ApiToken {
+        id: 0,
+        name: format!("demo-{}", now.format("%Y%m%d%H%M%S%3f")),
+        token_hash: hash_token(&token),
+        role: Role::Client,
+        channels: None,
+        created_at: now,
+        revoked_at: None,
+    };
+    anyhow::ensure!(database.create_token(&record).await?, "token name {} is taken", record.name);
+    Ok(token)
+}
+
+/// `omniman demo`.
+pub(crate) async fn demo(db: &DbArgs) -> anyhow::Result<()> {
+    let database = open_database(db).await?;
+    let token = seed_demo(&database, false).await?;
+    eprintln!("Seeded channels 'pos' (internal pricing) and 'web' (external pricing). Client token:");
+    println!("{token}");
+    Ok(())
+}
+
+fn start_workers(
+    database: &Database,
+    handlers: omniman_core::ext::Extensions,
+    config: WorkerConfig,
+    wakeup: Arc<Notify>,
+) -> WorkerHandle {
+    Worker::new(Arc::new(database.clone()), Arc::new(handlers), config).with_wakeup(wakeup).spawn()
+}
+
+/// `omniman serve`.
+pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let database = open_database(&args.db).await?;
+    if args.demo {
+        let token = seed_demo(&database, true).await?;
+        eprintln!("Demo client token (send it as 'Authorization: Bearer <token>'):");
+        println!("{token}");
+    } else if database.list_channels().await?.is_empty() {
+        tracing::warn!(
+            "the database has no channels yet: run `omniman demo` for two example channels, or `omniman channels apply FILE`"
+        );
+    }
+    let wakeup = Arc::new(Notify::new());
+    let hub = hub(database.clone(), wakeup.clone())?;
+    let workers = (args.workers > 0).then(|| {
+        let config = WorkerConfig { concurrency: args.workers, ..WorkerConfig::default() };
+        handlers(&hub).map(|h| start_workers(&database, h, config, wakeup.clone()))
+    });
+    let workers = workers.transpose()?;
+    let listener = if workers.is_some() { forward_database_wakeups(&database, wakeup.clone()) } else { None };
+
+    let rate_limits = match &args.rate_limit_default {
+        Some(text) => parse_rate_limits(text).context("--rate-limit-default")?,
+        None => HttpConfig::default().rate_limits,
+    };
+    let config = HttpConfig {
+        body_limit: args.body_limit,
+        slow_request: Duration::from_millis(args.slow_request_ms),
+        rate_limits,
+        ..HttpConfig::default()
+    };
+    let state = AppState::new(hub, config)
+        .with_readiness(Arc::new(ServerReadiness { database: database.clone(), workers: args.workers }));
+    let mut server = actix_web::HttpServer::new(move || omniman_http::app(state.clone()))
+        .shutdown_timeout(30)
+        .bind(args.bind)
+        .with_context(|| format!("cannot listen on {}", args.bind))?;
+    if let Some(threads) = args.http_threads {
+        server = server.workers(threads.max(1));
+    }
+    for addr in server.addrs() {
+        tracing::info!(%addr, workers = args.workers, backend = database.backend().as_str(), "omniman listening");
+    }
+    // actix stops accepting on SIGINT/SIGTERM and finishes in-flight requests; then the workers drain.
+    server.run().await.context("HTTP server failed")?;
+    if let Some(workers) = workers {
+        let totals = workers.shutdown().await;
+        tracing::info!(done = totals.done, failed = totals.failed, "directive workers stopped");
+    }
+    if let Some(listener) = listener {
+        listener.abort();
+    }
+    database.close();
+    Ok(())
+}
+
+/// `omniman worker`.
+pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    let database = open_database(&args.db).await?;
+    let wakeup = Arc::new(Notify::new());
+    let hub = hub(database.clone(), wakeup.clone())?;
+    let config = WorkerConfig {
+        topics: (!args.topics.is_empty()).then(|| args.topics.clone()),
+        batch_size: usize::try_from(args.limit).unwrap_or(50),
+        concurrency: usize::try_from(args.concurrency).unwrap_or(2),
+        interval: Duration::from_secs_f64(args.interval.max(0.5)),
+        policy: RetryPolicy { max_attempts: args.max_attempts, ..RetryPolicy::default() },
+        reap_timeout: minutes(args.reap_timeout),
+        ..WorkerConfig::default()
+    };
+    let registry = handlers(&hub)?;
+    if args.once {
+        let report = Worker::new(Arc::new(database.clone()), Arc::new(registry), config).run_once().await?;
+        println!(
+            "done: {}, failed: {}, requeued: {}, reaped: {}",
+            report.done, report.failed, report.requeued, report.reaped
+        );
+        return Ok(());
+    }
+    let listener = forward_database_wakeups(&database, wakeup.clone());
+    let handle = start_workers(&database, registry, config, wakeup);
+    tracing::info!("directive worker running; stop with SIGINT or SIGTERM");
+    shutdown_signal().await;
+    let totals = handle.shutdown().await;
+    if let Some(listener) = listener {
+        listener.abort();
+    }
+    println!(
+        "done: {}, failed: {}, requeued: {}, reaped: {}",
+        totals.done, totals.failed, totals.requeued, totals.reaped
+    );
+    Ok(())
+}

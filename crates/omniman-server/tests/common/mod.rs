@@ -1,0 +1,165 @@
+//! Runs the real `omniman` binary for end-to-end tests.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_omniman");
+
+/// Runs `omniman ARGS --database-url URL` to completion.
+pub fn cli(url: &str, args: &[&str]) -> Output {
+    let output = Command::new(BIN).args(args).args(["--database-url", url]).output().expect("omniman runs");
+    assert!(
+        output.status.success(),
+        "omniman {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// stdout of a successful command, trimmed.
+pub fn cli_out(url: &str, args: &[&str]) -> String {
+    String::from_utf8_lossy(&cli(url, args).stdout).trim().to_owned()
+}
+
+/// Writes `channels` (a JSON list) to a file and applies it.
+pub fn apply_channels(url: &str, dir: &Path, channels: &Value) {
+    let file = dir.join(format!("channels-{}.json", std::process::id()));
+    std::fs::write(&file, serde_json::to_vec(channels).unwrap()).unwrap();
+    cli(url, &["channels", "apply", file.to_str().unwrap()]);
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `omniman` process, killed on drop.
+pub struct Running {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Running {
+    /// `omniman serve` on a free port; waits until `/api/health` answers.
+    pub async fn serve(url: &str, extra: &[&str]) -> Running {
+        let port = free_port();
+        let bind = format!("127.0.0.1:{port}");
+        let child = Command::new(BIN)
+            .args(["serve", "--bind", &bind, "--database-url", url, "--http-threads", "2"])
+            .env("OMNIMAN_LOG", "warn")
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("omniman serve starts");
+        let running = Running { child, base: format!("http://{bind}") };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = client.get(format!("{}/api/health", running.base)).send().await {
+                if r.status().is_success() {
+                    return running;
+                }
+            }
+            assert!(Instant::now() < deadline, "omniman serve did not come up on {bind}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `omniman worker ARGS` in the background.
+    pub fn worker(url: &str, extra: &[&str]) -> Running {
+        let child = Command::new(BIN)
+            .args(["worker", "--database-url", url])
+            .env("OMNIMAN_LOG", "warn")
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("omniman worker starts");
+        Running { child, base: String::new() }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill_hard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.child.wait().unwrap()
+    }
+}
+
+/// A JSON API client with a bearer token.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub token: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: &str, token: &str) -> Api {
+        Api { base: format!("{base}/api"), token: token.to_owned(), client: reqwest::Client::new() }
+    }
+
+    /// GET; a refused connection (server not listening yet) is status 0.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        match self.client.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                (status, r.json().await.unwrap_or(Value::Null))
+            }
+            Err(e) if e.is_connect() => (0, Value::Null),
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r =
+            self.client.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(body).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls `path` until `done` holds for its body, for at most `within`.
+    pub async fn wait_for(&self, path: &str, within: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let (status, body) = self.get(path).await;
+            if status == 200 && done(&body) {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "{path} did not reach the expected state in {within:?}: {body}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A temporary directory for files and SQLite databases.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// `sqlite://<dir>/<name>.db`.
+pub fn sqlite_url(dir: &Path, name: &str) -> String {
+    let path: PathBuf = dir.join(format!("{name}.db"));
+    format!("sqlite://{}", path.display())
+}

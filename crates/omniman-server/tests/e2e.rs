@@ -1,0 +1,131 @@
+//! The real binary end to end: session → modify → commit → transition → events over HTTP, on
+//! SQLite and on PostgreSQL, plus the operator commands it relies on.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Api, Running, apply_channels, cli_out, sqlite_url, temp_dir};
+use omniman_storage::test_support::TestDb;
+use serde_json::{Value, json};
+
+fn channels() -> Value {
+    json!([
+        {"code": "pos", "name": "Point of sale"},
+        {"code": "web", "name": "Web shop", "pricing_policy": "external"}
+    ])
+}
+
+async fn walk_through(url: &str) {
+    let dir = temp_dir();
+    apply_channels(url, dir.path(), &channels());
+    let token = cli_out(url, &["tokens", "create", "--name", "till-1", "--role", "client"]);
+    assert!(token.starts_with("omni_"), "{token}");
+    let server = Running::serve(url, &[]).await;
+    let api = Api::new(&server.base, &token);
+
+    let (status, opened) =
+        api.post("/sessions", &json!({"channel_code": "pos", "handle_type": "table", "handle_ref": "12"})).await;
+    assert_eq!(status, 201, "{opened}");
+    let key = opened["session_key"].as_str().unwrap().to_owned();
+    let (status, again) =
+        api.post("/sessions", &json!({"channel_code": "pos", "handle_type": "table", "handle_ref": "12"})).await;
+    assert_eq!((status, &again["id"]), (200, &opened["id"]), "get-or-open by handle");
+
+    let ops = json!({"channel_code": "pos", "ops": [
+        {"op": "add_line", "sku": "COFFEE", "qty": 2, "unit_price_q": 450},
+        {"op": "add_line", "sku": "CAKE", "qty": "1.5", "unit_price_q": 333},
+        {"op": "set_data", "path": "notes", "value": "no sugar"}
+    ]});
+    let (status, modified) = api.post(&format!("/sessions/{key}/modify"), &ops).await;
+    assert_eq!(status, 200, "{modified}");
+    assert_eq!((modified["rev"].as_i64(), modified["total_q"].as_i64()), (Some(1), Some(1400)));
+    assert_eq!(modified["items"][1]["qty"], json!("1.500"));
+
+    let (status, bad) = api
+        .post(
+            &format!("/sessions/{key}/modify"),
+            &json!({"channel_code": "pos", "ops": [{"op": "remove_line", "line_id": "L-NOPE"}]}),
+        )
+        .await;
+    assert_eq!((status, bad["error"]["code"].as_str()), (400, Some("unknown_line_id")));
+
+    let commit = json!({"channel_code": "pos", "idempotency_key": "till-1-0001"});
+    let (status, committed) = api.post(&format!("/sessions/{key}/commit"), &commit).await;
+    assert_eq!(status, 201, "{committed}");
+    let order_ref = committed["order_ref"].as_str().unwrap().to_owned();
+    let (status, replay) = api.post(&format!("/sessions/{key}/commit"), &commit).await;
+    assert_eq!((status, &replay["order_ref"]), (201, &committed["order_ref"]), "a replay keeps its code and order");
+    let (status, other_key) = api
+        .post(&format!("/sessions/{key}/commit"), &json!({"channel_code": "pos", "idempotency_key": "till-1-0002"}))
+        .await;
+    assert_eq!((status, other_key["status"].as_str()), (200, Some("already_committed")));
+
+    let (status, order) = api.post(&format!("/orders/{order_ref}/transition"), &json!({"status": "confirmed"})).await;
+    assert_eq!(status, 200, "{order}");
+    assert_eq!((order["status"].as_str(), order["previous_status"].as_str()), (Some("confirmed"), Some("new")));
+    let (status, refused) = api.post(&format!("/orders/{order_ref}/transition"), &json!({"status": "delivered"})).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (409, Some("invalid_transition")));
+
+    let (status, events) = api.get(&format!("/orders/{order_ref}/events")).await;
+    assert_eq!(status, 200);
+    let events = events.get("results").unwrap_or(&events).as_array().unwrap().clone();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["created", "status_changed"]);
+    assert_eq!(events[1]["actor"], json!("till-1"));
+    assert_eq!(events[1]["seq"], json!(1));
+
+    let (status, listed) = api.get("/orders?channel_code=pos").await;
+    assert_eq!((status, listed["results"].as_array().map(Vec::len)), (200, Some(1)));
+    drop(server);
+}
+
+#[tokio::test]
+async fn walk_through_on_sqlite() {
+    let dir = temp_dir();
+    walk_through(&sqlite_url(dir.path(), "walk")).await;
+}
+
+#[tokio::test]
+async fn walk_through_on_postgres() {
+    let Some(db) = TestDb::postgres().await else { return };
+    walk_through(db.url()).await;
+}
+
+#[tokio::test]
+async fn serve_demo_seeds_channels_and_prints_a_working_token() {
+    let dir = temp_dir();
+    let url = sqlite_url(dir.path(), "demo");
+    let port = common::free_port();
+    let mut child = std::process::Command::new(common::BIN)
+        .args(["serve", "--demo", "--bind", &format!("127.0.0.1:{port}"), "--database-url", &url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let token = line.trim().to_owned();
+    let server = Running { child, base: format!("http://127.0.0.1:{port}") };
+    let api = Api::new(&server.base, &token);
+    let channels =
+        api.wait_for("/channels", Duration::from_secs(30), |b| b.is_array() || b["results"].is_array()).await;
+    let list = channels.get("results").unwrap_or(&channels).as_array().unwrap().clone();
+    let codes: Vec<&str> = list.iter().map(|c| c["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["pos", "web"]);
+    assert_eq!(server.stop().code(), Some(0), "SIGTERM is a clean stop");
+}
+
+#[tokio::test]
+async fn health_is_public_and_ready_checks_the_database() {
+    let dir = temp_dir();
+    let url = sqlite_url(dir.path(), "health");
+    let server = Running::serve(&url, &[]).await;
+    let client = reqwest::Client::new();
+    let health: Value = client.get(format!("{}/api/health", server.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], json!("healthy"));
+    let ready = client.get(format!("{}/api/health/ready", server.base)).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    let body: Value = ready.json().await.unwrap();
+    assert!(body.to_string().contains("database"), "{body}");
+}
