@@ -75,7 +75,7 @@ pub(crate) fn forward_database_wakeups(
                 }
                 Ok(None) => return,
                 Err(error) => {
-                    tracing::warn!(%error, "cannot LISTEN for new directives; retrying (workers keep polling)")
+                    tracing::warn!(%error, "cannot LISTEN for new directives; retrying (workers keep polling)");
                 }
             }
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
