@@ -1,5 +1,7 @@
 //! The commit decision (SPEC §6) as a pure function producing every row to write.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::{Map, Value, json};
@@ -369,9 +371,43 @@ fn preorder_reminder(order: &Order, session: &Session, delivery: NaiveDate, tz: 
 /// commit validators, emptiness, then the order, its event, the session change and directives.
 ///
 /// The caller has already applied the idempotency decision and handled a committed session.
+///
+/// `session` is a `Session` or a `&Session`. Given by value (as the service does with the session
+/// it has just loaded), it becomes the plan's committed session without a copy; a borrowed one is
+/// copied once.
+///
+/// ```
+/// use omniman_core::commit::{CommitSettings, plan_commit};
+/// use omniman_core::prelude::*;
+/// let channel = omniman_core::testing::channel("pos");
+/// let mut session = omniman_core::testing::session(&channel, "S1");
+/// let ops = Op::parse_batch(&serde_json::json!([{"op": "add_line", "sku": "TEA", "qty": 2, "unit_price_q": 300}])).unwrap();
+/// let ctx = Ctx::new(Caller::internal("test"), chrono::Utc::now());
+/// let (ext, settings, mut ids) = (Extensions::default(), CommitSettings::default(), RandomIds::seeded(1));
+/// session = apply_ops(session, &channel, &ops, None, &ext, &ctx, &mut ids).unwrap().session;
+/// let version = session.version;
+/// let plan = plan_commit(session, &channel, "k-1", None, &ext, &settings, &ctx, &mut ids).unwrap();
+/// assert_eq!((plan.order.total_q, plan.order.status.as_str()), (600, "new"));
+/// assert_eq!((plan.expected_version, plan.session.version), (version, version + 1));
+/// assert_eq!(plan.session.state, SessionState::Committed);
+/// ```
 #[allow(clippy::too_many_arguments)] // each is a distinct input of the decision
-pub fn plan_commit(
-    session: &Session,
+pub fn plan_commit<'s>(
+    session: impl Into<Cow<'s, Session>>,
+    channel: &Channel,
+    idempotency_key: &str,
+    precondition: Option<&Precondition>,
+    ext: &Extensions,
+    settings: &CommitSettings,
+    ctx: &Ctx,
+    ids: &mut dyn IdGen,
+) -> Result<CommitPlan, CommitError> {
+    decide_commit(session.into(), channel, idempotency_key, precondition, ext, settings, ctx, ids)
+}
+
+#[allow(clippy::too_many_arguments)] // see `plan_commit`
+fn decide_commit(
+    session: Cow<'_, Session>,
     channel: &Channel,
     idempotency_key: &str,
     precondition: Option<&Precondition>,
@@ -381,28 +417,27 @@ pub fn plan_commit(
     ids: &mut dyn IdGen,
 ) -> Result<CommitPlan, CommitError> {
     let now = ctx.now;
-    ensure_open(session)?;
+    ensure_open(&session)?;
     if let Some(pre) = precondition {
-        if !pre.matches(session) {
-            return Err(ModifyError::precondition(pre, session).into());
+        if !pre.matches(&session) {
+            return Err(ModifyError::precondition(pre, &session).into());
         }
     }
-    verify_checks(session, channel, ext, now)?;
+    verify_checks(&session, channel, ext, now)?;
     let blocking: Vec<Value> =
         session.issues().iter().filter(|i| i.get("blocking").is_some_and(truthy)).cloned().collect();
     if !blocking.is_empty() {
         return Err(CommitError::BlockingIssues { issues: blocking });
     }
     for validator in ext.validators(ValidatorStage::Commit).filter(|v| channel.config.allows_validator(v.code())) {
-        validator.validate(channel, session, ctx)?;
+        validator.validate(channel, &session, ctx)?;
     }
     if session.items.is_empty() {
         return Err(CommitError::EmptySession { session_key: session.session_key.clone() });
     }
 
     let today = now.with_timezone(&settings.business_tz).date_naive();
-    let flow = OrderFlow::for_channel(channel);
-    let status = flow.initial_status().to_owned();
+    let status = OrderFlow::for_channel(channel).initial_status().to_owned();
     let mut timestamps = StatusTimestamps::default();
     timestamps.enter(&status, now);
     let items: Vec<OrderItem> = session
@@ -418,7 +453,7 @@ pub fn plan_commit(
             meta: i.meta.clone(),
         })
         .collect();
-    let (data, preorder) = order_data(session, today);
+    let (data, preorder) = order_data(&session, today);
     let order = Order {
         id: 0,
         reference: ids.order_ref(today),
@@ -429,13 +464,7 @@ pub fn plan_commit(
         handle_ref: session.handle_ref.clone(),
         external_ref: None,
         status,
-        snapshot: json!({
-            "_v": 1,
-            "items": session.items_json(),
-            "data": session.data,
-            "pricing": session.pricing,
-            "rev": session.rev,
-        }),
+        snapshot: snapshot(&session),
         data,
         currency: settings.currency.clone(),
         total_q: session.total_q(),
@@ -451,19 +480,14 @@ pub fn plan_commit(
         created_at: now,
     };
 
-    let mut committed = session.clone();
-    committed.state = SessionState::Committed;
-    committed.committed_at = Some(now);
-    committed.commit_token = Some(idempotency_key.to_owned());
-    committed.version += 1;
-    committed.updated_at = now;
-
+    // Read in place; each `stock.commit` payload gets its own copy.
     let holds = session
         .data
         .get("checks")
-        .and_then(|c| c.pointer("/stock/result/holds"))
-        .filter(|h| h.as_array().is_some_and(|a| !a.is_empty()))
-        .cloned();
+        .and_then(|c| c.get("stock"))
+        .and_then(|s| s.get("result"))
+        .and_then(|r| r.get("holds"))
+        .filter(|h| h.as_array().is_some_and(|a| !a.is_empty()));
     let mut directives: Vec<NewDirective> = channel
         .config
         .post_commit_directives
@@ -475,7 +499,7 @@ pub fn plan_commit(
                 ("session_key", session.session_key.as_str().into()),
             ]);
             if topic == "stock.commit" {
-                if let Some(holds) = &holds {
+                if let Some(holds) = holds {
                     payload.insert("holds".into(), holds.clone());
                 }
             }
@@ -483,19 +507,39 @@ pub fn plan_commit(
         })
         .collect();
     if let (Some(delivery), true) = (preorder, settings.preorder_reminders) {
-        directives.push(preorder_reminder(&order, session, delivery, settings.business_tz));
+        directives.push(preorder_reminder(&order, &session, delivery, settings.business_tz));
     }
+
+    let expected_version = session.version;
+    let mut committed = session.into_owned();
+    committed.state = SessionState::Committed;
+    committed.committed_at = Some(now);
+    committed.commit_token = Some(idempotency_key.to_owned());
+    committed.version += 1;
+    committed.updated_at = now;
 
     Ok(CommitPlan {
         order,
         event,
         session: committed,
-        expected_version: session.version,
+        expected_version,
         directives,
         idempotency_scope: crate::idempotency::commit_scope(&channel.code),
         idempotency_key: idempotency_key.to_owned(),
         now,
     })
+}
+
+/// `order.snapshot`: `{"_v": 1, "items", "data", "pricing", "rev"}`, the session as committed.
+/// Built directly rather than through `json!`, which would re-serialise `data` and `pricing`.
+fn snapshot(session: &Session) -> Value {
+    let mut snapshot = Map::with_capacity(5);
+    snapshot.insert("_v".into(), 1.into());
+    snapshot.insert("items".into(), session.items_json());
+    snapshot.insert("data".into(), Value::Object(session.data.clone()));
+    snapshot.insert("pricing".into(), Value::Object(session.pricing.clone()));
+    snapshot.insert("rev".into(), session.rev.into());
+    Value::Object(snapshot)
 }
 
 fn ctx_map<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {

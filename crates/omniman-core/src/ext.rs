@@ -19,7 +19,7 @@ use crate::error::Rejection;
 use crate::money::Qty;
 use crate::ops::Op;
 use crate::order::Order;
-use crate::session::Session;
+use crate::session::{Session, set_key};
 
 /// Changes a draft session during modify: prices, discounts, derived data. Deterministic, no IO.
 pub trait Modifier: Send + Sync {
@@ -412,7 +412,7 @@ impl Modifier for ItemPricingModifier {
             if let Some(price) = self.backend.get_price(&item.sku, channel) {
                 item.unit_price_q = Some(price);
                 item.reprice();
-                let mut trace = Map::new();
+                let mut trace = Map::with_capacity(4);
                 trace.insert("line_id".into(), item.line_id.clone().into());
                 trace.insert("sku".into(), item.sku.clone().into());
                 trace.insert("price_q".into(), price.into());
@@ -440,8 +440,9 @@ impl Modifier for SessionTotalModifier {
 
     fn apply(&self, _channel: &Channel, draft: &mut Session, _ctx: &Ctx) -> Result<(), Rejection> {
         let total = draft.total_q();
-        draft.pricing.insert("total_q".into(), total.into());
-        draft.pricing.insert("items_count".into(), draft.items_count().into());
+        let count = draft.items_count();
+        set_key(&mut draft.pricing, "total_q", total.into());
+        set_key(&mut draft.pricing, "items_count", count.into());
         Ok(())
     }
 }

@@ -64,7 +64,7 @@ pub struct IdempotencyRecord {
 
 /// The scope of commit keys on a channel.
 pub fn commit_scope(channel_code: &str) -> String {
-    format!("commit:{channel_code}")
+    ["commit:", channel_code].concat()
 }
 
 /// What to do with a request whose key may have been seen before.

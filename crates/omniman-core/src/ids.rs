@@ -27,8 +27,15 @@ pub trait IdGen: Send {
 
     /// `prefix` followed by `n` random symbols.
     fn with_prefix(&mut self, prefix: &str, n: usize) -> String {
-        let mut buf = vec![0_u8; n];
-        self.fill_symbols(&mut buf);
+        // Every id format draws at most 16 symbols: a stack buffer spares an allocation per id.
+        let (mut stack, mut heap) = ([0_u8; 32], Vec::new());
+        let buf = if n <= stack.len() {
+            &mut stack[..n]
+        } else {
+            heap.resize(n, 0);
+            &mut heap[..]
+        };
+        self.fill_symbols(buf);
         let mut id = String::with_capacity(prefix.len() + n);
         id.push_str(prefix);
         // Symbols are ASCII by construction.

@@ -10,7 +10,7 @@ use crate::error::{DomainError, FieldErrors, Rejection, StoreError, ctx};
 use crate::ext::{Extensions, ValidatorStage};
 use crate::ids::IdGen;
 use crate::ops::{Op, OpApplier, OpError};
-use crate::session::{Precondition, Session, SessionState};
+use crate::session::{Precondition, Session, SessionState, set_key};
 
 /// A refused modify, or a session-level refusal of another operation (lookup, abandon).
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -148,8 +148,13 @@ pub struct ModifyOutcome {
     pub directives: Vec<NewDirective>,
 }
 
-/// Runs SPEC §5 steps 3–12 on `session` without touching it: precondition, state, policy, ops,
-/// modifiers, draft validators, normalisation, rev bump and check directives.
+/// Runs SPEC §5 steps 3–12 on `session`: precondition, state, policy, ops, modifiers, draft
+/// validators, normalisation, rev bump and check directives.
+///
+/// The session is taken by value and becomes the outcome's session, so nothing is copied; the
+/// service hands over the session it has just loaded. The precondition, state and policy are
+/// judged before anything changes. When an op, modifier or validator refuses, the half-changed
+/// draft is dropped: callers that must keep their session pass a clone.
 ///
 /// ```
 /// use omniman_core::prelude::*;
@@ -157,12 +162,12 @@ pub struct ModifyOutcome {
 /// let session = omniman_core::testing::session(&channel, "S1");
 /// let ops = Op::parse_batch(&serde_json::json!([{"op": "add_line", "sku": "TEA", "qty": 2, "unit_price_q": 300}])).unwrap();
 /// let ctx = Ctx::new(Caller::internal("test"), chrono::Utc::now());
-/// let out = apply_ops(&session, &channel, &ops, None, &Extensions::default(), &ctx, &mut RandomIds::seeded(1)).unwrap();
+/// let out = apply_ops(session, &channel, &ops, None, &Extensions::default(), &ctx, &mut RandomIds::seeded(1)).unwrap();
 /// assert_eq!(out.session.rev, 1);
 /// assert_eq!(out.session.total_q(), 600);
 /// ```
 pub fn apply_ops(
-    session: &Session,
+    session: Session,
     channel: &Channel,
     ops: &[Op],
     precondition: Option<&Precondition>,
@@ -171,18 +176,18 @@ pub fn apply_ops(
     ids: &mut dyn IdGen,
 ) -> Result<ModifyOutcome, ModifyError> {
     if let Some(pre) = precondition {
-        if !pre.matches(session) {
-            return Err(ModifyError::precondition(pre, session));
+        if !pre.matches(&session) {
+            return Err(ModifyError::precondition(pre, &session));
         }
     }
-    ensure_open(session)?;
+    ensure_open(&session)?;
     if session.edit_policy == EditPolicy::Locked {
         return Err(ModifyError::Locked {
-            session_key: session.session_key.clone(),
+            session_key: session.session_key,
             channel: channel.display_name().to_owned(),
         });
     }
-    let mut draft = session.clone();
+    let mut draft = session;
     apply_to_draft(&mut draft, channel, ops, ext, ctx, ids)?;
     let directives = check_directives(&draft, channel, ext, ctx);
     Ok(ModifyOutcome { session: draft, directives })
@@ -211,8 +216,8 @@ fn apply_to_draft(
     draft.rev += 1;
     draft.version += 1;
     draft.updated_at = ctx.now;
-    draft.data.insert("checks".into(), Value::Object(Map::new()));
-    draft.data.insert("issues".into(), Value::Array(Vec::new()));
+    set_key(&mut draft.data, "checks", Value::Object(Map::new()));
+    set_key(&mut draft.data, "issues", Value::Array(Vec::new()));
     Ok(())
 }
 
@@ -229,31 +234,32 @@ fn normalize(session: &mut Session) {
 /// Step 12: one directive per check code, payload `{session_key, channel_code, rev, items}`.
 fn check_directives(session: &Session, channel: &Channel, ext: &Extensions, ctx: &Ctx) -> Vec<NewDirective> {
     let codes = channel.config.modify_check_codes();
-    if codes.is_empty() {
+    let Some((&last, others)) = codes.split_last() else {
         return Vec::new();
-    }
+    };
+    let directive = |code: &str, items: Value| {
+        let topic = channel
+            .config
+            .check_topic(code)
+            .map(str::to_owned)
+            .or_else(|| ext.check(code).map(|c| c.topic().to_owned()))
+            .unwrap_or_else(|| format!("{code}.hold"));
+        NewDirective { topic, payload: ctx_payload(session, items), available_at: ctx.now }
+    };
+    // The items are built once; every code but the last gets a copy, the last gets them.
     let items = session.items_json();
-    codes
-        .into_iter()
-        .map(|code| {
-            let topic = channel
-                .config
-                .check_topic(code)
-                .map(str::to_owned)
-                .or_else(|| ext.check(code).map(|c| c.topic().to_owned()))
-                .unwrap_or_else(|| format!("{code}.hold"));
-            let payload = ctx_payload(session, &items);
-            NewDirective { topic, payload, available_at: ctx.now }
-        })
-        .collect()
+    let mut directives = Vec::with_capacity(codes.len());
+    directives.extend(others.iter().map(|code| directive(code, items.clone())));
+    directives.push(directive(last, items));
+    directives
 }
 
-fn ctx_payload(session: &Session, items: &Value) -> Map<String, Value> {
+fn ctx_payload(session: &Session, items: Value) -> Map<String, Value> {
     ctx([
         ("session_key", session.session_key.as_str().into()),
         ("channel_code", session.channel_code.as_str().into()),
         ("rev", session.rev.into()),
-        ("items", items.clone()),
+        ("items", items),
     ])
 }
 

@@ -1,6 +1,8 @@
 //! Orders, their lines and events, and the per-channel status machine (SPEC §1.3, §10).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -34,6 +36,10 @@ pub const TIMESTAMPED_STATUSES: &[&str] =
 
 /// A channel's effective status machine: its own table or the default one.
 ///
+/// The default table is built once; a flow shares it (and whatever a channel does not override)
+/// instead of copying it, so [`OrderFlow::for_channel`] allocates nothing for a channel without
+/// its own table.
+///
 /// ```
 /// use omniman_core::order::OrderFlow;
 /// let flow = OrderFlow::default_flow();
@@ -43,22 +49,27 @@ pub const TIMESTAMPED_STATUSES: &[&str] =
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OrderFlow {
-    transitions: BTreeMap<String, Vec<String>>,
-    terminal: Vec<String>,
-    initial: String,
+    transitions: Arc<BTreeMap<String, Vec<String>>>,
+    terminal: Arc<[String]>,
+    initial: Arc<str>,
 }
+
+/// The default flow, built on first use.
+static DEFAULT_FLOW: LazyLock<OrderFlow> = LazyLock::new(|| OrderFlow {
+    transitions: Arc::new(
+        DEFAULT_TRANSITIONS
+            .iter()
+            .map(|(from, to)| ((*from).to_owned(), to.iter().map(|s| (*s).to_owned()).collect()))
+            .collect(),
+    ),
+    terminal: DEFAULT_TERMINAL.iter().map(|s| (*s).to_owned()).collect(),
+    initial: DEFAULT_INITIAL_STATUS.into(),
+});
 
 impl OrderFlow {
     /// The default flow of SPEC §10.
     pub fn default_flow() -> OrderFlow {
-        OrderFlow {
-            transitions: DEFAULT_TRANSITIONS
-                .iter()
-                .map(|(from, to)| ((*from).to_owned(), to.iter().map(|s| (*s).to_owned()).collect()))
-                .collect(),
-            terminal: DEFAULT_TERMINAL.iter().map(|s| (*s).to_owned()).collect(),
-            initial: DEFAULT_INITIAL_STATUS.to_owned(),
-        }
+        DEFAULT_FLOW.clone()
     }
 
     /// The channel's flow: a configured table replaces the default entirely.
@@ -66,13 +77,13 @@ impl OrderFlow {
         let cfg = &channel.config.order_flow;
         let mut flow = OrderFlow::default_flow();
         if let Some(table) = &cfg.transitions {
-            flow.transitions.clone_from(table);
+            flow.transitions = Arc::new(table.clone());
         }
         if let Some(terminal) = &cfg.terminal_statuses {
-            flow.terminal.clone_from(terminal);
+            flow.terminal = terminal.as_slice().into();
         }
         if let Some(initial) = &cfg.initial_status {
-            flow.initial.clone_from(initial);
+            flow.initial = initial.as_str().into();
         }
         flow
     }
@@ -312,6 +323,9 @@ pub struct TransitionPlan {
 
 /// Decides a transition (SPEC §10): terminal check, table check, timestamps, event.
 ///
+/// `order` is an `Order` or a `&Order`. Given by value (as the service does with the order it
+/// has just loaded), it becomes the plan's order without a copy; a borrowed one is copied once.
+///
 /// ```
 /// # use omniman_core::order::*;
 /// # fn order() -> Order { serde_json::from_value(serde_json::json!({
@@ -320,13 +334,29 @@ pub struct TransitionPlan {
 /// #   "snapshot": {}, "data": {}, "currency": "BRL", "total_q": 0, "items": [],
 /// #   "created_at": "2026-11-21T12:00:00Z", "updated_at": "2026-11-21T12:00:00Z"})).unwrap() }
 /// let now = "2026-11-21T13:00:00Z".parse().unwrap();
-/// let plan = plan_transition(&order(), &OrderFlow::default_flow(), "confirmed", "ana", None, now).unwrap();
+/// let plan = plan_transition(order(), &OrderFlow::default_flow(), "confirmed", "ana", None, now).unwrap();
 /// assert_eq!(plan.order.status, "confirmed");
 /// assert_eq!(plan.order.timestamps.confirmed_at, Some(now));
-/// assert!(plan_transition(&order(), &OrderFlow::default_flow(), "delivered", "ana", None, now).is_err());
+/// assert_eq!(plan.expected_status, "new");
+/// // A borrowed order is left as it is.
+/// let stored = order();
+/// assert!(plan_transition(&stored, &OrderFlow::default_flow(), "delivered", "ana", None, now).is_err());
+/// let cancelled = plan_transition(&stored, &OrderFlow::default_flow(), "cancelled", "ana", None, now).unwrap();
+/// assert_eq!((cancelled.order.status.as_str(), stored.status.as_str()), ("cancelled", "new"));
 /// ```
-pub fn plan_transition(
-    order: &Order,
+pub fn plan_transition<'o>(
+    order: impl Into<Cow<'o, Order>>,
+    flow: &OrderFlow,
+    new_status: &str,
+    actor: &str,
+    note: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<TransitionPlan, TransitionError> {
+    decide_transition(order.into(), flow, new_status, actor, note, now)
+}
+
+fn decide_transition(
+    order: Cow<'_, Order>,
     flow: &OrderFlow,
     new_status: &str,
     actor: &str,
@@ -346,17 +376,31 @@ pub fn plan_transition(
             allowed_transitions: flow.allowed_transitions(&order.status).to_vec(),
         });
     }
-    let mut next = order.clone();
-    new_status.clone_into(&mut next.status);
+    let mut next = order.into_owned();
+    let expected_status = std::mem::replace(&mut next.status, new_status.to_owned());
     next.timestamps.enter(new_status, now);
     next.updated_at = now;
-    let mut payload = ctx([("old_status", order.status.as_str().into()), ("new_status", new_status.into())]);
+    let mut payload = ctx([("old_status", expected_status.as_str().into()), ("new_status", new_status.into())]);
     if let Some(note) = note {
         payload.insert("note".into(), note.into());
     }
     Ok(TransitionPlan {
         order: next,
-        expected_status: order.status.clone(),
+        expected_status,
         event: NewEvent { event_type: "status_changed".into(), actor: actor.to_owned(), payload, created_at: now },
     })
+}
+
+/// Lets [`plan_transition`] take an order by value (no copy).
+impl From<Order> for Cow<'_, Order> {
+    fn from(order: Order) -> Self {
+        Cow::Owned(order)
+    }
+}
+
+/// Lets [`plan_transition`] take a borrowed order (copied once).
+impl<'a> From<&'a Order> for Cow<'a, Order> {
+    fn from(order: &'a Order) -> Self {
+        Cow::Borrowed(order)
+    }
 }

@@ -370,9 +370,10 @@ impl<S: Store> Omniman<S> {
         for _ in 0..MAX_ATTEMPTS {
             let (channel, session) = self.load(channel_code, session_key).await?;
             let ctx = self.ctx(caller);
-            let outcome =
-                self.draw_ids(|ids| apply_ops(&session, &channel, ops, precondition, &self.ext, &ctx, ids))?;
-            if self.store.update_session(&outcome.session, session.version, &outcome.directives).await? {
+            // The loaded session becomes the draft: keep the version the write is conditional on.
+            let read_version = session.version;
+            let outcome = self.draw_ids(|ids| apply_ops(session, &channel, ops, precondition, &self.ext, &ctx, ids))?;
+            if self.store.update_session(&outcome.session, read_version, &outcome.directives).await? {
                 self.hooks("session_modified", |h| h.session_modified(&outcome.session));
                 return Ok(outcome.session);
             }
@@ -402,11 +403,12 @@ impl<S: Store> Omniman<S> {
                 }
                 SessionState::Open => {}
             }
-            let mut next = session.clone();
+            let read_version = session.version;
+            let mut next = session;
             next.state = SessionState::Abandoned;
             next.version += 1;
             next.updated_at = self.ctx(caller).now;
-            if self.store.update_session(&next, session.version, &[]).await? {
+            if self.store.update_session(&next, read_version, &[]).await? {
                 self.hooks("session_abandoned", |h| h.session_abandoned(&next));
                 return Ok(next);
             }
@@ -461,7 +463,7 @@ impl<S: Store> Omniman<S> {
             }
             let ctx = self.ctx(caller);
             let plan = self.draw_ids(|ids| {
-                plan_commit(&session, &channel, &key, precondition, &self.ext, &self.settings, &ctx, ids)
+                plan_commit(session, &channel, &key, precondition, &self.ext, &self.settings, &ctx, ids)
             })?;
             match self.store.commit(&plan).await? {
                 CommitWrite::Committed(order) => {
@@ -590,8 +592,7 @@ impl<S: Store> Omniman<S> {
         for _ in 0..MAX_ATTEMPTS {
             let (channel, order) = self.order(order_ref).await?;
             let now = self.clock.now();
-            let plan =
-                plan_transition(&order, &OrderFlow::for_channel(&channel), new_status, &caller.actor, note, now)?;
+            let plan = plan_transition(order, &OrderFlow::for_channel(&channel), new_status, &caller.actor, note, now)?;
             if self.store.transition(&plan).await? {
                 self.hooks("order_changed", |h| h.order_changed(&plan.order, "status_changed", &caller.actor));
                 return Ok(Transitioned { order: plan.order, channel, previous_status: plan.expected_status });

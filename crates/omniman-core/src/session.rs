@@ -1,5 +1,8 @@
 //! Sessions and their lines (SPEC §1.2).
 
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -76,7 +79,36 @@ impl Item {
     pub fn reprice(&mut self) {
         self.line_total_q = self.unit_price_q.map(|p| monetary_mult(self.qty, p));
     }
+
+    /// The line as `serde_json::to_value` gives it (same keys, order and values), built directly
+    /// rather than through serde's `Serializer`: a copy of [`LINE_KEYS`] (whose hash table comes
+    /// along, so no key is hashed again) with the values written in the keys' order.
+    fn to_json(&self) -> Value {
+        let values = [
+            Value::String(self.line_id.clone()),
+            Value::String(self.sku.clone()),
+            Value::String(self.name.clone()),
+            Value::String(self.qty.to_string()),
+            self.unit_price_q.map_or(Value::Null, Value::from),
+            self.line_total_q.map_or(Value::Null, Value::from),
+            Value::Object(self.meta.clone()),
+        ];
+        let mut line = LINE_KEYS.clone();
+        for (slot, value) in line.values_mut().zip(values) {
+            *slot = value;
+        }
+        Value::Object(line)
+    }
 }
+
+/// The keys of a line's JSON in `Item`'s field order, each holding `null`. `serde_json` is built
+/// with `preserve_order`, so a map iterates in insertion order.
+static LINE_KEYS: LazyLock<Map<String, Value>> = LazyLock::new(|| {
+    ["line_id", "sku", "name", "qty", "unit_price_q", "line_total_q", "meta"]
+        .into_iter()
+        .map(|key| (key.to_owned(), Value::Null))
+        .collect()
+});
 
 /// A mutable cart or tab, changed by batches of ops.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -197,8 +229,34 @@ impl Session {
     }
 
     /// Items as they are persisted and sent to checks: prices and totals always numbers.
+    ///
+    /// The same value as `serde_json::to_value(&self.items)`.
     pub fn items_json(&self) -> Value {
-        serde_json::to_value(&self.items).unwrap_or(Value::Array(Vec::new()))
+        Value::Array(self.items.iter().map(Item::to_json).collect())
+    }
+}
+
+/// Lets [`crate::commit::plan_commit`] take a session by value (no copy).
+impl From<Session> for Cow<'_, Session> {
+    fn from(session: Session) -> Self {
+        Cow::Owned(session)
+    }
+}
+
+/// Lets [`crate::commit::plan_commit`] take a borrowed session (copied once).
+impl<'a> From<&'a Session> for Cow<'a, Session> {
+    fn from(session: &'a Session) -> Self {
+        Cow::Borrowed(session)
+    }
+}
+
+/// Sets `map[key]` to `value`, keeping the entry (its place and its key's allocation) when there
+/// is one: `Map::insert` would allocate a new key only to drop it.
+pub(crate) fn set_key(map: &mut Map<String, Value>, key: &str, value: Value) {
+    if let Some(slot) = map.get_mut(key) {
+        *slot = value;
+    } else {
+        map.insert(key.to_owned(), value);
     }
 }
 
@@ -259,5 +317,44 @@ impl Precondition {
             Precondition::RevVersion(rev, version) => format!("\"{rev}.{version}\""),
             Precondition::Unparsable(raw) => raw.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
+
+    #[test]
+    fn items_json_is_what_serde_gives() {
+        let channel = testing::channel("pos");
+        let mut session = testing::session(&channel, "S1");
+        let meta = serde_json::json!({"notes": "no sugar", "extras": [1, {"a": null}]});
+        session.items = vec![
+            Item {
+                line_id: "L-1".into(),
+                sku: "TEA".into(),
+                name: "Black tea".into(),
+                qty: Qty::from_millis(2500).unwrap(),
+                unit_price_q: Some(400),
+                line_total_q: Some(1000),
+                meta: meta.as_object().unwrap().clone(),
+            },
+            Item {
+                line_id: "L-2".into(),
+                sku: "X".into(),
+                name: String::new(),
+                qty: Qty::from_units(1).unwrap(),
+                unit_price_q: None,
+                line_total_q: Some(-5),
+                meta: Map::new(),
+            },
+        ];
+        let serde = serde_json::to_value(&session.items).unwrap();
+        let direct = session.items_json();
+        assert_eq!(direct, serde);
+        // Map equality ignores key order; the serialised text does not.
+        assert_eq!(direct.to_string(), serde.to_string());
+        assert_eq!(Session { items: Vec::new(), ..session }.items_json(), serde_json::json!([]));
     }
 }
