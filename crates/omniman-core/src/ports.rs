@@ -298,6 +298,10 @@ pub struct ApiToken {
     pub created_at: DateTime<Utc>,
     /// Revocation time.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The token's own rate limits as `class=N/unit` pairs (`modify=300/min,commit=60/min`),
+    /// overriding the server's defaults class by class; `None`: the defaults apply. The HTTP
+    /// adapter gives the text its meaning and checks it before a token is stored.
+    pub rate_limits: Option<String>,
 }
 
 /// API tokens.

@@ -23,7 +23,7 @@ use rand::distr::Alphanumeric;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
-use crate::ratelimit::{RateLimitStatus, RateLimiter, RouteClass};
+use crate::ratelimit::{RateLimitStatus, RateLimiter, RateLimits, RouteClass, parse_rate_limits};
 use crate::state::TokenLookup;
 
 /// The prefix of generated tokens.
@@ -68,11 +68,23 @@ pub struct Principal {
     pub role: Role,
     /// Allowed channel codes (`None` = every channel).
     pub channels: Option<Vec<String>>,
+    /// The token's own rate limits; a class they leave out falls back to the server's default.
+    pub rate_limits: RateLimits,
 }
 
 impl From<ApiToken> for Principal {
     fn from(token: ApiToken) -> Principal {
-        Principal { name: token.name, role: token.role, channels: token.channels }
+        let rate_limits = match token.rate_limits.as_deref().map(parse_rate_limits) {
+            None => RateLimits::default(),
+            Some(Ok(limits)) => limits,
+            // `omniman tokens create` checks the text, so only a hand-edited row gets here; the
+            // server's defaults still apply, and the operator hears of it on every request.
+            Some(Err(error)) => {
+                tracing::warn!(token = %token.name, %error, "ignoring the token's unreadable rate limits");
+                RateLimits::default()
+            }
+        };
+        Principal { name: token.name, role: token.role, channels: token.channels, rate_limits }
     }
 }
 
@@ -149,7 +161,7 @@ async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
         .ok_or_else(|| ApiError::unauthenticated("unknown or revoked token"))?
         .into();
     let class = RouteClass::of_pattern(&req.match_pattern().unwrap_or_default());
-    if let Some(status) = gate.limiter.acquire(&principal.name, class) {
+    if let Some(status) = gate.limiter.acquire(&principal.name, class, &principal.rate_limits) {
         let retry_after = status.retry_after_secs;
         req.extensions_mut().insert::<RateLimitStatus>(status);
         if let Some(secs) = retry_after {

@@ -13,7 +13,7 @@ use actix_web::{HttpMessage, ResponseError, web};
 use tracing::Instrument;
 
 use crate::error::ApiError;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, method_label};
 use crate::ratelimit::RateLimitStatus;
 
 /// The request id header, taken from the client when sensible, else generated.
@@ -39,20 +39,6 @@ fn incoming_request_id(req: &ServiceRequest) -> Option<String> {
 
 fn new_request_id() -> String {
     format!("{:032x}", rand::random::<u128>())
-}
-
-/// A bounded label for the method (custom methods would grow the metrics without bound).
-fn method_label(method: &actix_web::http::Method) -> &'static str {
-    match method.as_str() {
-        "GET" => "GET",
-        "POST" => "POST",
-        "PUT" => "PUT",
-        "PATCH" => "PATCH",
-        "DELETE" => "DELETE",
-        "HEAD" => "HEAD",
-        "OPTIONS" => "OPTIONS",
-        _ => "other",
-    }
 }
 
 fn rate_limit_headers(status: &RateLimitStatus) -> [(HeaderName, HeaderValue); 4] {

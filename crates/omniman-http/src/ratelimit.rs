@@ -1,7 +1,8 @@
 //! Rate limits per principal and route class (SPEC §11.2 Limits): an in-process token bucket.
 //!
-//! Nothing is limited unless limits are configured. Each (principal, class) pair has its own
-//! bucket holding up to `requests` tokens, refilled continuously at `requests / per`.
+//! Nothing is limited unless limits are configured: server-wide defaults, or a token's own limits
+//! (which win, class by class). Each (principal, class) pair has its own bucket holding up to
+//! `requests` tokens, refilled continuously at `requests / per`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -220,18 +221,28 @@ impl RateLimiter {
         RateLimiter { limits, buckets: Mutex::new(HashMap::new()) }
     }
 
-    /// Takes one token for `principal` on `class`. `None`: the class is not limited.
-    pub(crate) fn acquire(&self, principal: &str, class: RouteClass) -> Option<RateLimitStatus> {
-        self.acquire_at(principal, class, Instant::now())
+    /// Takes one token for `principal` on `class`, under the principal's own limit of that
+    /// class if it has one, else the server's default. `None`: the class is not limited.
+    pub(crate) fn acquire(&self, principal: &str, class: RouteClass, own: &RateLimits) -> Option<RateLimitStatus> {
+        self.acquire_at(principal, class, own, Instant::now())
     }
 
-    fn acquire_at(&self, principal: &str, class: RouteClass, now: Instant) -> Option<RateLimitStatus> {
-        let rate = self.limits.get(class)?;
+    fn acquire_at(
+        &self,
+        principal: &str,
+        class: RouteClass,
+        own: &RateLimits,
+        now: Instant,
+    ) -> Option<RateLimitStatus> {
+        let rate = own.get(class).or_else(|| self.limits.get(class))?;
         let capacity = f64::from(rate.requests);
         let per_sec = capacity / rate.per.as_secs_f64().max(f64::EPSILON);
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         let bucket =
             buckets.entry((principal.to_owned(), class)).or_insert_with(|| Bucket { tokens: capacity, at: now });
+        // A token's limit can change while its bucket lives (revoked and re-created under the
+        // same name): never hold more than the current capacity.
+        bucket.tokens = bucket.tokens.min(capacity);
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * per_sec).min(capacity);
         bucket.at = now;
@@ -278,15 +289,40 @@ mod tests {
     #[test]
     fn bucket_refuses_then_refills() {
         let limiter = RateLimiter::new(parse_rate_limits("commit=2/min").unwrap());
+        let none = RateLimits::default();
         let t0 = Instant::now();
-        assert!(limiter.acquire_at("a", RouteClass::Other, t0).is_none());
-        assert_eq!(limiter.acquire_at("a", RouteClass::Commit, t0).unwrap().remaining, 1);
-        assert!(limiter.acquire_at("a", RouteClass::Commit, t0).unwrap().retry_after_secs.is_none());
-        let refused = limiter.acquire_at("a", RouteClass::Commit, t0).unwrap();
+        assert!(limiter.acquire_at("a", RouteClass::Other, &none, t0).is_none());
+        assert_eq!(limiter.acquire_at("a", RouteClass::Commit, &none, t0).unwrap().remaining, 1);
+        assert!(limiter.acquire_at("a", RouteClass::Commit, &none, t0).unwrap().retry_after_secs.is_none());
+        let refused = limiter.acquire_at("a", RouteClass::Commit, &none, t0).unwrap();
         assert_eq!(refused.retry_after_secs, Some(30));
         // Another principal has its own bucket.
-        assert!(limiter.acquire_at("b", RouteClass::Commit, t0).unwrap().retry_after_secs.is_none());
-        let later = limiter.acquire_at("a", RouteClass::Commit, t0 + Duration::from_secs(30)).unwrap();
+        assert!(limiter.acquire_at("b", RouteClass::Commit, &none, t0).unwrap().retry_after_secs.is_none());
+        let later = limiter.acquire_at("a", RouteClass::Commit, &none, t0 + Duration::from_secs(30)).unwrap();
         assert!(later.retry_after_secs.is_none());
+    }
+
+    #[test]
+    fn a_principal_s_own_limit_wins_class_by_class() {
+        let limiter = RateLimiter::new(parse_rate_limits("commit=2/min,modify=5/min").unwrap());
+        let own = parse_rate_limits("commit=1/min,other=3/s").unwrap();
+        let t0 = Instant::now();
+        let commit = limiter.acquire_at("till", RouteClass::Commit, &own, t0).unwrap();
+        assert_eq!((commit.limit, commit.remaining), (1, 0));
+        assert_eq!(limiter.acquire_at("till", RouteClass::Commit, &own, t0).unwrap().retry_after_secs, Some(60));
+        // Classes the principal leaves out keep the server's default; `other` is limited for it alone.
+        assert_eq!(limiter.acquire_at("till", RouteClass::Modify, &own, t0).unwrap().limit, 5);
+        assert_eq!(limiter.acquire_at("till", RouteClass::Other, &own, t0).unwrap().limit, 3);
+        assert!(limiter.acquire_at("web", RouteClass::Other, &RateLimits::default(), t0).is_none());
+    }
+
+    #[test]
+    fn a_lowered_limit_caps_a_full_bucket() {
+        let limiter = RateLimiter::new(RateLimits::default());
+        let t0 = Instant::now();
+        let wide = parse_rate_limits("commit=10/min").unwrap();
+        assert_eq!(limiter.acquire_at("till", RouteClass::Commit, &wide, t0).unwrap().remaining, 9);
+        let narrow = parse_rate_limits("commit=2/min").unwrap();
+        assert_eq!(limiter.acquire_at("till", RouteClass::Commit, &narrow, t0).unwrap().remaining, 1);
     }
 }

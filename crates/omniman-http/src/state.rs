@@ -13,7 +13,7 @@ use omniman_core::ports::{ApiToken, StoreResult};
 use omniman_core::prelude::Store;
 
 use crate::config::HttpConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PoolProbe};
 use crate::ratelimit::RateLimiter;
 
 /// The outcome of one readiness check.
@@ -87,6 +87,7 @@ pub struct AppState<S> {
     pub(crate) readiness: Arc<dyn Readiness>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) limiter: Arc<RateLimiter>,
+    pub(crate) pool: Option<Arc<dyn PoolProbe>>,
 }
 
 impl<S> Clone for AppState<S> {
@@ -98,6 +99,7 @@ impl<S> Clone for AppState<S> {
             readiness: Arc::clone(&self.readiness),
             metrics: Arc::clone(&self.metrics),
             limiter: Arc::clone(&self.limiter),
+            pool: self.pool.clone(),
         }
     }
 }
@@ -118,7 +120,14 @@ impl<S: Store + 'static> AppState<S> {
             config: Arc::new(config),
             readiness: Arc::new(AlwaysReady),
             metrics: Arc::new(Metrics::new()),
+            pool: None,
         }
+    }
+
+    /// Reports the database pool's usage in `GET /metrics` (`omniman_db_pool_connections`).
+    pub fn with_pool_probe(mut self, probe: Arc<dyn PoolProbe>) -> AppState<S> {
+        self.pool = Some(probe);
+        self
     }
 
     /// Replaces the readiness checks.

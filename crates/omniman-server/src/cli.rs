@@ -188,6 +188,10 @@ pub(crate) enum TokensCommand {
         /// Allowed channel codes, comma-separated (default: all).
         #[arg(long, value_delimiter = ',')]
         channels: Option<Vec<String>>,
+        /// The token's own rate limits, e.g. `commit=60/min,modify=300/min` (classes `modify`,
+        /// `commit`, `other`); they override `serve --rate-limit-default` class by class.
+        #[arg(long, value_parser = omniman_http::parse_rate_limits)]
+        rate_limit: Option<omniman_http::RateLimits>,
         /// Database.
         #[command(flatten)]
         db: DbArgs,

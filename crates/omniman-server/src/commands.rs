@@ -119,7 +119,7 @@ pub(crate) async fn channels(command: ChannelsCommand) -> anyhow::Result<()> {
 /// `omniman tokens …`.
 pub(crate) async fn tokens(command: TokensCommand) -> anyhow::Result<()> {
     match command {
-        TokensCommand::Create { name, role, channels, db } => {
+        TokensCommand::Create { name, role, channels, rate_limit, db } => {
             anyhow::ensure!(!name.is_empty() && name.chars().count() <= 128, "--name must be 1 to 128 characters");
             let database = open_database(&db).await?;
             let token = generate_token();
@@ -135,6 +135,8 @@ pub(crate) async fn tokens(command: TokensCommand) -> anyhow::Result<()> {
                     .map(|c| c.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()),
                 created_at: Utc::now(),
                 revoked_at: None,
+                // Stored in the parser's own spelling; an empty `--rate-limit ""` means none.
+                rate_limits: rate_limit.filter(|l| !l.is_empty()).map(|l| l.to_string()),
             };
             anyhow::ensure!(database.create_token(&record).await?, "a token named '{name}' already exists");
             println!("{token}");
@@ -143,9 +145,10 @@ pub(crate) async fn tokens(command: TokensCommand) -> anyhow::Result<()> {
             let database = open_database(&db).await?;
             for t in database.list_tokens().await? {
                 let channels = t.channels.map_or_else(|| "*".to_owned(), |c| c.join(","));
+                let limits = t.rate_limits.unwrap_or_else(|| "-".to_owned());
                 let state =
                     t.revoked_at.map_or_else(|| "active".to_owned(), |at| format!("revoked {}", at.to_rfc3339()));
-                println!("{:<24} {:<7} {:<24} {state}", t.name, t.role.as_str(), channels);
+                println!("{:<24} {:<7} {:<24} {:<32} {state}", t.name, t.role.as_str(), channels, limits);
             }
         }
         TokensCommand::Revoke { name, db } => {

@@ -3,14 +3,17 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
 use anyhow::Context;
 use async_trait::async_trait;
 use omniman_core::Omniman;
 use omniman_core::ext::{ActionResolver, Extensions, ExtensionsBuilder, Hooks, SessionTotalModifier, StockBackend};
 use omniman_core::order::Order;
 use omniman_core::session::Session;
-use omniman_http::{Readiness, ReadinessCheck};
-use omniman_storage::{Database, StorageConfig, run_migrations};
+use omniman_http::{Metrics, PoolProbe, PoolUsage, Readiness, ReadinessCheck};
+use omniman_storage::{Database, StatementCounter, StorageConfig, run_migrations};
 use omniman_worker::handlers::payment::{MockPayments, PaymentCaptureHandler, PaymentRefundHandler};
 use omniman_worker::handlers::stock::{StockCommitHandler, StockHoldHandler};
 use omniman_worker::handlers::webhook::WebhookHandler;
@@ -153,6 +156,32 @@ impl Readiness for ServerReadiness {
         }
         checks
     }
+}
+
+/// The pool's usage for `GET /metrics`.
+pub(crate) struct DatabasePool(pub(crate) Database);
+
+impl PoolProbe for DatabasePool {
+    fn pool_usage(&self) -> PoolUsage {
+        let status = self.0.pool_status();
+        PoolUsage { max: status.max_size, in_use: status.in_use(), idle: status.idle, waiting: status.waiting }
+    }
+}
+
+/// Middleware counting the SQL statements each request runs (token lookup included,
+/// transaction control excluded) into `omniman_sql_statements_per_request`. Statements a
+/// streamed body runs after the handler returns (`/api/orders/stream`) are not counted.
+pub(crate) async fn count_statements(
+    metrics: Arc<Metrics>,
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let method = req.method().clone();
+    let counter = StatementCounter::count_only();
+    let res = counter.scope(next.call(req)).await?;
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    metrics.observe_statements(&method, &route, counter.count());
+    Ok(res)
 }
 
 #[cfg(test)]

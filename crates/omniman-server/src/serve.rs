@@ -14,7 +14,9 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::cli::{DbArgs, ServeArgs, WorkerArgs};
-use crate::runtime::{ServerReadiness, forward_database_wakeups, handlers, hub, minutes, open_database};
+use crate::runtime::{
+    DatabasePool, ServerReadiness, count_statements, forward_database_wakeups, handlers, hub, minutes, open_database,
+};
 
 /// Resolves when the process receives SIGINT or SIGTERM.
 pub(crate) async fn shutdown_signal() {
@@ -62,6 +64,7 @@ pub(crate) async fn seed_demo(database: &Database, only_if_empty: bool) -> anyho
         channels: None,
         created_at: now,
         revoked_at: None,
+        rate_limits: None,
     };
     anyhow::ensure!(database.create_token(&record).await?, "token name {} is taken", record.name);
     Ok(token)
@@ -117,11 +120,16 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..HttpConfig::default()
     };
     let state = AppState::new(hub, config)
-        .with_readiness(Arc::new(ServerReadiness { database: database.clone(), workers: args.workers }));
-    let mut server = actix_web::HttpServer::new(move || omniman_http::app(state.clone()))
-        .shutdown_timeout(30)
-        .bind(args.bind)
-        .with_context(|| format!("cannot listen on {}", args.bind))?;
+        .with_readiness(Arc::new(ServerReadiness { database: database.clone(), workers: args.workers }))
+        .with_pool_probe(Arc::new(DatabasePool(database.clone())));
+    let mut server = actix_web::HttpServer::new(move || {
+        let metrics = Arc::clone(state.metrics());
+        omniman_http::app(state.clone())
+            .wrap(actix_web::middleware::from_fn(move |req, next| count_statements(Arc::clone(&metrics), req, next)))
+    })
+    .shutdown_timeout(30)
+    .bind(args.bind)
+    .with_context(|| format!("cannot listen on {}", args.bind))?;
     if let Some(threads) = args.http_threads {
         server = server.workers(threads.max(1));
     }

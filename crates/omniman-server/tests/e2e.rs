@@ -129,3 +129,74 @@ async fn health_is_public_and_ready_checks_the_database() {
     let body: Value = ready.json().await.unwrap();
     assert!(body.to_string().contains("database"), "{body}");
 }
+
+#[tokio::test]
+async fn tokens_carry_their_own_rate_limits() {
+    let dir = temp_dir();
+    let url = sqlite_url(dir.path(), "limits");
+    apply_channels(&url, dir.path(), &channels());
+    let refused = std::process::Command::new(common::BIN)
+        .args(["tokens", "create", "--name", "bad", "--role", "client", "--rate-limit", "commit=lots"])
+        .args(["--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("invalid rate limit"), "{refused:?}");
+    let token = cli_out(
+        &url,
+        &["tokens", "create", "--name", "kiosk", "--role", "client", "--rate-limit", " commit = 1/min ,modify=5/s"],
+    );
+    let listed = cli_out(&url, &["tokens", "list"]);
+    assert!(listed.contains("modify=5/s,commit=1/min"), "stored in one spelling: {listed}");
+    assert!(!listed.contains("bad"), "a refused token is not stored: {listed}");
+
+    let server = Running::serve(&url, &[]).await;
+    let api = Api::new(&server.base, &token);
+    let (_, opened) = api.post("/sessions", &json!({"channel_code": "pos"})).await;
+    let key = opened["session_key"].as_str().unwrap().to_owned();
+    let commit = json!({"channel_code": "pos"});
+    let (status, first) = api.post(&format!("/sessions/{key}/commit"), &commit).await;
+    assert_eq!((status, first["error"]["code"].as_str()), (409, Some("empty_session")));
+    let (status, second) = api.post(&format!("/sessions/{key}/commit"), &commit).await;
+    assert_eq!((status, second["error"]["code"].as_str()), (429, Some("rate_limited")));
+}
+
+#[tokio::test]
+async fn metrics_show_statements_per_request_and_pool_usage() {
+    let dir = temp_dir();
+    let url = sqlite_url(dir.path(), "metrics");
+    apply_channels(&url, dir.path(), &channels());
+    let client_token = cli_out(&url, &["tokens", "create", "--name", "till", "--role", "client"]);
+    let admin_token = cli_out(&url, &["tokens", "create", "--name", "ops", "--role", "admin"]);
+    let server = Running::serve(&url, &[]).await;
+    let api = Api::new(&server.base, &client_token);
+    let (_, opened) = api.post("/sessions", &json!({"channel_code": "pos"})).await;
+    let key = opened["session_key"].as_str().unwrap().to_owned();
+    let ops = json!({"channel_code": "pos", "ops": [{"op": "add_line", "sku": "A", "qty": 1, "unit_price_q": 100}]});
+    for _ in 0..3 {
+        assert_eq!(api.post(&format!("/sessions/{key}/modify"), &ops).await.0, 200);
+    }
+    let text = reqwest::Client::new()
+        .get(format!("{}/metrics", server.base))
+        .bearer_auth(&admin_token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // The value of the sample line that starts with `name`, as written.
+    let sample = |name: &str| -> String {
+        let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in:\n{text}"));
+        line.rsplit(' ').next().unwrap().to_owned()
+    };
+    let route = r#"{method="POST",route="/api/sessions/{key}/modify"}"#;
+    assert_eq!(sample(&format!("omniman_sql_statements_per_request_count{route}")), "3");
+    // Each modify: the token lookup, the session read and its conditional update (the channel
+    // runs no checks, so no directive insert).
+    assert_eq!(sample(&format!("omniman_sql_statements_per_request_sum{route}")), "9.0", "{text}");
+    assert!(sample(r#"omniman_db_pool_connections{state="max"}"#).parse::<u32>().unwrap() >= 1);
+    let idle = sample(r#"omniman_db_pool_connections{state="idle"}"#).parse::<u32>().unwrap();
+    assert!(idle >= 1, "connections went back to the pool");
+    assert_eq!(sample(r#"omniman_db_pool_connections{state="waiting"}"#), "0");
+}

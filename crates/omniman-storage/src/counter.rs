@@ -11,6 +11,11 @@
 //! The scope is a Tokio task-local: it covers the future given to `scope` (including the
 //! blocking threads SQLite connections run on), not tasks that future spawns.
 //!
+//! [`StatementCounter::new`] keeps each statement's text (with bind values) for test
+//! failures; [`StatementCounter::count_only`] keeps nothing but the count and reads no more
+//! of a statement than its first keyword, cheap enough to run on every request in production
+//! (the server's `omniman_sql_statements_per_request` metric).
+//!
 //! ```no_run
 //! # async fn demo(db: &omniman_storage::Database) {
 //! use omniman_storage::StatementCounter;
@@ -20,6 +25,7 @@
 //! # }
 //! ```
 
+use std::fmt::{self, Write as _};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -40,12 +46,28 @@ pub struct StatementCounter {
 struct Inner {
     count: AtomicU64,
     statements: Mutex<Vec<String>>,
+    /// Counts without keeping (or fully formatting) the statements.
+    count_only: bool,
 }
 
 impl StatementCounter {
-    /// A counter at zero.
+    /// A counter at zero that also keeps every statement's text.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A counter at zero that keeps only the count: [`statements`](Self::statements) stays
+    /// empty, and a statement costs no allocation.
+    ///
+    /// ```
+    /// let counter = omniman_storage::StatementCounter::count_only();
+    /// counter.record("BEGIN");
+    /// counter.record("SELECT 1");
+    /// assert_eq!(counter.count(), 1);
+    /// assert!(counter.statements().is_empty());
+    /// ```
+    pub fn count_only() -> Self {
+        StatementCounter { inner: Arc::new(Inner { count_only: true, ..Inner::default() }) }
     }
 
     /// Statements counted so far.
@@ -87,6 +109,10 @@ impl StatementCounter {
         if is_transaction_control(sql) {
             return;
         }
+        if self.inner.count_only {
+            self.inner.count.fetch_add(1, Ordering::SeqCst);
+            return;
+        }
         let mut statements = self.inner.statements.lock().unwrap_or_else(PoisonError::into_inner);
         statements.push(sql.trim().to_owned());
         self.inner.count.fetch_add(1, Ordering::SeqCst);
@@ -107,8 +133,42 @@ pub struct CountingInstrumentation {
 impl Instrumentation for CountingInstrumentation {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         if let InstrumentationEvent::StartQuery { query, .. } = event {
-            self.counter.record(&query.to_string());
+            if self.counter.inner.count_only {
+                let mut head = Head::default();
+                // `Head` stops the formatting once it is full, which `write!` reports as an error.
+                let _ = write!(head, "{query}");
+                self.counter.record(head.as_str());
+            } else {
+                self.counter.record(&query.to_string());
+            }
         }
+    }
+}
+
+/// The first bytes of a statement: enough to tell transaction control from the rest.
+#[derive(Default)]
+struct Head {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl Head {
+    fn as_str(&self) -> &str {
+        let bytes = &self.buf[..self.len];
+        // The cut may split a character; the keyword before it is all that matters.
+        match std::str::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
+        }
+    }
+}
+
+impl fmt::Write for Head {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let take = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + take].copy_from_slice(&s.as_bytes()[..take]);
+        self.len += take;
+        if self.len == self.buf.len() { Err(fmt::Error) } else { Ok(()) }
     }
 }
 
@@ -163,6 +223,18 @@ mod tests {
         c.reset();
         assert_eq!(c.count(), 0);
         assert!(c.statements().is_empty());
+    }
+
+    #[test]
+    fn head_keeps_the_leading_keyword_of_long_statements() {
+        let mut head = Head::default();
+        let long = format!("  ROLLBACK TO SAVEPOINT {}", "x".repeat(100));
+        assert!(write!(head, "{long}").is_err(), "formatting stops once the head is full");
+        assert_eq!(head.as_str().len(), 32);
+        assert!(is_transaction_control(head.as_str()));
+        let mut cut = Head::default();
+        let _ = write!(cut, "SELECT '{}'", "é".repeat(20));
+        assert!(cut.as_str().starts_with("SELECT 'é"), "a split character is dropped, not garbled");
     }
 
     #[tokio::test]

@@ -34,6 +34,26 @@ pub enum Database {
     Sqlite(SqlitePool),
 }
 
+/// How a pool's connections are used right now (for metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// The most connections the pool opens.
+    pub max_size: usize,
+    /// Connections open now (idle or checked out).
+    pub open: usize,
+    /// Open connections waiting in the pool.
+    pub idle: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
+}
+
+impl PoolStatus {
+    /// Connections checked out now.
+    pub fn in_use(&self) -> usize {
+        self.open.saturating_sub(self.idle)
+    }
+}
+
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let status = match self {
@@ -89,6 +109,22 @@ impl Database {
             Database::Postgres(_) => Backend::Postgres,
             Database::Sqlite(_) => Backend::Sqlite,
         }
+    }
+
+    /// How the pool's connections are used right now.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: &omniman_storage::Database) {
+    /// let status = db.pool_status();
+    /// assert!(status.in_use() <= status.max_size);
+    /// # }
+    /// ```
+    pub fn pool_status(&self) -> PoolStatus {
+        let status = match self {
+            Database::Postgres(pool) => pool.status(),
+            Database::Sqlite(pool) => pool.status(),
+        };
+        PoolStatus { max_size: status.max_size, open: status.size, idle: status.available, waiting: status.waiting }
     }
 
     /// Check that a connection can be checked out (and opened, if the pool has none).

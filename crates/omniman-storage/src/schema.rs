@@ -172,6 +172,7 @@ macro_rules! omniman_tables {
                 channels -> Nullable<JsonDoc>,
                 created_at -> Ts,
                 revoked_at -> Nullable<Ts>,
+                rate_limits -> Nullable<Text>,
             }
         }
 

@@ -937,6 +937,7 @@ async fn api_tokens<S: Store>(store: S) {
         channels: channels.map(|c| c.into_iter().map(str::to_owned).collect()),
         created_at: t(0),
         revoked_at: None,
+        rate_limits: None,
     };
     assert!(store.create_token(&token("zeta", &"a".repeat(64), Role::Client, Some(vec!["pos", "web"]))).await.unwrap());
     assert!(store.create_token(&token("alpha", &"b".repeat(64), Role::Admin, None)).await.unwrap());
@@ -949,14 +950,20 @@ async fn api_tokens<S: Store>(store: S) {
         ApiToken { id: zeta.id, ..token("zeta", &"a".repeat(64), Role::Client, Some(vec!["pos", "web"])) }
     );
     assert_eq!(store.token_by_hash("nope").await.unwrap(), None);
+    let limited =
+        ApiToken { rate_limits: Some("commit=60/min".into()), ..token("limited", &"d".repeat(64), Role::Client, None) };
+    assert!(store.create_token(&limited).await.unwrap());
+    let read = store.token_by_hash(&"d".repeat(64)).await.unwrap().unwrap();
+    assert_eq!(read.rate_limits.as_deref(), Some("commit=60/min"));
+    assert!(store.revoke_token("limited", t(1)).await.unwrap());
     let names: Vec<String> = store.list_tokens().await.unwrap().into_iter().map(|t| t.name).collect();
-    assert_eq!(names, ["alpha", "zeta"]);
+    assert_eq!(names, ["alpha", "limited", "zeta"]);
 
     assert!(store.revoke_token("zeta", t(5)).await.unwrap());
     assert!(!store.revoke_token("zeta", t(6)).await.unwrap(), "already revoked");
     assert!(!store.revoke_token("nobody", t(6)).await.unwrap());
     assert_eq!(store.token_by_hash(&"a".repeat(64)).await.unwrap(), None);
     let listed = store.list_tokens().await.unwrap();
-    assert_eq!(listed[1].revoked_at, Some(t(5)));
+    assert_eq!(listed[2].revoked_at, Some(t(5)));
     assert_eq!(listed[0].role, Role::Admin);
 }

@@ -23,45 +23,60 @@ backend_test!(a_select_counts_one, |db, conn, s| {
 
 backend_test!(transaction_control_is_not_counted, |db, conn, s| {
     drop(conn);
-    let counter = StatementCounter::new();
-    counter
-        .scope(async {
-            let mut conn = checkout!();
-            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                diesel::insert_into(s::channels::table)
-                    .values((
-                        s::channels::code.eq("pos"),
-                        s::channels::created_at.eq(t0()),
-                        s::channels::updated_at.eq(t0()),
-                    ))
-                    .execute(conn)
-                    .await?;
-                // A nested transaction (SAVEPOINT / RELEASE) is not counted either.
+    // The count-only counter (the server's per-request metric) reads only each statement's
+    // head, and must count exactly what the full one does.
+    for (counter, code) in [(StatementCounter::new(), "pos"), (StatementCounter::count_only(), "web")] {
+        counter
+            .scope(async {
+                let mut conn = checkout!();
                 conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                    s::channels::table.count().get_result::<i64>(conn).await
-                })
-                .await
-            })
-            .await
-            .unwrap();
-            // A rolled-back transaction: the failing statement counts, ROLLBACK does not.
-            let failed = conn
-                .transaction::<(), diesel::result::Error, _>(async |conn| {
                     diesel::insert_into(s::channels::table)
                         .values((
-                            s::channels::code.eq("pos"),
+                            s::channels::code.eq(code),
                             s::channels::created_at.eq(t0()),
                             s::channels::updated_at.eq(t0()),
                         ))
                         .execute(conn)
                         .await?;
-                    Ok(())
+                    // A nested transaction (SAVEPOINT / RELEASE) is not counted either.
+                    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                        s::channels::table.count().get_result::<i64>(conn).await
+                    })
+                    .await
                 })
-                .await;
-            assert!(failed.is_err());
-        })
-        .await;
-    assert_eq!(counter.count(), 3, "{:#?}", counter.statements());
+                .await
+                .unwrap();
+                // A rolled-back transaction: the failing statement counts, ROLLBACK does not.
+                let failed = conn
+                    .transaction::<(), diesel::result::Error, _>(async |conn| {
+                        diesel::insert_into(s::channels::table)
+                            .values((
+                                s::channels::code.eq(code),
+                                s::channels::created_at.eq(t0()),
+                                s::channels::updated_at.eq(t0()),
+                            ))
+                            .execute(conn)
+                            .await?;
+                        Ok(())
+                    })
+                    .await;
+                assert!(failed.is_err());
+            })
+            .await;
+        assert_eq!(counter.count(), 3, "{code}: {:#?}", counter.statements());
+    }
+});
+
+backend_test!(pool_status_tells_checked_out_and_idle_connections, |db, conn, s| {
+    let before = db.pool_status();
+    assert!(before.max_size >= 2, "{before:?}");
+    assert_eq!((before.in_use(), before.waiting), (1, 0), "`conn` is out: {before:?}");
+    let second = checkout!();
+    assert_eq!(db.pool_status().in_use(), 2);
+    drop((conn, second));
+    let after = db.pool_status();
+    assert_eq!(after.in_use(), 0, "{after:?}");
+    assert_eq!(after.idle, after.open, "returned connections wait in the pool: {after:?}");
 });
 
 backend_test!(only_the_scope_is_counted, |db, conn, s| {

@@ -11,7 +11,7 @@ use omniman_storage::{Database, StorageConfig, applied_migrations, revert_all_mi
 use serde_json::{Value, json};
 
 /// Every migration, oldest first.
-const ALL: [&str; 2] = ["20261122000001", "20261122000002"];
+const ALL: [&str; 3] = ["20261122000001", "20261122000002", "20261201000003"];
 
 fn all() -> Vec<String> {
     ALL.iter().map(|v| (*v).to_owned()).collect()
@@ -78,7 +78,7 @@ type KeyRow = (
     DateTime<Utc>,
     DateTime<Utc>,
 );
-type TokenRow = (i64, String, String, String, Option<Value>, DateTime<Utc>, Option<DateTime<Utc>>);
+type TokenRow = (i64, String, String, String, Option<Value>, DateTime<Utc>, Option<DateTime<Utc>>, Option<String>);
 type LevelRow = (String, i64, DateTime<Utc>);
 type HoldRow = (i64, String, String, i64, Option<String>, String, Option<DateTime<Utc>>, DateTime<Utc>, DateTime<Utc>);
 
@@ -373,6 +373,7 @@ backend_test!(every_column_round_trips, |db, conn, s| {
             s::api_tokens::role.eq("client"),
             s::api_tokens::channels.eq(Some(json!(["pos", "web"]))),
             s::api_tokens::created_at.eq(t),
+            s::api_tokens::rate_limits.eq(Some("modify=300/min,commit=60/min")),
         ))
         .returning(s::api_tokens::id)
         .get_result(&mut conn)
@@ -381,6 +382,7 @@ backend_test!(every_column_round_trips, |db, conn, s| {
     let row: TokenRow = s::api_tokens::table.find(token_id).first(&mut conn).await.unwrap();
     assert_eq!(row.4, Some(json!(["pos", "web"])));
     assert_eq!((row.5, row.6), (t, None));
+    assert_eq!(row.7.as_deref(), Some("modify=300/min,commit=60/min"));
 
     // stock_levels (on hand may be negative)
     for (sku, on_hand) in [("COFFEE", 120_500_i64), ("Pão", -1_000)] {

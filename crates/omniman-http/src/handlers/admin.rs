@@ -158,6 +158,9 @@ pub(crate) async fn metrics<S: Store + 'static>(
         // The request metrics are still worth serving when the queue cannot be read.
         Err(e) => tracing::warn!(error = %e, "directive counts unavailable for metrics"),
     }
+    if let Some(pool) = &state.pool {
+        state.metrics.set_pool_usage(pool.pool_usage());
+    }
     Ok(HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(state.metrics.encode()))

@@ -5,7 +5,7 @@ use omniman_core::ext::ExtensionsBuilder;
 use omniman_http::{HttpConfig, parse_rate_limits};
 use serde_json::json;
 
-use crate::common::{self, ADMIN, CLIENT, POS, REVOKED, get, post};
+use crate::common::{self, ADMIN, CLIENT, LIMITED, POS, REVOKED, get, post};
 
 #[actix_web::test]
 async fn missing_bad_and_revoked_tokens_are_401() {
@@ -145,6 +145,38 @@ async fn rate_limits_apply_per_principal_and_class_when_configured() {
     let r = call!(app, get(&format!("/api/sessions/{key}"), CLIENT));
     r.expect(200);
     assert!(r.header("ratelimit-limit").is_none(), "`other` is not limited");
+}
+
+#[actix_web::test]
+async fn a_token_s_own_rate_limit_overrides_the_default_for_its_class() {
+    let config = HttpConfig { rate_limits: parse_rate_limits("commit=3/min").unwrap(), ..HttpConfig::default() };
+    let state = common::state_with(ExtensionsBuilder::new(), config).await;
+    let app = service!(state);
+    let key = open!(app, "pos");
+    let commit = || post(&format!("/api/sessions/{key}/commit"), LIMITED, &json!({"channel_code": "pos"}));
+    let first = call!(app, commit());
+    first.expect_error(409, "empty_session");
+    assert_eq!(first.header("ratelimit-policy"), Some("1;w=60"), "the token's commit=1/min, not the default 3/min");
+    let refused = call!(app, commit());
+    assert_eq!(refused.expect_error(429, "rate_limited")["route_class"], "commit");
+    assert_eq!(refused.header("retry-after"), Some("60"));
+    // The default still applies to tokens without limits of their own.
+    let other = call!(app, post(&format!("/api/sessions/{key}/commit"), CLIENT, &json!({"channel_code": "pos"})));
+    assert_eq!(other.header("ratelimit-policy"), Some("3;w=60"));
+}
+
+#[actix_web::test]
+async fn a_token_s_own_rate_limit_applies_without_server_defaults() {
+    let state = common::state().await;
+    let app = service!(state);
+    let key = open!(app, "pos");
+    call!(app, post(&format!("/api/sessions/{key}/commit"), LIMITED, &json!({"channel_code": "pos"})))
+        .expect_error(409, "empty_session");
+    call!(app, post(&format!("/api/sessions/{key}/commit"), LIMITED, &json!({"channel_code": "pos"})))
+        .expect_error(429, "rate_limited");
+    let r = call!(app, get(&format!("/api/sessions/{key}"), LIMITED));
+    r.expect(200);
+    assert!(r.header("ratelimit-limit").is_none(), "the token limits `commit` only");
 }
 
 #[actix_web::test]

@@ -27,6 +27,8 @@ pub(crate) const CLIENT: &str = "omni_client000000000000000000000000000";
 pub(crate) const POS: &str = "omni_posonly00000000000000000000000000";
 /// A revoked client token.
 pub(crate) const REVOKED: &str = "omni_revoked00000000000000000000000000";
+/// Client, every channel, with its own limit of `commit=1/min`.
+pub(crate) const LIMITED: &str = "omni_limited00000000000000000000000000";
 
 pub(crate) type Hub = Arc<Omniman<InMemoryStore>>;
 
@@ -65,6 +67,7 @@ async fn token(hub: &Hub, name: &str, secret: &str, role: Role, channels: Option
         channels,
         created_at: epoch(),
         revoked_at: None,
+        rate_limits: None,
     };
     assert!(hub.store().create_token(&token).await.unwrap());
 }
@@ -92,6 +95,17 @@ pub(crate) async fn hub_with(ext: Extensions) -> Hub {
     token(&hub, "pos-till", POS, Role::Client, Some(vec!["pos".into()])).await;
     token(&hub, "old", REVOKED, Role::Client, None).await;
     assert!(hub.store().revoke_token("old", epoch()).await.unwrap());
+    let limited = ApiToken {
+        id: 0,
+        name: "limited".into(),
+        token_hash: hash_token(LIMITED),
+        role: Role::Client,
+        channels: None,
+        created_at: epoch(),
+        revoked_at: None,
+        rate_limits: Some("commit=1/min".into()),
+    };
+    assert!(hub.store().create_token(&limited).await.unwrap());
     hub
 }
 

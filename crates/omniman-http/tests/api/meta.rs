@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix_web::test::TestRequest;
 use async_trait::async_trait;
-use omniman_http::{Readiness, ReadinessCheck};
+use omniman_http::{PoolProbe, PoolUsage, Readiness, ReadinessCheck};
 use serde_json::json;
 
 use crate::common::{self, ADMIN, CLIENT, get, post};
@@ -153,4 +153,34 @@ async fn metrics_need_an_admin_and_count_requests() {
     assert!(text.contains("omniman_http_request_duration_seconds_bucket"));
     assert!(text.contains(r#"omniman_directive_queue_depth{status="queued"} 1"#), "{text}");
     assert!(text.contains(r#"omniman_directive_queue_depth{status="failed"} 0"#));
+}
+
+#[actix_web::test]
+async fn metrics_read_the_pool_at_scrape_time_and_show_statements_per_request() {
+    struct Probe(std::sync::atomic::AtomicUsize);
+    impl PoolProbe for Probe {
+        fn pool_usage(&self) -> PoolUsage {
+            let in_use = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            PoolUsage { max: 8, in_use, idle: 2, waiting: 0 }
+        }
+    }
+    let state = common::state().await.with_pool_probe(Arc::new(Probe(0.into())));
+    // What the server's counting middleware records.
+    state.metrics().observe_statements(&actix_web::http::Method::POST, "/api/sessions/{key}/modify", 3);
+    state.metrics().observe_statements(&actix_web::http::Method::POST, "/api/sessions/{key}/modify", 2);
+    let app = service!(state);
+    let scrape = || async {
+        let r = call!(app, get("/metrics", ADMIN));
+        String::from_utf8(r.bytes).unwrap()
+    };
+    let first = scrape().await;
+    assert!(first.contains(r#"omniman_db_pool_connections{state="max"} 8"#), "{first}");
+    assert!(first.contains(r#"omniman_db_pool_connections{state="in_use"} 0"#));
+    assert!(first.contains(r#"omniman_db_pool_connections{state="waiting"} 0"#));
+    let route = r#"method="POST",route="/api/sessions/{key}/modify""#;
+    assert!(first.contains(&format!("omniman_sql_statements_per_request_sum{{{route}}} 5.0")), "{first}");
+    assert!(first.contains(&format!("omniman_sql_statements_per_request_count{{{route}}} 2")));
+    assert!(first.contains(&format!(r#"omniman_sql_statements_per_request_bucket{{le="2.0",{route}}} 1"#)));
+    let second = scrape().await;
+    assert!(second.contains(r#"omniman_db_pool_connections{state="in_use"} 1"#), "read anew: {second}");
 }

@@ -782,6 +782,7 @@ macro_rules! shared_queries {
                     s::api_tokens::channels.eq(v.channels),
                     s::api_tokens::created_at.eq(v.created_at),
                     s::api_tokens::revoked_at.eq(v.revoked_at),
+                    s::api_tokens::rate_limits.eq(v.rate_limits),
                 ))
                 .execute(conn)
                 .await

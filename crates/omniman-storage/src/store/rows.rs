@@ -582,6 +582,7 @@ pub(crate) struct TokenRow {
     pub channels: Option<Value>,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    pub rate_limits: Option<String>,
 }
 
 impl TokenRow {
@@ -604,6 +605,7 @@ impl TokenRow {
             channels,
             created_at: self.created_at,
             revoked_at: self.revoked_at,
+            rate_limits: self.rate_limits,
         })
     }
 }
@@ -617,6 +619,7 @@ pub(crate) struct TokenValues {
     pub channels: Option<Value>,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    pub rate_limits: Option<String>,
 }
 
 impl TokenValues {
@@ -628,6 +631,7 @@ impl TokenValues {
             channels: t.channels.as_ref().map(|c| Value::from(c.clone())),
             created_at: ts(t.created_at),
             revoked_at: ts_opt(t.revoked_at),
+            rate_limits: t.rate_limits.clone(),
         }
     }
 }

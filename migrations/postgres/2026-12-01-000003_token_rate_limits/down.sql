@@ -1,0 +1,1 @@
+ALTER TABLE api_tokens DROP COLUMN IF EXISTS rate_limits;
