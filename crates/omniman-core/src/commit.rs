@@ -440,19 +440,7 @@ fn decide_commit(
     let status = OrderFlow::for_channel(channel).initial_status().to_owned();
     let mut timestamps = StatusTimestamps::default();
     timestamps.enter(&status, now);
-    let items: Vec<OrderItem> = session
-        .items
-        .iter()
-        .map(|i| OrderItem {
-            line_id: i.line_id.clone(),
-            sku: i.sku.clone(),
-            name: i.name.clone(),
-            qty: i.qty,
-            unit_price_q: i.unit_price_q.unwrap_or(0),
-            line_total_q: i.total_q(),
-            meta: i.meta.clone(),
-        })
-        .collect();
+    let items: Vec<OrderItem> = session.items.iter().map(OrderItem::from).collect();
     let (data, preorder) = order_data(&session, today);
     let order = Order {
         id: 0,

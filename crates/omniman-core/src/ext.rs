@@ -154,6 +154,33 @@ pub struct Availability {
     pub message: Option<String>,
 }
 
+impl Availability {
+    /// The answer to a request for `requested` of `sku` when `available_millis` thousandths can
+    /// be had (zero or less: none). Stock backends share it so that they word it alike.
+    ///
+    /// ```
+    /// use omniman_core::ext::Availability;
+    /// use omniman_core::money::Qty;
+    /// let two = Qty::from_units(2).unwrap();
+    /// assert!(Availability::for_request("COFFEE", two, 5_000).available);
+    /// let short = Availability::for_request("COFFEE", two, 1_500);
+    /// assert_eq!(short.available_qty, Qty::from_millis(1_500));
+    /// assert_eq!(short.message.as_deref(), Some("Only 1.500 of COFFEE available"));
+    /// assert_eq!(Availability::for_request("COFFEE", two, -3_000).available_qty, None);
+    /// ```
+    pub fn for_request(sku: &str, requested: Qty, available_millis: i64) -> Availability {
+        // More than a quantity can say is plenty for any request.
+        let available = Qty::from_millis(available_millis.min(Qty::MAX.millis()));
+        let enough = available.is_some_and(|a| a >= requested);
+        let shown = available.map_or_else(|| "0.000".to_owned(), |q| q.to_string());
+        Availability {
+            available: enough,
+            available_qty: available,
+            message: (!enough).then(|| format!("Only {shown} of {sku} available")),
+        }
+    }
+}
+
 /// The answer to a hold request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HoldResult {
@@ -167,6 +194,29 @@ pub struct HoldResult {
     pub message: Option<String>,
     /// When the hold lapses.
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl HoldResult {
+    /// A hold was created.
+    pub fn held(hold_id: String, expires_at: Option<DateTime<Utc>>) -> HoldResult {
+        HoldResult { success: true, hold_id: Some(hold_id), error_code: None, message: None, expires_at }
+    }
+
+    /// Refused: not enough of `sku` is available (`error_code` `insufficient_stock`).
+    ///
+    /// ```
+    /// let refused = omniman_core::ext::HoldResult::insufficient("COFFEE");
+    /// assert_eq!((refused.success, refused.error_code.as_deref()), (false, Some("insufficient_stock")));
+    /// ```
+    pub fn insufficient(sku: &str) -> HoldResult {
+        HoldResult {
+            success: false,
+            hold_id: None,
+            error_code: Some("insufficient_stock".into()),
+            message: Some(format!("Not enough {sku} in stock")),
+            expires_at: None,
+        }
+    }
 }
 
 /// An alternative product.

@@ -50,6 +50,8 @@ pub enum QtyError {
 impl Qty {
     /// One unit (`1.000`).
     pub const ONE: Qty = Qty(MILLI);
+    /// The largest quantity: 999,999,999.999.
+    pub const MAX: Qty = Qty(MAX_MILLIS);
 
     /// Builds a quantity from thousandths; `None` unless `0 < millis ≤ 999_999_999.999`.
     pub fn from_millis(millis: i64) -> Option<Qty> {

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use crate::channel::Channel;
 use crate::error::{DomainError, StoreError, ctx};
 use crate::money::Qty;
+use crate::session::Item;
 
 /// The default transition table.
 const DEFAULT_TRANSITIONS: &[(&str, &[&str])] = &[
@@ -129,6 +130,21 @@ pub struct OrderItem {
     pub line_total_q: i64,
     /// Free-form data.
     pub meta: Map<String, Value>,
+}
+
+impl From<&Item> for OrderItem {
+    /// The order line for a session line, as a commit copies it (an unpriced line costs 0).
+    fn from(item: &Item) -> OrderItem {
+        OrderItem {
+            line_id: item.line_id.clone(),
+            sku: item.sku.clone(),
+            name: item.name.clone(),
+            qty: item.qty,
+            unit_price_q: item.unit_price_q.unwrap_or(0),
+            line_total_q: item.total_q(),
+            meta: item.meta.clone(),
+        }
+    }
 }
 
 /// The status timestamps: each is set the first time its status is entered, never overwritten.

@@ -312,20 +312,7 @@ fn snapshot_items(snapshot: &Value) -> Result<Vec<OrderItem>, StoreError> {
         return Ok(Vec::new());
     };
     let items: Vec<Item> = serde_json::from_value(items.clone()).map_err(|e| corrupt("order snapshot items", e))?;
-    Ok(items.iter().map(order_item).collect())
-}
-
-/// The order line for a session line (as `plan_commit` builds it).
-pub(crate) fn order_item(i: &Item) -> OrderItem {
-    OrderItem {
-        line_id: i.line_id.clone(),
-        sku: i.sku.clone(),
-        name: i.name.clone(),
-        qty: i.qty,
-        unit_price_q: i.unit_price_q.unwrap_or(0),
-        line_total_q: i.total_q(),
-        meta: i.meta.clone(),
-    }
+    Ok(items.iter().map(OrderItem::from).collect())
 }
 
 impl OrderRow {

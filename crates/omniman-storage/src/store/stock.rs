@@ -53,10 +53,6 @@ fn milli_text(millis: i64) -> String {
 }
 
 /// A quantity as the stock handlers write it, `0.000` for none.
-fn qty_text(qty: Option<Qty>) -> String {
-    qty.map_or_else(|| "0.000".to_owned(), |q| q.to_string())
-}
-
 fn backend_error(e: impl std::fmt::Display) -> BackendError {
     BackendError(e.to_string())
 }
@@ -82,13 +78,7 @@ impl StockBackend for Database {
         let (sku_owned, now) = (sku.to_owned(), now());
         let (on_hand, held) = on_db!(self, |conn, q| q::stock_of(conn, &sku_owned, now).await.map_err(db_error))
             .map_err(backend_error)?;
-        let available = Qty::from_millis(on_hand.unwrap_or(0).saturating_sub(held));
-        let enough = available.is_some_and(|a| a >= qty);
-        Ok(Availability {
-            available: enough,
-            available_qty: available,
-            message: (!enough).then(|| format!("Only {} of {sku} available", qty_text(available))),
-        })
+        Ok(Availability::for_request(sku, qty, on_hand.unwrap_or(0).saturating_sub(held)))
     }
 
     async fn create_hold(
@@ -127,16 +117,8 @@ impl StockBackend for Database {
         })
         .map_err(backend_error)?;
         Ok(match created {
-            Some(hold_id) => {
-                HoldResult { success: true, hold_id: Some(hold_id), error_code: None, message: None, expires_at }
-            }
-            None => HoldResult {
-                success: false,
-                hold_id: None,
-                error_code: Some("insufficient_stock".into()),
-                message: Some(format!("Not enough {sku} in stock")),
-                expires_at: None,
-            },
+            Some(hold_id) => HoldResult::held(hold_id, expires_at),
+            None => HoldResult::insufficient(sku),
         })
     }
 

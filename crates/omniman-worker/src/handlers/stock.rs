@@ -345,13 +345,7 @@ impl StockBackend for MemoryStock {
         qty: Qty,
         _date: Option<chrono::NaiveDate>,
     ) -> Result<Availability, BackendError> {
-        let available = Qty::from_millis(self.lock().available(sku, Utc::now()));
-        let enough = available.is_some_and(|a| a >= qty);
-        Ok(Availability {
-            available: enough,
-            available_qty: available,
-            message: (!enough).then(|| format!("Only {} of {sku} available", qty_text(available))),
-        })
+        Ok(Availability::for_request(sku, qty, self.lock().available(sku, Utc::now())))
     }
 
     async fn create_hold(
@@ -363,13 +357,7 @@ impl StockBackend for MemoryStock {
     ) -> Result<HoldResult, BackendError> {
         let mut state = self.lock();
         if state.available(sku, Utc::now()) < qty.millis() {
-            return Ok(HoldResult {
-                success: false,
-                hold_id: None,
-                error_code: Some("insufficient_stock".into()),
-                message: Some(format!("Not enough {sku} in stock")),
-                expires_at: None,
-            });
+            return Ok(HoldResult::insufficient(sku));
         }
         state.next += 1;
         let hold_id = format!("HOLD-{}", state.next);
@@ -383,7 +371,7 @@ impl StockBackend for MemoryStock {
                 state: HoldState::Active,
             },
         );
-        Ok(HoldResult { success: true, hold_id: Some(hold_id), error_code: None, message: None, expires_at })
+        Ok(HoldResult::held(hold_id, expires_at))
     }
 
     async fn release_hold(&self, hold_id: &str) -> Result<bool, BackendError> {
