@@ -2,6 +2,11 @@
 //!
 //! A body is read as bytes (bounded by the configured limit), checked for UTF-8, parsed into a
 //! `serde_json::Value` and then read field by field, recording problems under their paths.
+//! A top-level field the route never reads is refused as unknown (a misspelt `idempotency_key`
+//! must not silently commit without one); inside ops, `data` and `meta` the core's own rules
+//! apply (unknown op fields are ignored, SPEC §4).
+
+use std::cell::RefCell;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, web};
@@ -82,15 +87,21 @@ pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError>
 pub(crate) struct Fields<'a> {
     map: &'a Map<String, Value>,
     errors: FieldErrors,
+    /// Every key the route asked for, known or not: what `finish` accepts.
+    asked: RefCell<Vec<String>>,
 }
 
 impl<'a> Fields<'a> {
     pub(crate) fn new(map: &'a Map<String, Value>) -> Fields<'a> {
-        Fields { map, errors: FieldErrors::default() }
+        Fields { map, errors: FieldErrors::default(), asked: RefCell::new(Vec::new()) }
     }
 
     /// The raw value of a field (absent and `null` are the same).
     pub(crate) fn raw(&self, key: &str) -> Option<&'a Value> {
+        let mut asked = self.asked.borrow_mut();
+        if !asked.iter().any(|k| k == key) {
+            asked.push(key.to_owned());
+        }
         self.map.get(key).filter(|v| !v.is_null())
     }
 
@@ -130,8 +141,15 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// `Ok` when no problem was recorded, else `validation_error`.
-    pub(crate) fn finish(self) -> Result<(), ApiError> {
+    /// `Ok` when no problem was recorded and every field of the body was one the route reads,
+    /// else `validation_error`.
+    pub(crate) fn finish(mut self) -> Result<(), ApiError> {
+        let asked = self.asked.take();
+        for key in self.map.keys().filter(|k| !asked.contains(k)) {
+            let mut known = asked.clone();
+            known.sort();
+            self.errors.add(key.as_str(), format!("unknown field (this route reads: {})", known.join(", ")));
+        }
         self.errors.into_result().map_err(|f| ApiError::validation(&f))
     }
 
@@ -197,5 +215,23 @@ mod tests {
         assert_eq!(parse_object(b"\xff\xfe").unwrap_err().code(), "malformed_json");
         assert_eq!(parse_object(b"").unwrap_err().code(), "malformed_json");
         assert_eq!(parse_object(br#"{"n": 1e999}"#).unwrap_err().code(), "malformed_json");
+    }
+
+    #[test]
+    fn fields_the_route_never_reads_are_refused() {
+        let body = parse_object(br#"{"channel_code": "pos", "idempotency_kye": "K1", "note": null}"#).unwrap();
+        let mut f = Fields::new(&body);
+        assert_eq!(f.required("channel_code", 64), "pos");
+        let _ = f.string("idempotency_key", 128);
+        let err = f.finish().unwrap_err();
+        assert_eq!(err.code(), "validation_error");
+        let text = serde_json::to_string(&err.body()).unwrap();
+        assert!(text.contains("idempotency_kye"), "{text}");
+        assert!(text.contains("unknown field (this route reads: channel_code, idempotency_key)"), "{text}");
+        assert!(!text.contains("\"channel_code\":"), "read fields are not reported: {text}");
+
+        let f = Fields::new(&body);
+        let _ = (f.raw("channel_code"), f.raw("idempotency_kye"), f.raw("note"));
+        assert!(f.finish().is_ok(), "every field was read");
     }
 }

@@ -64,7 +64,9 @@ pub(crate) async fn observe(
     let request_id = incoming_request_id(&req).unwrap_or_else(new_request_id);
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let method = method_label(req.method());
-    let span = tracing::info_span!(
+    // At `error` level so that the span is on whatever the log filter: every line a request
+    // logs, an error under `OMNIMAN_LOG=warn` included, carries its request id.
+    let span = tracing::error_span!(
         "request",
         request_id = %request_id,
         method = %req.method(),

@@ -200,3 +200,27 @@ async fn metrics_show_statements_per_request_and_pool_usage() {
     assert!(idle >= 1, "connections went back to the pool");
     assert_eq!(sample(r#"omniman_db_pool_connections{state="waiting"}"#), "0");
 }
+
+#[tokio::test]
+async fn a_failing_database_is_a_500_json_error_without_details() {
+    use diesel_async::SimpleAsyncConnection;
+    let dir = temp_dir();
+    let url = sqlite_url(dir.path(), "broken");
+    apply_channels(&url, dir.path(), &channels());
+    let token = cli_out(&url, &["tokens", "create", "--name", "till", "--role", "client"]);
+    let server = Running::serve(&url, &["--workers", "0"]).await;
+    let api = Api::new(&server.base, &token);
+    assert_eq!(api.post("/sessions", &json!({"channel_code": "pos"})).await.0, 201);
+
+    // Take a table away under the running server.
+    let db = omniman_storage::Database::connect(&omniman_storage::StorageConfig::new(url.clone())).await.unwrap();
+    db.get_sqlite().await.unwrap().unwrap().batch_execute("DROP TABLE sessions").await.unwrap();
+
+    for (status, body) in [api.get("/sessions").await, api.post("/sessions", &json!({"channel_code": "pos"})).await] {
+        assert_eq!((status, body["error"]["code"].as_str()), (500, Some("internal_error")), "{body}");
+        assert_eq!(body["error"]["message"], json!("internal server error"));
+        assert!(!body.to_string().contains("sessions"), "no database detail leaks: {body}");
+    }
+    let health = reqwest::get(format!("{}/api/health", server.base)).await.unwrap();
+    assert_eq!(health.status().as_u16(), 200, "the process keeps serving");
+}

@@ -139,3 +139,38 @@ async fn broken_bodies_are_400() {
     // No partial write: only the last request changed anything.
     assert_eq!(call!(app, get(&format!("/api/sessions/{key}"), CLIENT)).expect(200)["rev"], 1);
 }
+
+#[actix_web::test]
+async fn fields_in_the_wrong_place_are_400_and_change_nothing() {
+    let state = common::state().await;
+    let app = service!(state);
+    let key = open!(app, "pos");
+    let json_ct = Some("application/json");
+    // A misspelt idempotency key must not commit without one; `ops` belongs to modify.
+    let commit = format!("/api/sessions/{key}/commit");
+    let ctx = call!(app, raw_post(&commit, json_ct, r#"{"channel_code":"pos","idempotency_kye":"K1"}"#))
+        .expect_error(400, "validation_error");
+    let message = ctx["fields"]["idempotency_kye"][0].as_str().unwrap();
+    assert!(message.starts_with("unknown field") && message.contains("idempotency_key"), "{message}");
+    let ops = r#"{"channel_code":"pos","ops":[{"op":"add_line","sku":"A","qty":1,"unit_price_q":1}]}"#;
+    let ctx = call!(app, raw_post(&commit, json_ct, ops)).expect_error(400, "validation_error");
+    assert!(ctx["fields"]["ops"].is_array(), "{ctx}");
+    // Top-level `sku` on modify: the op's fields go inside the op.
+    let modify = format!("/api/sessions/{key}/modify");
+    let ctx = call!(
+        app,
+        raw_post(
+            &modify,
+            json_ct,
+            r#"{"channel_code":"pos","sku":"A","ops":[{"op":"set_data","path":"notes","value":1}]}"#
+        )
+    )
+    .expect_error(400, "validation_error");
+    assert!(ctx["fields"]["sku"].is_array(), "{ctx}");
+    // Inside an op, unknown fields are ignored (SPEC §4).
+    let lenient = r#"{"channel_code":"pos","ops":[{"op":"set_data","path":"notes","value":1,"comment":"hi"}]}"#;
+    call!(app, raw_post(&modify, json_ct, lenient)).expect(200);
+    // Only the lenient modify wrote.
+    let session = call!(app, get(&format!("/api/sessions/{key}"), CLIENT)).expect(200);
+    assert_eq!((session["rev"].as_i64(), session["state"].as_str()), (Some(1), Some("open")));
+}

@@ -52,7 +52,6 @@ fn milli_text(millis: i64) -> String {
     format!("{sign}{}.{:03}", abs / 1000, abs % 1000)
 }
 
-/// A quantity as the stock handlers write it, `0.000` for none.
 fn backend_error(e: impl std::fmt::Display) -> BackendError {
     BackendError(e.to_string())
 }
