@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Map, Value, json};
 
-use omniman_core::directive::NewDirective;
+use omniman_core::directive::{DirectiveStatus, DirectiveUpdate, NewDirective};
 use omniman_core::ext::{Extensions, StockBackend};
 use omniman_core::money::Qty;
 use omniman_core::ops::Op;
@@ -20,7 +20,7 @@ use omniman_core::ports::{
 use omniman_core::prelude::{Caller, ManualClock, Omniman, OpenSession};
 use omniman_core::testing::epoch;
 use omniman_storage::test_support::TestDb;
-use omniman_storage::{Database, StatementCounter};
+use omniman_storage::{Backend, Database, StatementCounter};
 
 db_tests!(
     session_reads_and_writes,
@@ -171,6 +171,37 @@ async fn directive_claim(test_db: &TestDb) {
     let topics = vec!["stock.hold".to_owned(), "other".to_owned()];
     let claimed = exactly(1, "claim with topics", db.claim(Some(&topics), 50, t(100))).await.unwrap();
     assert_eq!(claimed.len(), 15);
+
+    // Recording a batch of outcomes: one statement on PostgreSQL; on SQLite (in-process, where
+    // a statement costs microseconds) one update per directive plus a payload read for each
+    // patch, the update skipped once the directive is no longer running.
+    let mut patch = Map::new();
+    patch.insert("hold_id".into(), json!("H-1"));
+    let updates: Vec<DirectiveUpdate> = claimed
+        .iter()
+        .enumerate()
+        .map(|(i, d)| DirectiveUpdate {
+            id: d.id,
+            claimed_attempts: d.attempts,
+            status: if i % 2 == 0 { DirectiveStatus::Done } else { DirectiveStatus::Queued },
+            attempts: d.attempts,
+            available_at: t(200),
+            last_error: if i % 2 == 0 { String::new() } else { format!("try {i} failed") },
+            payload_patch: if i == 0 { patch.clone() } else { Map::new() },
+        })
+        .collect();
+    let (first, again) = match db.backend() {
+        Backend::Postgres => (1, 1),
+        Backend::Sqlite => (16, 15),
+    };
+    assert_eq!(exactly(first, "finish 15", db.finish(&updates, t(150))).await.unwrap(), 15);
+    assert_eq!(exactly(again, "finish again", db.finish(&updates, t(151))).await.unwrap(), 0, "no longer running");
+    let first = db.directive(claimed[0].id).await.unwrap().unwrap();
+    assert_eq!((first.status, first.payload.get("hold_id")), (DirectiveStatus::Done, Some(&json!("H-1"))));
+    assert_eq!(first.payload.len(), claimed[0].payload.len() + 1, "merged, nothing dropped");
+    let second = db.directive(claimed[1].id).await.unwrap().unwrap();
+    assert_eq!((second.status, second.last_error.as_str()), (DirectiveStatus::Queued, "try 1 failed"));
+    assert_eq!((second.available_at, second.payload), (t(200), claimed[1].payload.clone()));
 }
 
 async fn service_operations(test_db: &TestDb) {
