@@ -17,6 +17,7 @@ use omniman_storage::{Database, StatementCounter, StorageConfig, run_migrations}
 use omniman_worker::handlers::payment::{MockPayments, PaymentCaptureHandler, PaymentRefundHandler};
 use omniman_worker::handlers::stock::{StockCommitHandler, StockHoldHandler};
 use omniman_worker::handlers::webhook::WebhookHandler;
+use omniman_worker::{WorkerLiveness, WorkerState};
 use tokio::sync::Notify;
 
 use crate::cli::DbArgs;
@@ -133,13 +134,34 @@ pub(crate) fn handlers(hub: &Arc<Omniman<Database>>) -> anyhow::Result<Extension
         .build())
 }
 
-/// Readiness: the database answers; the in-process workers are running (when there are any).
+/// Readiness: the database answers; the in-process directive workers (when there are any) are
+/// alive and cycling.
 #[derive(Debug)]
 pub(crate) struct ServerReadiness {
     /// The database.
     pub(crate) database: Database,
-    /// Whether in-process workers were started.
-    pub(crate) workers: usize,
+    /// The in-process workers' loop, when `serve` started one.
+    pub(crate) workers: Option<WorkerLiveness>,
+}
+
+/// The `directive_workers` check for a worker loop in `state`: failing when the loop's task has
+/// ended (a panic) or has shown no progress for longer than its stall threshold.
+pub(crate) fn workers_check(state: WorkerState, stall_after: std::time::Duration) -> ReadinessCheck {
+    const NAME: &str = "directive_workers";
+    let latency = std::time::Duration::ZERO;
+    match state {
+        WorkerState::Running { .. } => ReadinessCheck::ok(NAME, latency),
+        WorkerState::Stalled { since_last_beat } => ReadinessCheck::failing(
+            NAME,
+            latency,
+            format!(
+                "no worker progress for {:.1}s (stalled after {:.1}s)",
+                since_last_beat.as_secs_f64(),
+                stall_after.as_secs_f64()
+            ),
+        ),
+        WorkerState::Stopped => ReadinessCheck::failing(NAME, latency, "the directive worker loop has stopped"),
+    }
 }
 
 #[async_trait]
@@ -151,8 +173,8 @@ impl Readiness for ServerReadiness {
             Err(e) => ReadinessCheck::failing("database", started.elapsed(), e.to_string()),
         };
         let mut checks = vec![database];
-        if self.workers > 0 {
-            checks.push(ReadinessCheck::ok("directive_workers", std::time::Duration::ZERO));
+        if let Some(workers) = &self.workers {
+            checks.push(workers_check(workers.state(), workers.stall_after()));
         }
         checks
     }
@@ -186,7 +208,25 @@ pub(crate) async fn count_statements(
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use std::time::Duration;
+
+    use omniman_http::CheckStatus;
+    use omniman_worker::WorkerState;
+
+    use super::{redact, workers_check};
+
+    #[test]
+    fn workers_check_fails_when_the_loop_stopped_or_stalled() {
+        let stall_after = Duration::from_secs(66);
+        let ok = workers_check(WorkerState::Running { since_last_beat: Duration::from_secs(1) }, stall_after);
+        assert_eq!((ok.name.as_str(), ok.status, ok.message), ("directive_workers", CheckStatus::Ok, None));
+        let stalled = workers_check(WorkerState::Stalled { since_last_beat: Duration::from_secs(90) }, stall_after);
+        assert_eq!(stalled.status, CheckStatus::Failing);
+        assert_eq!(stalled.message.as_deref(), Some("no worker progress for 90.0s (stalled after 66.0s)"));
+        let stopped = workers_check(WorkerState::Stopped, stall_after);
+        assert_eq!(stopped.status, CheckStatus::Failing);
+        assert_eq!(stopped.message.as_deref(), Some("the directive worker loop has stopped"));
+    }
 
     #[test]
     fn passwords_are_hidden() {

@@ -120,7 +120,10 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..HttpConfig::default()
     };
     let state = AppState::new(hub, config)
-        .with_readiness(Arc::new(ServerReadiness { database: database.clone(), workers: args.workers }))
+        .with_readiness(Arc::new(ServerReadiness {
+            database: database.clone(),
+            workers: workers.as_ref().map(WorkerHandle::liveness),
+        }))
         .with_pool_probe(Arc::new(DatabasePool(database.clone())));
     let mut server = actix_web::HttpServer::new(move || {
         let metrics = Arc::clone(state.metrics());

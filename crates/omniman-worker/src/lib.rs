@@ -39,4 +39,4 @@
 pub mod handlers;
 mod worker;
 
-pub use worker::{CycleReport, Worker, WorkerConfig, WorkerHandle};
+pub use worker::{CycleReport, Worker, WorkerConfig, WorkerHandle, WorkerLiveness, WorkerState};

@@ -1,7 +1,8 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use futures_util::StreamExt;
@@ -88,6 +89,7 @@ pub struct Worker<Q> {
     config: WorkerConfig,
     clock: Arc<dyn Clock>,
     wakeup: Arc<Notify>,
+    liveness: WorkerLiveness,
 }
 
 impl<Q> std::fmt::Debug for Worker<Q> {
@@ -101,6 +103,7 @@ impl<Q> std::fmt::Debug for Worker<Q> {
 pub struct WorkerHandle {
     stop: watch::Sender<bool>,
     task: JoinHandle<CycleReport>,
+    liveness: WorkerLiveness,
 }
 
 impl WorkerHandle {
@@ -109,6 +112,120 @@ impl WorkerHandle {
     pub async fn shutdown(self) -> CycleReport {
         let _ = self.stop.send(true);
         self.task.await.unwrap_or_default()
+    }
+
+    /// Whether the loop's task is still alive (it ends on shutdown, or when it panics).
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+
+    /// A cloneable view of the loop's health, for readiness probes.
+    pub fn liveness(&self) -> WorkerLiveness {
+        self.liveness.clone()
+    }
+}
+
+/// What a [`WorkerLiveness`] says about a worker loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerState {
+    /// The loop runs and made progress recently.
+    Running {
+        /// Time since its last sign of progress.
+        since_last_beat: Duration,
+    },
+    /// The loop's task is alive but has shown no progress for longer than
+    /// [`WorkerLiveness::stall_after`]: something it awaits hangs.
+    Stalled {
+        /// Time since its last sign of progress.
+        since_last_beat: Duration,
+    },
+    /// The loop is not running: never started, shut down, or ended by a panic.
+    Stopped,
+}
+
+impl WorkerState {
+    /// Whether the loop is running and not stalled.
+    pub fn is_healthy(self) -> bool {
+        matches!(self, WorkerState::Running { .. })
+    }
+}
+
+#[derive(Debug)]
+struct Beats {
+    origin: Instant,
+    /// Milliseconds from `origin` to the last sign of progress.
+    last_beat_ms: AtomicU64,
+    running: AtomicBool,
+}
+
+/// The health of a worker loop, shared with the loop and cheap to clone (from
+/// [`WorkerHandle::liveness`] or [`Worker::liveness`]).
+///
+/// The loop beats at the start of every cycle and whenever a handler finishes, so an idle loop
+/// beats at least once per poll interval and a busy one at least once per handler timeout.
+/// [`state`](WorkerLiveness::state) reports `Stalled` when no beat came for
+/// [`stall_after`](WorkerLiveness::stall_after) = handler timeout + 3 × poll interval, and
+/// `Stopped` once the loop's task has ended (shut down or panicked).
+#[derive(Clone, Debug)]
+pub struct WorkerLiveness {
+    beats: Arc<Beats>,
+    stall_after: Duration,
+}
+
+impl WorkerLiveness {
+    fn new(config: &WorkerConfig) -> WorkerLiveness {
+        let beats = Beats { origin: Instant::now(), last_beat_ms: AtomicU64::new(0), running: AtomicBool::new(false) };
+        WorkerLiveness { beats: Arc::new(beats), stall_after: config.handler_timeout + config.interval * 3 }
+    }
+
+    fn beat(&self) {
+        let ms = u64::try_from(self.beats.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.beats.last_beat_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Marks the loop running until the returned guard drops (when the loop returns or unwinds).
+    fn enter(&self) -> RunningGuard {
+        self.beat();
+        self.beats.running.store(true, Ordering::Release);
+        RunningGuard(self.clone())
+    }
+
+    /// How long without a beat counts as stalled.
+    pub fn stall_after(&self) -> Duration {
+        self.stall_after
+    }
+
+    /// Whether the loop's task is alive.
+    pub fn is_running(&self) -> bool {
+        self.beats.running.load(Ordering::Acquire)
+    }
+
+    /// The loop's state now.
+    pub fn state(&self) -> WorkerState {
+        self.state_at(Instant::now())
+    }
+
+    /// The loop's state as seen at `now` (not before the last beat).
+    pub fn state_at(&self, now: Instant) -> WorkerState {
+        if !self.is_running() {
+            return WorkerState::Stopped;
+        }
+        let last = self.beats.origin + Duration::from_millis(self.beats.last_beat_ms.load(Ordering::Relaxed));
+        let since_last_beat = now.saturating_duration_since(last);
+        if since_last_beat > self.stall_after {
+            WorkerState::Stalled { since_last_beat }
+        } else {
+            WorkerState::Running { since_last_beat }
+        }
+    }
+}
+
+/// Clears the running flag when the loop's future ends, returns or unwinds.
+struct RunningGuard(WorkerLiveness);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.beats.running.store(false, Ordering::Release);
     }
 }
 
@@ -121,7 +238,13 @@ impl<Q: DirectiveQueue + 'static> Worker<Q> {
             interval: config.interval.max(Duration::from_millis(500)),
             ..config
         };
-        Worker { queue, handlers, config, clock: Arc::new(SystemClock), wakeup: Arc::new(Notify::new()) }
+        let liveness = WorkerLiveness::new(&config);
+        Worker { queue, handlers, config, clock: Arc::new(SystemClock), wakeup: Arc::new(Notify::new()), liveness }
+    }
+
+    /// The health of this worker's loop once [`spawn`](Worker::spawn)ed (`Stopped` before).
+    pub fn liveness(&self) -> WorkerLiveness {
+        self.liveness.clone()
     }
 
     /// Replaces the clock.
@@ -236,6 +359,7 @@ impl<Q: DirectiveQueue + 'static> Worker<Q> {
             };
             tokio::select! {
                 Some(update) = running.next() => {
+                    self.liveness.beat();
                     in_flight.remove(&update.id);
                     updates.push(update);
                 }
@@ -281,19 +405,33 @@ impl<Q: DirectiveQueue + 'static> Worker<Q> {
     /// until woken) when idle, reaps on cycles 0, 5, 10…
     pub fn spawn(self) -> WorkerHandle {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(async move { self.run_loop(stop_rx).await });
-        WorkerHandle { stop: stop_tx, task }
+        let liveness = self.liveness.clone();
+        // Marked running before the task starts, so a handle is never `Stopped` before its loop ran.
+        let guard = liveness.enter();
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            self.run_loop(stop_rx).await
+        });
+        WorkerHandle { stop: stop_tx, task, liveness }
     }
 
     async fn run_loop(self, mut stop: watch::Receiver<bool>) -> CycleReport {
         let mut total = CycleReport::default();
         let Some(topics) = self.topics() else {
             tracing::warn!("no directive handlers registered and no --topic given: worker idle");
-            let _ = stop.wait_for(|s| *s).await;
+            // Nothing to run is not a failure: keep beating until stopped.
+            while !*stop.borrow() {
+                self.liveness.beat();
+                tokio::select! {
+                    () = tokio::time::sleep(self.config.interval) => {}
+                    _ = stop.wait_for(|s| *s) => {}
+                }
+            }
             return total;
         };
         let mut cycle_no: u64 = 0;
         while !*stop.borrow() {
+            self.liveness.beat();
             if cycle_no % 5 == 0 {
                 match self.reap().await {
                     Ok(n) => total.reaped += n,
@@ -319,5 +457,106 @@ impl<Q: DirectiveQueue + 'static> Worker<Q> {
             }
         }
         total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use async_trait::async_trait;
+    use omniman_core::directive::{Directive, HandlerError, HandlerOutcome, NewDirective};
+    use omniman_core::ext::{DirectiveHandler, Extensions, ExtensionsBuilder, HandlerCtx};
+    use omniman_core::memory::InMemoryStore;
+    use omniman_core::ports::DirectiveQueue;
+
+    use super::{Worker, WorkerConfig, WorkerState};
+
+    struct Panics;
+
+    #[async_trait]
+    impl DirectiveHandler for Panics {
+        fn topic(&self) -> &str {
+            "boom"
+        }
+
+        async fn handle(&self, _d: &Directive, _ctx: &HandlerCtx) -> Result<HandlerOutcome, HandlerError> {
+            panic!("handler bug");
+        }
+    }
+
+    fn registry() -> Arc<Extensions> {
+        Arc::new(ExtensionsBuilder::new().handler(Arc::new(Panics)).unwrap().build())
+    }
+
+    fn config() -> WorkerConfig {
+        WorkerConfig {
+            interval: Duration::from_millis(500),
+            handler_timeout: Duration::from_secs(1),
+            ..WorkerConfig::default()
+        }
+    }
+
+    async fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if done() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        done()
+    }
+
+    #[tokio::test]
+    async fn a_spawned_loop_is_running_until_it_is_shut_down() {
+        let worker = Worker::new(Arc::new(InMemoryStore::new()), registry(), config());
+        assert_eq!(worker.liveness().state(), WorkerState::Stopped, "not spawned yet");
+        let handle = worker.spawn();
+        let liveness = handle.liveness();
+        assert!(handle.is_running());
+        assert!(liveness.state().is_healthy(), "{:?}", liveness.state());
+        assert_eq!(liveness.stall_after(), Duration::from_millis(2500), "handler timeout + 3 intervals");
+        // An idle loop beats at least once per poll interval.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        match liveness.state() {
+            WorkerState::Running { since_last_beat } => {
+                assert!(since_last_beat < Duration::from_millis(1200), "{since_last_beat:?}");
+            }
+            other => panic!("expected running, got {other:?}"),
+        }
+        handle.shutdown().await;
+        assert_eq!(liveness.state(), WorkerState::Stopped);
+    }
+
+    #[tokio::test]
+    async fn no_beat_for_longer_than_stall_after_is_stalled() {
+        let handle = Worker::new(Arc::new(InMemoryStore::new()), registry(), config()).spawn();
+        let liveness = handle.liveness();
+        let later = Instant::now() + liveness.stall_after() + Duration::from_secs(1);
+        assert!(
+            matches!(liveness.state_at(later), WorkerState::Stalled { since_last_beat } if since_last_beat > liveness.stall_after())
+        );
+        assert!(!liveness.state_at(later).is_healthy());
+        handle.shutdown().await;
+        assert_eq!(liveness.state_at(later), WorkerState::Stopped, "a stopped loop is stopped, not stalled");
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_the_loop_shows_as_stopped() {
+        let store = Arc::new(InMemoryStore::new());
+        let handle = Worker::new(store.clone(), registry(), config()).spawn();
+        let liveness = handle.liveness();
+        assert!(liveness.state().is_healthy());
+        let new =
+            NewDirective { topic: "boom".into(), payload: serde_json::Map::new(), available_at: chrono::Utc::now() };
+        store.enqueue(&[new]).await.unwrap();
+        assert!(
+            wait_until(Duration::from_secs(5), || liveness.state() == WorkerState::Stopped).await,
+            "the loop's task died with the handler's panic"
+        );
+        assert!(!handle.is_running());
+        assert!(!liveness.is_running());
     }
 }
