@@ -67,7 +67,7 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: StockCommand,
     },
-    /// Delete expired idempotency keys and abandon idle sessions.
+    /// Delete expired idempotency keys (the default) and abandon idle sessions.
     Cleanup(CleanupArgs),
     /// Seed two example channels (`pos`, `web`) and print a client token.
     Demo(DbArgs),
@@ -272,11 +272,14 @@ pub(crate) enum StockCommand {
 
 /// `omniman cleanup`.
 #[derive(Debug, Args)]
+#[command(after_help = "With no flag, `omniman cleanup` runs the idempotency-key cleanup only. \
+Sessions are abandoned only with an explicit --abandon-idle HOURS; give --idempotency as well to do both.")]
 pub(crate) struct CleanupArgs {
-    /// Delete idempotency keys past their expiry.
+    /// Delete idempotency keys past their expiry (the default when no flag is given).
     #[arg(long)]
     pub(crate) idempotency: bool,
-    /// Abandon open sessions idle for longer than this many hours.
+    /// Abandon open sessions idle for longer than this many hours (without --idempotency, only
+    /// this runs).
     #[arg(long, value_name = "HOURS")]
     pub(crate) abandon_idle: Option<u32>,
     /// Database.

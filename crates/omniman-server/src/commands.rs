@@ -234,20 +234,21 @@ pub(crate) async fn stock(command: StockCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `omniman cleanup`.
+/// `omniman cleanup`: with no flag, the idempotency-key cleanup alone (abandoning sessions
+/// needs an explicit `--abandon-idle HOURS`).
 pub(crate) async fn cleanup(args: CleanupArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.idempotency || args.abandon_idle.is_some(),
-        "nothing to do: give --idempotency and/or --abandon-idle HOURS"
-    );
+    let idempotency = args.idempotency || args.abandon_idle.is_none();
     let database = open_database(&args.db).await?;
     let now = Utc::now();
-    if args.idempotency {
-        println!("idempotency keys deleted: {}", database.delete_expired_idempotency(now).await?);
+    if idempotency {
+        println!("expired idempotency keys deleted: {}", database.delete_expired_idempotency(now).await?);
     }
     if let Some(hours) = args.abandon_idle {
         let idle_since = now - TimeDelta::hours(i64::from(hours));
-        println!("idle sessions abandoned: {}", database.abandon_idle_sessions(idle_since, now).await?);
+        println!(
+            "open sessions idle for more than {hours} h abandoned: {}",
+            database.abandon_idle_sessions(idle_since, now).await?
+        );
     }
     Ok(())
 }
