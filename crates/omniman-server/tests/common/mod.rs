@@ -163,3 +163,118 @@ pub fn sqlite_url(dir: &Path, name: &str) -> String {
     let path: PathBuf = dir.join(format!("{name}.db"));
     format!("sqlite://{}", path.display())
 }
+
+/// Environment variables the binary reads; cleared by [`command`] so the caller's environment
+/// cannot leak into a test.
+pub const OMNIMAN_ENV: &[&str] = &[
+    "DATABASE_URL",
+    "OMNIMAN_BIND",
+    "OMNIMAN_WORKERS",
+    "OMNIMAN_LOG",
+    "OMNIMAN_LOG_FORMAT",
+    "OMNIMAN_BODY_LIMIT",
+    "OMNIMAN_SLOW_REQUEST_MS",
+    "OMNIMAN_RATE_LIMIT_DEFAULT",
+    "OMNIMAN_HTTP_THREADS",
+];
+
+/// `omniman ARGS` with a clean environment (see [`OMNIMAN_ENV`]) plus `envs`.
+pub fn command(args: &[&str], envs: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(BIN);
+    command.args(args);
+    for name in OMNIMAN_ENV {
+        command.env_remove(name);
+    }
+    command.envs(envs.iter().copied());
+    command
+}
+
+/// Runs `command` to completion: (success, stdout, stderr).
+pub fn run(mut command: Command) -> (bool, String, String) {
+    let output = command.output().expect("omniman runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A pipe read on a thread as the child writes it (so a chatty child never blocks on a full pipe).
+pub struct Capture {
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Capture {
+    pub fn start(mut pipe: impl std::io::Read + Send + 'static) -> Capture {
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = text.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Capture { text, reader: Some(reader) }
+    }
+
+    /// What was read so far.
+    pub fn so_far(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// Everything, once the child closed the pipe (call after it exited).
+    pub fn finish(mut self) -> String {
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        self.so_far()
+    }
+}
+
+/// A server started by [`Running::spawn_captured`]: the process and its output.
+pub struct Captured {
+    pub server: Running,
+    pub stdout: Capture,
+    pub stderr: Capture,
+}
+
+impl Running {
+    /// Spawns `command` (an `omniman serve …` answering on `bind`) with stdout and stderr
+    /// captured, and waits until `/api/health` answers; panics with the output if it exits first.
+    pub async fn spawn_captured(mut command: Command, bind: &str) -> Captured {
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("omniman starts");
+        let stdout = Capture::start(child.stdout.take().unwrap());
+        let stderr = Capture::start(child.stderr.take().unwrap());
+        let mut captured = Captured { server: Running { child, base: format!("http://{bind}") }, stdout, stderr };
+        // No idle keep-alive connection left behind: it would hold up a graceful stop.
+        let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = client.get(format!("{}/api/health", captured.server.base)).send().await {
+                if r.status().is_success() {
+                    return captured;
+                }
+            }
+            if let Ok(Some(status)) = captured.server.child.try_wait() {
+                panic!("omniman exited with {status} before answering on {bind}: {}", captured.stderr.so_far());
+            }
+            assert!(Instant::now() < deadline, "omniman did not come up on {bind}: {}", captured.stderr.so_far());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Captured {
+    /// SIGTERM, a clean exit, then (stdout, stderr) in full.
+    pub fn stop(self) -> (String, String) {
+        let Captured { server, stdout, stderr } = self;
+        let status = server.stop();
+        let (stdout, stderr) = (stdout.finish(), stderr.finish());
+        assert!(status.success(), "omniman did not stop cleanly ({status}): {stderr}");
+        (stdout, stderr)
+    }
+}
