@@ -178,7 +178,17 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let listener = forward_database_wakeups(&database, wakeup.clone());
     let handle = start_workers(&database, registry, config, wakeup);
     tracing::info!("directive worker running; stop with SIGINT or SIGTERM");
-    shutdown_signal().await;
+    // Handler panics are failed attempts; only a bug in the loop itself ends it. Then exit
+    // non-zero, so that a supervisor restarts the process instead of it idling.
+    let loop_ended = async {
+        while handle.is_running() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    };
+    let died = tokio::select! {
+        () = shutdown_signal() => false,
+        () = loop_ended => true,
+    };
     let totals = handle.shutdown().await;
     if let Some(listener) = listener {
         listener.abort();
@@ -187,5 +197,6 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         "done: {}, failed: {}, requeued: {}, reaped: {}",
         totals.done, totals.failed, totals.requeued, totals.reaped
     );
+    anyhow::ensure!(!died, "the directive worker loop stopped unexpectedly (see the log above)");
     Ok(())
 }

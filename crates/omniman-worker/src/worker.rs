@@ -1,12 +1,13 @@
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use omniman_core::clock::{Clock, SystemClock};
 use omniman_core::directive::{
     Directive, DirectiveStatus, DirectiveUpdate, HandlerError, RetryPolicy, RunResult, decide_outcome, decide_reap,
@@ -229,6 +230,15 @@ impl Drop for RunningGuard {
     }
 }
 
+/// The text a panic carried (`panic!("…")` gives a `&str` or a `String`).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-text panic payload".to_owned())
+}
+
 impl<Q: DirectiveQueue + 'static> Worker<Q> {
     /// A worker over `queue`, running `handlers`.
     pub fn new(queue: Arc<Q>, handlers: Arc<Extensions>, config: WorkerConfig) -> Worker<Q> {
@@ -299,9 +309,16 @@ impl<Q: DirectiveQueue + 'static> Worker<Q> {
         let result = match self.handlers.handler(&directive.topic) {
             None => RunResult::NoHandler,
             Some(handler) => {
-                let run = handler.handle(&directive, &ctx);
+                // A panicking handler is a failed attempt like any other error (retried under the
+                // policy), not the end of the loop that runs every other directive.
+                let run = AssertUnwindSafe(handler.handle(&directive, &ctx)).catch_unwind();
                 match tokio::time::timeout(self.config.handler_timeout, run).await {
-                    Ok(result) => RunResult::Handled(result),
+                    Ok(Ok(result)) => RunResult::Handled(result),
+                    Ok(Err(panic)) => {
+                        let message = panic_message(panic.as_ref());
+                        tracing::error!(directive = directive.id, topic = %directive.topic, %message, "handler panicked");
+                        RunResult::Handled(Err(HandlerError(format!("handler panicked: {message}"))))
+                    }
                     Err(_) => RunResult::Handled(Err(HandlerError(format!(
                         "handler timed out after {}s",
                         self.config.handler_timeout.as_secs_f64()
@@ -466,10 +483,14 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use async_trait::async_trait;
-    use omniman_core::directive::{Directive, HandlerError, HandlerOutcome, NewDirective};
+    use chrono::{DateTime, Utc};
+    use omniman_core::directive::{
+        Directive, DirectiveStatus, DirectiveUpdate, HandlerError, HandlerOutcome, NewDirective,
+    };
     use omniman_core::ext::{DirectiveHandler, Extensions, ExtensionsBuilder, HandlerCtx};
     use omniman_core::memory::InMemoryStore;
-    use omniman_core::ports::DirectiveQueue;
+    use omniman_core::page::{Page, PageRequest};
+    use omniman_core::ports::{DirectiveFilter, DirectiveQueue, StoreResult};
 
     use super::{Worker, WorkerConfig, WorkerState};
 
@@ -486,8 +507,25 @@ mod tests {
         }
     }
 
+    struct Fine;
+
+    #[async_trait]
+    impl DirectiveHandler for Fine {
+        fn topic(&self) -> &str {
+            "fine"
+        }
+
+        async fn handle(&self, _d: &Directive, _ctx: &HandlerCtx) -> Result<HandlerOutcome, HandlerError> {
+            Ok(HandlerOutcome::done())
+        }
+    }
+
     fn registry() -> Arc<Extensions> {
-        Arc::new(ExtensionsBuilder::new().handler(Arc::new(Panics)).unwrap().build())
+        Arc::new(ExtensionsBuilder::new().handler(Arc::new(Panics)).unwrap().handler(Arc::new(Fine)).unwrap().build())
+    }
+
+    fn directive(topic: &str) -> NewDirective {
+        NewDirective { topic: topic.into(), payload: serde_json::Map::new(), available_at: Utc::now() }
     }
 
     fn config() -> WorkerConfig {
@@ -544,17 +582,62 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_panic_in_the_loop_shows_as_stopped() {
+    async fn a_panicking_handler_is_a_failed_attempt_and_the_loop_goes_on() {
         let store = Arc::new(InMemoryStore::new());
         let handle = Worker::new(store.clone(), registry(), config()).spawn();
         let liveness = handle.liveness();
-        assert!(liveness.state().is_healthy());
-        let new =
-            NewDirective { topic: "boom".into(), payload: serde_json::Map::new(), available_at: chrono::Utc::now() };
-        store.enqueue(&[new]).await.unwrap();
+        let ids = store.enqueue(&[directive("boom"), directive("fine")]).await.unwrap();
+        let settled = wait_until(Duration::from_secs(5), || {
+            let boom = futures_executor::block_on(store.directive(ids[0])).unwrap().unwrap();
+            let fine = futures_executor::block_on(store.directive(ids[1])).unwrap().unwrap();
+            boom.attempts >= 1 && boom.status != DirectiveStatus::Running && fine.status == DirectiveStatus::Done
+        })
+        .await;
+        assert!(settled, "both directives were run and recorded");
+        let boom = store.directive(ids[0]).await.unwrap().unwrap();
+        assert_eq!(boom.status, DirectiveStatus::Queued, "retried under the policy");
+        assert_eq!(boom.last_error, "handler panicked: handler bug");
+        assert!(liveness.state().is_healthy(), "{:?}", liveness.state());
+        handle.shutdown().await;
+    }
+
+    /// A queue whose claim panics: a bug in the loop itself, not in a handler.
+    struct ClaimPanics(InMemoryStore);
+
+    impl DirectiveQueue for ClaimPanics {
+        async fn enqueue(&self, directives: &[NewDirective]) -> StoreResult<Vec<i64>> {
+            self.0.enqueue(directives).await
+        }
+        async fn claim(&self, _: Option<&[String]>, _: usize, _: DateTime<Utc>) -> StoreResult<Vec<Directive>> {
+            panic!("claim bug")
+        }
+        async fn finish(&self, updates: &[DirectiveUpdate], now: DateTime<Utc>) -> StoreResult<u64> {
+            self.0.finish(updates, now).await
+        }
+        async fn stuck_directives(&self, started_before: DateTime<Utc>) -> StoreResult<Vec<Directive>> {
+            self.0.stuck_directives(started_before).await
+        }
+        async fn requeue(&self, update: &DirectiveUpdate, now: DateTime<Utc>) -> StoreResult<bool> {
+            self.0.requeue(update, now).await
+        }
+        async fn directive(&self, id: i64) -> StoreResult<Option<Directive>> {
+            self.0.directive(id).await
+        }
+        async fn list_directives(&self, filter: &DirectiveFilter, page: &PageRequest) -> StoreResult<Page<Directive>> {
+            self.0.list_directives(filter, page).await
+        }
+        async fn directive_counts(&self) -> StoreResult<Vec<(DirectiveStatus, i64)>> {
+            self.0.directive_counts().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_the_loop_itself_shows_as_stopped() {
+        let handle = Worker::new(Arc::new(ClaimPanics(InMemoryStore::new())), registry(), config()).spawn();
+        let liveness = handle.liveness();
         assert!(
             wait_until(Duration::from_secs(5), || liveness.state() == WorkerState::Stopped).await,
-            "the loop's task died with the handler's panic"
+            "the loop's task died with the panic"
         );
         assert!(!handle.is_running());
         assert!(!liveness.is_running());
