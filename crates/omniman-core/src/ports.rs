@@ -225,8 +225,9 @@ pub trait DirectiveQueue: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<Vec<Directive>>> + Send;
     /// Applies run outcomes or reaps; each only if the row is still `running` with
-    /// `attempts = update.claimed_attempts`. Payload patches are merged key by key. Returns how
-    /// many rows changed.
+    /// `attempts = update.claimed_attempts`. Payload patches are merged key by key. Updates apply
+    /// in order, so of two for one directive only the first can match. Returns how many rows
+    /// changed.
     fn finish(&self, updates: &[DirectiveUpdate], now: DateTime<Utc>) -> impl Future<Output = StoreResult<u64>> + Send;
     /// `running` directives claimed before `started_before` (reaper input).
     fn stuck_directives(

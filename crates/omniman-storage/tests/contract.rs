@@ -889,6 +889,23 @@ async fn directive_finish_and_requeue<S: Store>(store: S) {
     assert!(!store.requeue(&requeue(999_999), t(60)).await.unwrap());
     let reclaimed = store.claim(None, 10, t(60)).await.unwrap();
     assert_eq!(reclaimed.iter().map(|d| (d.id, d.attempts)).collect::<Vec<_>>(), [(ids[1], 2), (ids[0], 2)]);
+
+    // One directive twice in a batch: the first update counts, as if applied in order.
+    let second_claim = |status: DirectiveStatus, patch: Value| DirectiveUpdate {
+        claimed_attempts: 2,
+        attempts: 2,
+        ..update(ids[1], status, patch)
+    };
+    let twice = [
+        second_claim(DirectiveStatus::Done, json!({"first": true})),
+        second_claim(DirectiveStatus::Failed, json!({"second": true})),
+    ];
+    assert_eq!(store.finish(&twice, t(70)).await.unwrap(), 1);
+    let once = store.directive(ids[1]).await.unwrap().unwrap();
+    assert_eq!(
+        (once.status, once.payload.get("first"), once.payload.get("second")),
+        (DirectiveStatus::Done, Some(&json!(true)), None)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

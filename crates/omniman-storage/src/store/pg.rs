@@ -59,6 +59,10 @@ shared_queries!();
 /// what lets a worker record 100 outcomes in one round trip.
 pub(crate) async fn finish(conn: &mut Conn, updates: Vec<DirectiveUpdate>, now: DateTime<Utc>) -> QueryResult<usize> {
     use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Text, Timestamptz};
+    // `UPDATE … FROM` would apply one of several rows for an id, unspecified which; the port
+    // (and the other stores) apply updates in order, so the first for an id wins.
+    let mut seen = std::collections::HashSet::with_capacity(updates.len());
+    let updates: Vec<DirectiveUpdate> = updates.into_iter().filter(|u| seen.insert(u.id)).collect();
     if updates.is_empty() {
         return Ok(0);
     }
