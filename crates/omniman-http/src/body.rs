@@ -82,6 +82,9 @@ pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError>
     }
 }
 
+/// Unknown fields named in one error, at most.
+const MAX_UNKNOWN_REPORTED: usize = 10;
+
 /// Reads typed fields out of a JSON object, recording shape errors by path.
 #[derive(Debug)]
 pub(crate) struct Fields<'a> {
@@ -144,11 +147,15 @@ impl<'a> Fields<'a> {
     /// `Ok` when no problem was recorded and every field of the body was one the route reads,
     /// else `validation_error`.
     pub(crate) fn finish(mut self) -> Result<(), ApiError> {
-        let asked = self.asked.take();
-        for key in self.map.keys().filter(|k| !asked.contains(k)) {
-            let mut known = asked.clone();
-            known.sort();
-            self.errors.add(key.as_str(), format!("unknown field (this route reads: {})", known.join(", ")));
+        let mut asked = self.asked.take();
+        // A body of junk keys gets a bounded answer.
+        let unknown: Vec<&String> = self.map.keys().filter(|k| !asked.contains(k)).take(MAX_UNKNOWN_REPORTED).collect();
+        if !unknown.is_empty() {
+            asked.sort();
+            let message = format!("unknown field (this route reads: {})", asked.join(", "));
+            for key in unknown {
+                self.errors.add(key.as_str(), message.clone());
+            }
         }
         self.errors.into_result().map_err(|f| ApiError::validation(&f))
     }
@@ -233,5 +240,10 @@ mod tests {
         let f = Fields::new(&body);
         let _ = (f.raw("channel_code"), f.raw("idempotency_kye"), f.raw("note"));
         assert!(f.finish().is_ok(), "every field was read");
+
+        let junk: Map<String, Value> = (0..1000).map(|i| (format!("k{i}"), Value::Null)).collect();
+        let err = Fields::new(&junk).finish().unwrap_err();
+        let fields = err.context()["fields"].as_object().unwrap().len();
+        assert_eq!(fields, MAX_UNKNOWN_REPORTED, "a bounded answer to a body of junk keys");
     }
 }

@@ -240,9 +240,6 @@ impl RateLimiter {
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         let bucket =
             buckets.entry((principal.to_owned(), class)).or_insert_with(|| Bucket { tokens: capacity, at: now });
-        // A token's limit can change while its bucket lives (revoked and re-created under the
-        // same name): never hold more than the current capacity.
-        bucket.tokens = bucket.tokens.min(capacity);
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * per_sec).min(capacity);
         bucket.at = now;
@@ -314,15 +311,5 @@ mod tests {
         assert_eq!(limiter.acquire_at("till", RouteClass::Modify, &own, t0).unwrap().limit, 5);
         assert_eq!(limiter.acquire_at("till", RouteClass::Other, &own, t0).unwrap().limit, 3);
         assert!(limiter.acquire_at("web", RouteClass::Other, &RateLimits::default(), t0).is_none());
-    }
-
-    #[test]
-    fn a_lowered_limit_caps_a_full_bucket() {
-        let limiter = RateLimiter::new(RateLimits::default());
-        let t0 = Instant::now();
-        let wide = parse_rate_limits("commit=10/min").unwrap();
-        assert_eq!(limiter.acquire_at("till", RouteClass::Commit, &wide, t0).unwrap().remaining, 9);
-        let narrow = parse_rate_limits("commit=2/min").unwrap();
-        assert_eq!(limiter.acquire_at("till", RouteClass::Commit, &narrow, t0).unwrap().remaining, 1);
     }
 }

@@ -698,6 +698,7 @@ list_view!(
 
 /// `POST /api/sessions`.
 #[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)] // the route refuses fields it does not read
 pub struct CreateSessionRequest {
     /// The channel.
     pub channel_code: String,
@@ -711,6 +712,7 @@ pub struct CreateSessionRequest {
 
 /// `POST /api/sessions/import` (admin).
 #[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)] // the route refuses fields it does not read
 pub struct ImportSessionRequest {
     /// The channel.
     pub channel_code: String,
@@ -730,6 +732,7 @@ pub struct ImportSessionRequest {
 
 /// `POST /api/sessions/{key}/modify`.
 #[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)] // the route refuses fields it does not read
 pub struct ModifyRequest {
     /// The channel.
     pub channel_code: String,
@@ -740,6 +743,7 @@ pub struct ModifyRequest {
 
 /// `POST /api/sessions/{key}/resolve`.
 #[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)] // the route refuses fields it does not read
 pub struct ResolveRequest {
     /// The channel.
     pub channel_code: String,
@@ -751,6 +755,7 @@ pub struct ResolveRequest {
 
 /// `POST /api/sessions/{key}/commit`.
 #[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)] // the route refuses fields it does not read
 pub struct CommitRequest {
     /// The channel.
     pub channel_code: String,
@@ -761,6 +766,7 @@ pub struct CommitRequest {
 
 /// `POST /api/sessions/{key}/abandon`.
 #[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)] // the route refuses fields it does not read
 pub struct AbandonRequest {
     /// The channel.
     pub channel_code: String,
@@ -768,6 +774,7 @@ pub struct AbandonRequest {
 
 /// `POST /api/orders/{ref}/transition`.
 #[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)] // the route refuses fields it does not read
 pub struct TransitionRequest {
     /// The status to move to.
     pub status: String,

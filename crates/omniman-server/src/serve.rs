@@ -88,6 +88,19 @@ fn start_workers(
     Worker::new(Arc::new(database.clone()), Arc::new(handlers), config).with_wakeup(wakeup).spawn()
 }
 
+/// Resolves when the workers' loop has ended on its own (never, without workers). Handler
+/// panics are failed attempts; only a bug in the loop itself ends it.
+async fn loop_ended(workers: Option<&WorkerHandle>) {
+    match workers {
+        Some(handle) => {
+            while handle.is_running() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// `omniman serve`.
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let database = open_database(&args.db).await?;
@@ -140,7 +153,22 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(%addr, workers = args.workers, backend = database.backend().as_str(), "omniman listening");
     }
     // actix stops accepting on SIGINT/SIGTERM and finishes in-flight requests; then the workers drain.
-    server.run().await.context("HTTP server failed")?;
+    let mut running = server.run();
+    let http = running.handle();
+    let died = tokio::select! {
+        result = &mut running => {
+            result.context("HTTP server failed")?;
+            false
+        }
+        () = loop_ended(workers.as_ref()) => {
+            // Its claimed directives would wait for another process's reaper and new ones would
+            // pile up: stop, and let the supervisor restart the process.
+            tracing::error!("the directive worker loop stopped unexpectedly; shutting down");
+            http.stop(true).await;
+            running.await.context("HTTP server failed")?;
+            true
+        }
+    };
     if let Some(workers) = workers {
         let totals = workers.shutdown().await;
         tracing::info!(done = totals.done, failed = totals.failed, "directive workers stopped");
@@ -149,6 +177,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listener.abort();
     }
     database.close();
+    anyhow::ensure!(!died, "the directive worker loop stopped unexpectedly (see the log above)");
     Ok(())
 }
 
@@ -178,16 +207,10 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let listener = forward_database_wakeups(&database, wakeup.clone());
     let handle = start_workers(&database, registry, config, wakeup);
     tracing::info!("directive worker running; stop with SIGINT or SIGTERM");
-    // Handler panics are failed attempts; only a bug in the loop itself ends it. Then exit
-    // non-zero, so that a supervisor restarts the process instead of it idling.
-    let loop_ended = async {
-        while handle.is_running() {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    };
+    // A loop that ended on its own exits non-zero, so that a supervisor restarts the process.
     let died = tokio::select! {
         () = shutdown_signal() => false,
-        () = loop_ended => true,
+        () = loop_ended(Some(&handle)) => true,
     };
     let totals = handle.shutdown().await;
     if let Some(listener) = listener {
