@@ -16,7 +16,7 @@ use crate::channel::{Channel, PricingPolicy};
 use crate::context::Ctx;
 use crate::directive::{Directive, HandlerError, HandlerOutcome};
 use crate::error::Rejection;
-use crate::money::Qty;
+use crate::money::{Qty, qty_or_zero};
 use crate::ops::Op;
 use crate::order::Order;
 use crate::session::{Session, set_key};
@@ -172,11 +172,10 @@ impl Availability {
         // More than a quantity can say is plenty for any request.
         let available = Qty::from_millis(available_millis.min(Qty::MAX.millis()));
         let enough = available.is_some_and(|a| a >= requested);
-        let shown = available.map_or_else(|| "0.000".to_owned(), |q| q.to_string());
         Availability {
             available: enough,
             available_qty: available,
-            message: (!enough).then(|| format!("Only {shown} of {sku} available")),
+            message: (!enough).then(|| format!("Only {} of {sku} available", qty_or_zero(available))),
         }
     }
 }

@@ -191,6 +191,17 @@ pub fn monetary_div(total: i64, n: i64) -> Option<i64> {
     (n > 0).then(|| saturate(div_round_half_away(i128::from(total), i128::from(n))))
 }
 
+/// A quantity as stock answers write it (`"1.500"`), `"0.000"` for none.
+///
+/// ```
+/// use omniman_core::money::{Qty, qty_or_zero};
+/// assert_eq!(qty_or_zero(Qty::from_millis(1_500)), "1.500");
+/// assert_eq!(qty_or_zero(None), "0.000");
+/// ```
+pub fn qty_or_zero(qty: Option<Qty>) -> String {
+    qty.map_or_else(|| "0.000".to_owned(), |q| q.to_string())
+}
+
 /// Formats quanta as a decimal with two places (`2500` → `"25.00"`), as the order stream shows totals.
 pub fn format_q2(total_q: i64) -> String {
     let sign = if total_q < 0 { "-" } else { "" };

@@ -13,7 +13,7 @@ use omniman_core::ext::{
     Alternative, Availability, BackendError, DirectiveHandler, HandlerCtx, HoldResult, StockBackend,
 };
 use omniman_core::ids::{IdGen, RandomIds};
-use omniman_core::money::Qty;
+use omniman_core::money::{Qty, qty_or_zero};
 use omniman_core::ports::Store;
 use omniman_core::session::SessionState;
 use serde_json::{Map, Value, json};
@@ -25,11 +25,6 @@ pub const HOLD_TTL: TimeDelta = TimeDelta::minutes(15);
 
 fn transient(e: impl std::fmt::Display) -> HandlerError {
     HandlerError(e.to_string())
-}
-
-/// A quantity as the API writes it, `0.000` for none.
-fn qty_text(qty: Option<Qty>) -> String {
-    qty.map_or_else(|| "0.000".to_owned(), |q| q.to_string())
 }
 
 /// `stock.hold`: releases the session's previous holds, holds each SKU's total, raises a blocking
@@ -84,7 +79,7 @@ impl<S: Store + 'static> StockHoldHandler<S> {
                 "line_id": line_id,
                 "sku": line.get("sku").cloned().unwrap_or(Value::Null),
                 "requested_qty": line.get("qty").cloned().unwrap_or(Value::Null),
-                "available_qty": qty_text(available),
+                "available_qty": qty_or_zero(available),
                 "actions": actions,
             }
         })
@@ -157,7 +152,7 @@ impl<S: Store + 'static> DirectiveHandler for StockHoldHandler<S> {
                 "sku": sku,
                 "qty": qty.to_string(),
                 "available": held.is_some(),
-                "available_qty": qty_text(availability.available_qty),
+                "available_qty": qty_or_zero(availability.available_qty),
             }));
             if let Some(h) = held {
                 let mut entry = json!({"sku": sku, "hold_id": h.hold_id, "qty": qty.to_string()});
