@@ -6,8 +6,6 @@
 //! must not silently commit without one); inside ops, `data` and `meta` the core's own rules
 //! apply (unknown op fields are ignored, SPEC §4).
 
-use std::cell::RefCell;
-
 use actix_web::http::header;
 use actix_web::{HttpRequest, web};
 use futures_util::StreamExt;
@@ -91,19 +89,18 @@ pub(crate) struct Fields<'a> {
     map: &'a Map<String, Value>,
     errors: FieldErrors,
     /// Every key the route asked for, known or not: what `finish` accepts.
-    asked: RefCell<Vec<String>>,
+    asked: Vec<&'static str>,
 }
 
 impl<'a> Fields<'a> {
     pub(crate) fn new(map: &'a Map<String, Value>) -> Fields<'a> {
-        Fields { map, errors: FieldErrors::default(), asked: RefCell::new(Vec::new()) }
+        Fields { map, errors: FieldErrors::default(), asked: Vec::new() }
     }
 
     /// The raw value of a field (absent and `null` are the same).
-    pub(crate) fn raw(&self, key: &str) -> Option<&'a Value> {
-        let mut asked = self.asked.borrow_mut();
-        if !asked.iter().any(|k| k == key) {
-            asked.push(key.to_owned());
+    pub(crate) fn raw(&mut self, key: &'static str) -> Option<&'a Value> {
+        if !self.asked.contains(&key) {
+            self.asked.push(key);
         }
         self.map.get(key).filter(|v| !v.is_null())
     }
@@ -114,7 +111,7 @@ impl<'a> Fields<'a> {
     }
 
     /// An optional string of at most `max` characters.
-    pub(crate) fn string(&mut self, key: &str, max: usize) -> Option<String> {
+    pub(crate) fn string(&mut self, key: &'static str, max: usize) -> Option<String> {
         match self.raw(key) {
             None => None,
             Some(Value::String(s)) if s.chars().count() > max => {
@@ -130,7 +127,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A required non-empty string of at most `max` characters.
-    pub(crate) fn required(&mut self, key: &str, max: usize) -> String {
+    pub(crate) fn required(&mut self, key: &'static str, max: usize) -> String {
         match self.raw(key) {
             None => {
                 self.errors.add(key, "this field is required");
@@ -147,11 +144,12 @@ impl<'a> Fields<'a> {
     /// `Ok` when no problem was recorded and every field of the body was one the route reads,
     /// else `validation_error`.
     pub(crate) fn finish(mut self) -> Result<(), ApiError> {
-        let mut asked = self.asked.take();
+        let mut asked = self.asked;
         // A body of junk keys gets a bounded answer.
-        let unknown: Vec<&String> = self.map.keys().filter(|k| !asked.contains(k)).take(MAX_UNKNOWN_REPORTED).collect();
+        let unknown: Vec<&String> =
+            self.map.keys().filter(|k| !asked.contains(&k.as_str())).take(MAX_UNKNOWN_REPORTED).collect();
         if !unknown.is_empty() {
-            asked.sort();
+            asked.sort_unstable();
             let message = format!("unknown field (this route reads: {})", asked.join(", "));
             for key in unknown {
                 self.errors.add(key.as_str(), message.clone());
@@ -237,7 +235,7 @@ mod tests {
         assert!(text.contains("unknown field (this route reads: channel_code, idempotency_key)"), "{text}");
         assert!(!text.contains("\"channel_code\":"), "read fields are not reported: {text}");
 
-        let f = Fields::new(&body);
+        let mut f = Fields::new(&body);
         let _ = (f.raw("channel_code"), f.raw("idempotency_kye"), f.raw("note"));
         assert!(f.finish().is_ok(), "every field was read");
 
