@@ -184,6 +184,9 @@ const OPAQUE_KEYS: &[&str] = &[
 
 /// Keys the core interprets.
 const TYPED_KEYS: &[&str] = &[
+    "currency",
+    "prices",
+    "order_data_keys",
     "required_checks_on_commit",
     "checks",
     "post_commit_directives",
@@ -208,6 +211,11 @@ const TYPED_KEYS: &[&str] = &[
 #[serde(try_from = "Value", into = "Value")]
 pub struct ChannelConfig {
     raw: Map<String, Value>,
+    /// ISO 4217 code of the channel's money (`None`: the server's default).
+    pub currency: Option<String>,
+    /// Session-data roots copied into each order's `data` (`None`: every root but `checks` and
+    /// `issues`).
+    pub order_data_keys: Option<Vec<String>>,
     /// Checks whose fresh result commit demands.
     pub required_checks_on_commit: Vec<String>,
     /// Per-check settings.
@@ -269,6 +277,28 @@ fn parse_order_flow(flow: &Map<String, Value>, path: &str) -> Result<OrderFlowCo
     })
 }
 
+/// Checks an ISO 4217 currency code (`"EUR"`, `"BRL"`) and returns it.
+///
+/// Money fields (`*_q`) count the currency's smallest unit; Omniman formats them with two decimals
+/// (see docs/api.md), which is right for most currencies.
+///
+/// ```
+/// use omniman_core::channel::parse_currency;
+/// assert_eq!(parse_currency("EUR").unwrap(), "EUR");
+/// assert!(parse_currency("EURO").is_err());
+/// assert!(parse_currency("eur").is_err());
+/// ```
+pub fn parse_currency(code: &str) -> Result<String, String> {
+    let well_formed = code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase());
+    if well_formed && iso_currency::Currency::from_code(code).is_some() {
+        Ok(code.to_owned())
+    } else {
+        Err(format!(
+            "'{code}' is not an ISO 4217 currency code (three capital letters, e.g. \"EUR\", \"BRL\", \"USD\")"
+        ))
+    }
+}
+
 impl ChannelConfig {
     /// Parses a configuration object; a known key of the wrong shape is an error.
     pub fn from_value(value: Value) -> Result<ChannelConfig, ConfigError> {
@@ -276,6 +306,28 @@ impl ChannelConfig {
             return Err(ConfigError::new("", "config must be a JSON object"));
         };
         let mut cfg = ChannelConfig::default();
+        if let Some(v) = raw.get("currency").filter(|v| !v.is_null()) {
+            let code = v.as_str().ok_or_else(|| ConfigError::new("currency", "must be a string"))?;
+            cfg.currency = Some(parse_currency(code).map_err(|message| ConfigError::new("currency", message))?);
+        }
+        // Read in place by the `ChannelPrices` backend; only its shape is checked here.
+        if let Some(v) = raw.get("prices").filter(|v| !v.is_null()) {
+            for (sku, price) in object(v, "prices")? {
+                if !price.is_i64() {
+                    return Err(ConfigError::new(format!("prices.{sku}"), "must be an integer price in quanta"));
+                }
+            }
+        }
+        if let Some(v) = raw.get("order_data_keys").filter(|v| !v.is_null()) {
+            let keys = string_list(v, "order_data_keys")?;
+            if let Some(reserved) = keys.iter().find(|k| crate::ops::is_reserved_root(k)) {
+                return Err(ConfigError::new(
+                    "order_data_keys",
+                    format!("'{reserved}' is a reserved session-data root and is never copied to orders"),
+                ));
+            }
+            cfg.order_data_keys = Some(keys);
+        }
         if let Some(v) = raw.get("required_checks_on_commit").filter(|v| !v.is_null()) {
             cfg.required_checks_on_commit = string_list(v, "required_checks_on_commit")?;
         }
@@ -434,6 +486,35 @@ mod tests {
         let cfg = ChannelConfig::from_value(json!({"colour": "blue", "icon": "x"})).unwrap();
         assert_eq!(cfg.unknown_keys(), vec!["colour".to_string()]);
         assert_eq!(cfg.raw()["colour"], json!("blue"));
+    }
+
+    #[test]
+    fn currency_is_an_iso_4217_code() {
+        let cfg = ChannelConfig::from_value(json!({"currency": "EUR"})).unwrap();
+        assert_eq!(cfg.currency.as_deref(), Some("EUR"));
+        assert!(cfg.unknown_keys().is_empty());
+        for bad in [json!("EURO"), json!("eur"), json!("XYZ"), json!(978)] {
+            let err = ChannelConfig::from_value(json!({"currency": bad})).unwrap_err();
+            assert_eq!(err.path, "currency", "{bad}");
+        }
+        assert!(ChannelConfig::from_value(json!({})).unwrap().currency.is_none());
+    }
+
+    #[test]
+    fn prices_are_integers_by_sku() {
+        assert!(ChannelConfig::from_value(json!({"prices": {"COFFEE": 450}})).unwrap().unknown_keys().is_empty());
+        let err = ChannelConfig::from_value(json!({"prices": {"COFFEE": "4.50"}})).unwrap_err();
+        assert_eq!(err.path, "prices.COFFEE");
+        assert_eq!(ChannelConfig::from_value(json!({"prices": []})).unwrap_err().path, "prices");
+    }
+
+    #[test]
+    fn order_data_keys_narrow_and_refuse_reserved_roots() {
+        let cfg = ChannelConfig::from_value(json!({"order_data_keys": ["customer", "notes"]})).unwrap();
+        assert_eq!(cfg.order_data_keys, Some(vec!["customer".to_owned(), "notes".to_owned()]));
+        let err = ChannelConfig::from_value(json!({"order_data_keys": ["customer", "checks"]})).unwrap_err();
+        assert_eq!(err.path, "order_data_keys");
+        assert!(err.message.contains("'checks'"), "{}", err.message);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::ext::{Extensions, ValidatorStage};
 use crate::idempotency::{IdempotencyRecord, done_record};
 use crate::ids::IdGen;
 use crate::modify::{ModifyError, ensure_open};
+use crate::ops::is_reserved_root;
 use crate::order::{NewEvent, Order, OrderFlow, OrderItem, StatusTimestamps};
 use crate::session::{Precondition, Session, SessionState};
 
@@ -135,7 +136,7 @@ impl DomainError for CommitError {
 /// Server-wide commit settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommitSettings {
-    /// Currency of new orders.
+    /// Default ISO 4217 currency of channels without `config.currency` (default `BRL`).
     pub currency: String,
     /// Time zone that dates order refs and pre-orders.
     pub business_tz: Tz,
@@ -297,22 +298,20 @@ fn verify_checks(
     Ok(())
 }
 
-/// Session-data keys copied to `order.data` (shopman).
-const ORDER_DATA_KEYS: &[&str] = &[
-    "customer",
-    "fulfillment_type",
-    "delivery_address",
-    "delivery_address_structured",
-    "delivery_date",
-    "delivery_time_slot",
-    "order_notes",
-    "origin_channel",
-    "payment",
-];
-
-fn order_data(session: &Session, today: NaiveDate) -> (Map<String, Value>, Option<NaiveDate>) {
-    let mut data: Map<String, Value> =
-        ORDER_DATA_KEYS.iter().filter_map(|k| session.data.get(*k).map(|v| ((*k).to_owned(), v.clone()))).collect();
+/// `order.data`: every root of the session's `data` except the reserved ones (`checks`, `issues`,
+/// …), or only the roots the channel lists in `order_data_keys`; plus `is_preorder` when
+/// `delivery_date` is an ISO date (shopman's pre-order rule). Returns the pre-order's date.
+fn order_data(session: &Session, channel: &Channel, today: NaiveDate) -> (Map<String, Value>, Option<NaiveDate>) {
+    let wanted = |root: &str| match &channel.config.order_data_keys {
+        Some(keys) => keys.iter().any(|k| k == root),
+        None => true,
+    };
+    let mut data: Map<String, Value> = session
+        .data
+        .iter()
+        .filter(|(root, _)| !is_reserved_root(root) && wanted(root))
+        .map(|(root, value)| (root.clone(), value.clone()))
+        .collect();
     let delivery = session
         .data
         .get("delivery_date")
@@ -324,6 +323,25 @@ fn order_data(session: &Session, today: NaiveDate) -> (Map<String, Value>, Optio
         preorder = (date > today).then_some(date);
     }
     (data, preorder)
+}
+
+/// The currency of a channel's money: its `config.currency`, else the server's default.
+///
+/// ```
+/// use omniman_core::commit::{CommitSettings, channel_currency};
+/// let mut channel = omniman_core::testing::channel("pos");
+/// let settings = CommitSettings { currency: "EUR".into(), ..CommitSettings::default() };
+/// assert_eq!(channel_currency(&channel, &settings), "EUR");
+/// channel.config = serde_json::from_value(serde_json::json!({"currency": "USD"})).unwrap();
+/// assert_eq!(channel_currency(&channel, &settings), "USD");
+/// ```
+pub fn channel_currency<'a>(channel: &'a Channel, settings: &'a CommitSettings) -> &'a str {
+    channel.config.currency.as_deref().unwrap_or(&settings.currency)
+}
+
+/// An order's currency: the one its session was opened in, else the channel's.
+fn order_currency(session: &Session, channel: &Channel, settings: &CommitSettings) -> String {
+    session.currency().unwrap_or_else(|| channel_currency(channel, settings)).to_owned()
 }
 
 fn preorder_reminder(order: &Order, session: &Session, delivery: NaiveDate, tz: Tz) -> NewDirective {
@@ -441,7 +459,7 @@ fn decide_commit(
     let mut timestamps = StatusTimestamps::default();
     timestamps.enter(&status, now);
     let items: Vec<OrderItem> = session.items.iter().map(OrderItem::from).collect();
-    let (data, preorder) = order_data(&session, today);
+    let (data, preorder) = order_data(&session, channel, today);
     let order = Order {
         id: 0,
         reference: ids.order_ref(today),
@@ -454,7 +472,7 @@ fn decide_commit(
         status,
         snapshot: snapshot(&session),
         data,
-        currency: settings.currency.clone(),
+        currency: order_currency(&session, channel, settings),
         total_q: session.total_q(),
         items,
         created_at: now,

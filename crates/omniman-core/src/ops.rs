@@ -443,6 +443,11 @@ pub enum PathRules {
 }
 
 /// The default allow-list of `set_data` roots for external callers.
+///
+/// Besides the general-purpose roots it holds the three keys the commit's pre-order rule reads
+/// (`delivery_date`, `delivery_time_slot`, `fulfillment_type`), so that rule is reachable over
+/// HTTP. Every root written here reaches the order's `data` at commit unless the channel narrows
+/// it with `order_data_keys` (see [`crate::commit`]).
 pub const DEFAULT_DATA_ROOTS: &[&str] = &[
     "customer",
     "delivery",
@@ -460,11 +465,19 @@ pub const DEFAULT_DATA_ROOTS: &[&str] = &[
     "operator",
     "table",
     "tab",
+    "delivery_date",
+    "delivery_time_slot",
+    "fulfillment_type",
 ];
 
 /// Roots nobody may write through `set_data`.
 pub const RESERVED_DATA_ROOTS: &[&str] =
     &["checks", "issues", "state", "status", "rev", "session_key", "channel", "items", "pricing", "pricing_trace"];
+
+/// Whether `set_data` refuses a root for every caller: a reserved name (any case) or `__…`.
+pub fn is_reserved_root(root: &str) -> bool {
+    root.starts_with("__") || RESERVED_DATA_ROOTS.iter().any(|r| r.eq_ignore_ascii_case(root))
+}
 
 impl PathRules {
     /// The external rules with SPEC's default allow-list and depth 5.
@@ -482,7 +495,7 @@ impl PathRules {
             return Err("path has an empty segment".into());
         }
         let root = segments[0];
-        if root.starts_with("__") || RESERVED_DATA_ROOTS.iter().any(|r| r.eq_ignore_ascii_case(root)) {
+        if is_reserved_root(root) {
             return Err(format!("'{root}' is reserved"));
         }
         if root.chars().any(char::is_uppercase) {
@@ -490,7 +503,7 @@ impl PathRules {
         }
         if let PathRules::External { allowed_roots, max_depth } = self {
             if !allowed_roots.iter().any(|r| r == root) {
-                return Err(format!("'{root}' is not an allowed root"));
+                return Err(format!("'{root}' is not an allowed root (allowed: {})", allowed_roots.join(", ")));
             }
             if segments.len() > *max_depth {
                 return Err(format!("at most {max_depth} segments"));

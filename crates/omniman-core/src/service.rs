@@ -12,7 +12,9 @@ use serde_json::{Map, Value};
 use crate::channel::Channel;
 use crate::checks::{ResolveError, write_check_result};
 use crate::clock::{Clock, SystemClock};
-use crate::commit::{CommitError, CommitResponse, CommitSettings, already_committed_response, plan_commit};
+use crate::commit::{
+    CommitError, CommitResponse, CommitSettings, already_committed_response, channel_currency, plan_commit,
+};
 use crate::context::{Caller, Ctx};
 use crate::error::{DomainError, FieldErrors, StoreError, ctx};
 use crate::ext::{Extensions, ResolverFailure};
@@ -265,7 +267,9 @@ impl<S: Store> Omniman<S> {
             }
             let key = request.session_key.clone().unwrap_or_else(|| self.draw_ids(|ids| ids.session_key()));
             let now = self.ctx(caller).now;
-            let session = Session::open(&channel, key, request.handle_type.clone(), request.handle_ref.clone(), now);
+            let mut session =
+                Session::open(&channel, key, request.handle_type.clone(), request.handle_ref.clone(), now);
+            session.set_currency(channel_currency(&channel, &self.settings));
             match self.store.insert_session(&session).await? {
                 InsertSession::Inserted(session) => return Ok(Opened { session, created: true }),
                 InsertSession::KeyTaken if request.session_key.is_some() => {
@@ -307,13 +311,14 @@ impl<S: Store> Omniman<S> {
         for _ in 0..MAX_ATTEMPTS {
             let key = request.open.session_key.clone().unwrap_or_else(|| self.draw_ids(|ids| ids.session_key()));
             let ctx = self.ctx(caller);
-            let open = Session::open(
+            let mut open = Session::open(
                 &channel,
                 key,
                 request.open.handle_type.clone(),
                 request.open.handle_ref.clone(),
                 ctx.now,
             );
+            open.set_currency(channel_currency(&channel, &self.settings));
             let session = self
                 .draw_ids(|ids| {
                     prepare_import(open, &channel, request.items.clone(), request.data.clone(), &self.ext, &ctx, ids)

@@ -208,6 +208,17 @@ impl Session {
         self.items.iter().find(|i| i.line_id == line_id)
     }
 
+    /// The currency the session was opened in (`pricing.currency`), if recorded.
+    pub fn currency(&self) -> Option<&str> {
+        self.pricing.get("currency").and_then(Value::as_str)
+    }
+
+    /// Records the session's currency in `pricing.currency`, where clients read it beside the
+    /// totals and where commit takes the order's currency from.
+    pub fn set_currency(&mut self, code: &str) {
+        self.pricing.insert("currency".into(), code.into());
+    }
+
     /// `data.checks`, or an empty object.
     pub fn checks(&self) -> Option<&Map<String, Value>> {
         self.data.get("checks").and_then(Value::as_object)

@@ -115,7 +115,7 @@ fn commit_2_x_1000_creates_an_order_of_2000_with_1_item_and_seals_the_session() 
     assert_eq!(snapshot["rev"], json!(session.rev));
     assert_eq!(snapshot["items"], session.items_json());
     assert_eq!(snapshot["data"], Value::Object(session.data.clone()));
-    assert_eq!(snapshot["pricing"], json!({}));
+    assert_eq!(snapshot["pricing"], json!({"currency": "BRL"}), "the session's currency, recorded at open");
 
     let events = world.events(&order_ref);
     assert_eq!(events.len(), 1);
@@ -603,7 +603,7 @@ fn a_future_delivery_date_makes_a_preorder_with_a_reminder_the_day_before() {
             "order_notes": "sem açúcar",
             "origin_channel": "whatsapp",
             "payment": {"method": "pix"},
-            "notes": "not copied"
+            "notes": "copied too"
         }),
     );
     let order = world.commit_order("shop", &key, "k");
@@ -617,8 +617,10 @@ fn a_future_delivery_date_makes_a_preorder_with_a_reminder_the_day_before() {
             "order_notes": "sem açúcar",
             "origin_channel": "whatsapp",
             "payment": {"method": "pix"},
+            "notes": "copied too",
             "is_preorder": true
-        })
+        }),
+        "every root but checks and issues reaches the order"
     );
     let reminders = world.directives_of("notification.send");
     assert_eq!(reminders.len(), 1);
@@ -652,6 +654,31 @@ fn without_a_delivery_date_there_is_no_is_preorder_key() {
     assert!(!order.data.contains_key("is_preorder"));
     assert_eq!(Value::Object(order.data), json!({"customer": {"name": "Ana"}}));
     assert!(world.directives().is_empty());
+}
+
+#[test]
+fn a_channel_narrows_the_order_data_to_its_order_data_keys() {
+    let settings = CommitSettings { business_tz: chrono_tz::America::Sao_Paulo, ..CommitSettings::default() };
+    let shop = chan_with(1, "shop", json!({"order_data_keys": ["customer", "tip"]}));
+    let world = World::with_settings(vec![shop], Extensions::default(), settings);
+    let key = shop_session(&world, &json!({"customer": {"name": "Ana"}, "notes": "no sugar", "tip": 200}));
+    let order = world.commit_order("shop", &key, "k");
+    assert_eq!(Value::Object(order.data), json!({"customer": {"name": "Ana"}, "tip": 200}));
+}
+
+#[test]
+fn the_order_takes_the_currency_its_session_was_opened_in() {
+    let settings = CommitSettings { currency: "USD".into(), ..CommitSettings::default() };
+    let euro = chan_with(2, "eu", json!({"currency": "EUR"}));
+    let world = World::with_settings(vec![chan(1, "shop"), euro], Extensions::default(), settings);
+    for (channel, currency) in [("shop", "USD"), ("eu", "EUR")] {
+        let s = world.open(channel);
+        assert_eq!(s.currency(), Some(currency), "recorded in pricing at open");
+        let batch = json!([{"op": "add_line", "sku": "A", "qty": 1, "unit_price_q": 100}]);
+        world.modify_ok(channel, &s.session_key, &batch);
+        let order = world.commit_order(channel, &s.session_key, "k");
+        assert_eq!(order.currency, currency);
+    }
 }
 
 #[test]

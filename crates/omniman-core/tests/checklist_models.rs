@@ -73,7 +73,8 @@ fn session_defaults_are_open_rev_0_and_no_items() {
     let world = World::new(vec![chan(1, "pos")]);
     let s = world.open("pos");
     assert_eq!((s.state, s.rev, s.version), (SessionState::Open, 0, 0));
-    assert!(s.items.is_empty() && s.pricing.is_empty() && s.pricing_trace.is_empty());
+    assert!(s.items.is_empty() && s.pricing_trace.is_empty());
+    assert_eq!(Value::Object(s.pricing.clone()), json!({"currency": "BRL"}), "only the session's currency");
     assert_eq!(Value::Object(s.data.clone()), json!({"checks": {}, "issues": []}));
     assert_eq!(
         (s.handle_type.clone(), s.handle_ref.clone(), s.commit_token.clone(), s.committed_at),

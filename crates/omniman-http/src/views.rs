@@ -556,6 +556,9 @@ pub struct StreamEntryView {
     /// Total with two decimals, e.g. `"25.00"`.
     #[schema(example = "25.00")]
     pub total: String,
+    /// ISO 4217 currency of the totals.
+    #[schema(example = "BRL")]
+    pub currency: String,
     /// Creation time.
     #[serde(serialize_with = "ts::one")]
     pub created_at: DateTime<Utc>,

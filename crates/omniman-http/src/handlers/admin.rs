@@ -39,7 +39,7 @@ pub(crate) async fn stream<S: Store + 'static>(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
-    let query = Query::parse(&req)?;
+    let query = Query::parse_known(&req, &["since"])?;
     let store = state.hub.store();
     let Some(raw) = query.get("since") else {
         return Ok(HttpResponse::Ok().json(StreamView { orders: Vec::new(), last_id: store.max_order_id().await? }));
@@ -60,6 +60,7 @@ pub(crate) async fn stream<S: Store + 'static>(
             status: o.status,
             total: format_q2(o.total_q),
             total_q: o.total_q,
+            currency: o.currency,
             created_at: o.created_at,
             handle_ref: o.handle_ref,
             reference: o.reference,
@@ -88,7 +89,7 @@ pub(crate) async fn list_directives<S: Store + 'static>(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
-    let query = Query::parse(&req)?;
+    let query = Query::parse_known(&req, &["topic", "status", "cursor", "page_size"])?;
     let mut errors = FieldErrors::default();
     let limit = pagination::page_size(&query, &mut errors);
     let status = query.get("status").and_then(|s| {

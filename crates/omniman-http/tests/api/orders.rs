@@ -160,7 +160,8 @@ async fn stream_polls_new_orders() {
     assert_eq!(first["last_id"], ids[9]);
     let entry = orders[0].as_object().unwrap();
     let keys: Vec<&str> = entry.keys().map(String::as_str).collect();
-    assert_eq!(keys, ["id", "ref", "channel", "status", "total_q", "total", "created_at", "handle_ref"]);
+    assert_eq!(keys, ["id", "ref", "channel", "status", "total_q", "total", "currency", "created_at", "handle_ref"]);
+    assert_eq!(orders[0]["currency"], "BRL");
     assert_eq!(orders[0]["ref"], refs[0].as_str());
     assert_eq!(orders[0]["channel"], "Point of Sale", "display name");
     assert_eq!(orders[1]["channel"], "web", "code when the name is empty");
