@@ -111,6 +111,21 @@ impl OrderFlow {
     pub fn can_transition(&self, from: &str, to: &str) -> bool {
         self.allowed_transitions(from).iter().any(|s| s == to)
     }
+
+    /// Whether an order of this flow can be in `status`: the initial status, a terminal one, or
+    /// one its table names (as a source or a target).
+    ///
+    /// ```
+    /// use omniman_core::order::OrderFlow;
+    /// let flow = OrderFlow::default_flow();
+    /// assert!(flow.names("new") && flow.names("returned"));
+    /// assert!(!flow.names("bogus"));
+    /// ```
+    pub fn names(&self, status: &str) -> bool {
+        *self.initial == *status
+            || self.is_terminal(status)
+            || self.transitions.iter().any(|(from, to)| from == status || to.iter().any(|s| s == status))
+    }
 }
 
 /// One line of an order, copied from the session at commit.

@@ -181,6 +181,28 @@ impl Query {
         Ok(Query { pairs })
     }
 
+    /// Parses the query string of a route that reads only the `known` parameters: any other is a
+    /// `validation_error` naming it and the parameters the route reads, so that a misspelt filter
+    /// never silently lists everything.
+    pub(crate) fn parse_known(req: &HttpRequest, known: &[&str]) -> Result<Query, ApiError> {
+        let query = Query::parse(req)?;
+        let mut unknown: Vec<&str> = Vec::new();
+        for (key, _) in &query.pairs {
+            if !known.contains(&key.as_str()) && !unknown.contains(&key.as_str()) {
+                unknown.push(key);
+            }
+        }
+        if unknown.is_empty() {
+            return Ok(query);
+        }
+        let message = format!("unknown query parameter (this route reads: {})", known.join(", "));
+        let mut errors = FieldErrors::default();
+        for key in unknown.into_iter().take(MAX_UNKNOWN_REPORTED) {
+            errors.add(key, message.clone());
+        }
+        Err(ApiError::validation(&errors))
+    }
+
     pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
     }

@@ -8,6 +8,9 @@ use omniman_core::page::{Cursor, DEFAULT_PAGE_SIZE, Direction, MAX_PAGE_SIZE, Pa
 use crate::body::Query;
 use crate::error::ApiError;
 
+/// The query parameters of a list without filters.
+pub(crate) const PARAMS: &[&str] = &["cursor", "page_size"];
+
 /// Reads `page_size` (default 50, > 100 clamps, non-integer or < 1 is a field error).
 pub(crate) fn page_size(query: &Query, errors: &mut FieldErrors) -> usize {
     match query.get("page_size") {

@@ -86,7 +86,7 @@ pub(crate) async fn list_channels<S: Store + 'static>(
     state: web::Data<AppState<S>>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query = Query::parse(&req)?;
+    let query = Query::parse_known(&req, pagination::PARAMS)?;
     let mut errors = FieldErrors::default();
     let limit = pagination::page_size(&query, &mut errors);
     errors.into_result().map_err(|e| ApiError::validation(&e))?;

@@ -8,6 +8,8 @@ pub(crate) mod sessions;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
+use omniman_core::channel::Channel;
+use omniman_core::modify::ModifyError;
 use omniman_core::ports::Store;
 use omniman_core::session::{Precondition, Session};
 
@@ -54,19 +56,29 @@ pub(crate) fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
     })
 }
 
-/// The channel ids a list may show: the requested channel (403 if not allowed; none if it does
-/// not exist), else the principal's channels, else all (`None`).
+/// The channels a list may show: the requested one (403 if not allowed, 400 `unknown_channel`
+/// if it does not exist, as everywhere else a request names a missing channel), else the
+/// principal's channels, else all (`None`).
 pub(crate) async fn channel_scope<S: Store + 'static>(
     state: &AppState<S>,
     who: &Principal,
     requested: Option<&str>,
-) -> Result<Option<Vec<i64>>, ApiError> {
+) -> Result<Option<Vec<Channel>>, ApiError> {
     let store = state.hub.store();
     if let Some(code) = requested {
         who.require_channel(code)?;
-        return Ok(Some(store.channel_by_code(code).await?.map(|c| vec![c.id]).unwrap_or_default()));
+        let channel = store
+            .channel_by_code(code)
+            .await?
+            .ok_or_else(|| ModifyError::UnknownChannel { channel_code: code.to_owned() })?;
+        return Ok(Some(vec![channel]));
     }
     let Some(codes) = &who.channels else { return Ok(None) };
     let channels = store.list_channels().await?;
-    Ok(Some(channels.iter().filter(|c| codes.contains(&c.code)).map(|c| c.id).collect()))
+    Ok(Some(channels.into_iter().filter(|c| codes.contains(&c.code)).collect()))
+}
+
+/// The ids of a channel scope, as the store's filters take them.
+pub(crate) fn channel_ids(scope: Option<&[Channel]>) -> Option<Vec<i64>> {
+    scope.map(|channels| channels.iter().map(|c| c.id).collect())
 }

@@ -3,15 +3,29 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use omniman_core::commit::parse_instant;
 use omniman_core::error::FieldErrors;
+use omniman_core::order::OrderFlow;
 use omniman_core::ports::{OrderFilter, Store};
 
-use super::channel_scope;
+use super::{channel_ids, channel_scope};
 use crate::auth::Principal;
 use crate::body::{Fields, Query, read_json};
 use crate::error::{ApiError, ErrorBody};
 use crate::pagination;
 use crate::state::AppState;
 use crate::views::{EventList, EventView, OrderList, OrderSummaryView, OrderView, TransitionRequest, TransitionedView};
+
+/// Query parameters of `GET /api/orders`.
+const LIST_PARAMS: &[&str] = &[
+    "channel_code",
+    "status",
+    "handle_type",
+    "handle_ref",
+    "external_ref",
+    "created_after",
+    "created_before",
+    "cursor",
+    "page_size",
+];
 
 /// Lists orders, newest first.
 #[utoipa::path(
@@ -32,7 +46,7 @@ pub(crate) async fn list_orders<S: Store + 'static>(
     state: web::Data<AppState<S>>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query = Query::parse(&req)?;
+    let query = Query::parse_known(&req, LIST_PARAMS)?;
     if let Some(code) = query.get("channel_code") {
         who.require_channel(code)?;
     }
@@ -50,8 +64,20 @@ pub(crate) async fn list_orders<S: Store + 'static>(
     let created_before = instant("created_before");
     errors.into_result().map_err(|e| ApiError::validation(&e))?;
     let page = pagination::request(&query, limit)?;
+    let scope = channel_scope(&state, &who, query.get("channel_code")).await?;
+    if let Some(status) = query.get("status") {
+        let channels = match &scope {
+            Some(channels) => channels.clone(),
+            None => state.hub.store().list_channels().await?,
+        };
+        if !channels.iter().any(|c| OrderFlow::for_channel(c).names(status)) {
+            let message =
+                "no order flow of the channels in scope has this status (see each channel's allowed transitions)";
+            return Err(ApiError::field("status", message));
+        }
+    }
     let filter = OrderFilter {
-        channel_ids: channel_scope(&state, &who, query.get("channel_code")).await?,
+        channel_ids: channel_ids(scope.as_deref()),
         status: query.owned("status"),
         handle_type: query.owned("handle_type"),
         handle_ref: query.owned("handle_ref"),
@@ -155,7 +181,7 @@ pub(crate) async fn events<S: Store + 'static>(
     req: HttpRequest,
     order_ref: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let query = Query::parse(&req)?;
+    let query = Query::parse_known(&req, pagination::PARAMS)?;
     let mut errors = FieldErrors::default();
     let limit = pagination::page_size(&query, &mut errors);
     errors.into_result().map_err(|e| ApiError::validation(&e))?;

@@ -10,7 +10,7 @@ use omniman_core::service::OpenSession;
 use omniman_core::session::SessionState;
 use serde_json::Value;
 
-use super::{IfMatch, channel_scope, if_match, if_none_match, session_response};
+use super::{IfMatch, channel_ids, channel_scope, if_match, if_none_match, session_response};
 use crate::auth::Principal;
 use crate::body::{Fields, Query, read_json};
 use crate::error::{ApiError, ErrorBody};
@@ -24,9 +24,31 @@ use crate::views::{
 /// Keys that name literal routes and so can never be session keys.
 const RESERVED_KEYS: &[&str] = &["import"];
 
-/// The required `channel_code` of a session POST.
-fn channel_code(fields: &mut Fields<'_>) -> String {
-    fields.required("channel_code", 64)
+/// Query parameters of `GET /api/sessions`.
+const LIST_PARAMS: &[&str] = &["channel_code", "state", "handle_type", "handle_ref", "cursor", "page_size"];
+
+/// The required `channel_code` of a session POST, from the body or the query string; when both
+/// name one, they must name the same channel.
+fn channel_code(fields: &mut Fields<'_>, req: &HttpRequest) -> Result<String, ApiError> {
+    let from_query = Query::parse_known(req, &["channel_code"])?.owned("channel_code");
+    Ok(match (fields.string("channel_code", 64), from_query) {
+        (Some(body), _) if body.is_empty() => {
+            fields.error("channel_code", "may not be empty");
+            body
+        }
+        (Some(body), Some(query)) if body != query => {
+            fields.error(
+                "channel_code",
+                &format!("the body names '{body}' and the query string '{query}': send one, or the same in both"),
+            );
+            body
+        }
+        (Some(code), _) | (None, Some(code)) => code,
+        (None, None) => {
+            fields.error("channel_code", "this field is required (in the body or as ?channel_code=)");
+            String::new()
+        }
+    })
 }
 
 /// Lists sessions, newest first.
@@ -48,7 +70,7 @@ pub(crate) async fn list_sessions<S: Store + 'static>(
     state: web::Data<AppState<S>>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query = Query::parse(&req)?;
+    let query = Query::parse_known(&req, LIST_PARAMS)?;
     if let Some(code) = query.get("channel_code") {
         who.require_channel(code)?;
     }
@@ -63,8 +85,9 @@ pub(crate) async fn list_sessions<S: Store + 'static>(
     });
     errors.into_result().map_err(|e| ApiError::validation(&e))?;
     let page = pagination::request(&query, limit)?;
+    let scope = channel_scope(&state, &who, query.get("channel_code")).await?;
     let filter = SessionFilter {
-        channel_ids: channel_scope(&state, &who, query.get("channel_code")).await?,
+        channel_ids: channel_ids(scope.as_deref()),
         state: session_state,
         handle_type: query.owned("handle_type"),
         handle_ref: query.owned("handle_ref"),
@@ -101,7 +124,7 @@ pub(crate) async fn create_session<S: Store + 'static>(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload, state.config.body_limit).await?;
     let mut f = Fields::new(&body);
-    let channel_code = channel_code(&mut f);
+    let channel_code = channel_code(&mut f, &req)?;
     let session_key = f.string("session_key", usize::MAX);
     if session_key.as_deref().is_some_and(|k| RESERVED_KEYS.contains(&k)) {
         f.error("session_key", "is reserved (it names a route)");
@@ -142,7 +165,7 @@ pub(crate) async fn import_session<S: Store + 'static>(
     who.require_admin()?;
     let body = read_json(&req, payload, state.config.body_limit).await?;
     let mut f = Fields::new(&body);
-    let channel_code = channel_code(&mut f);
+    let channel_code = channel_code(&mut f, &req)?;
     let session_key = f.string("session_key", usize::MAX);
     if session_key.as_deref().is_some_and(|k| RESERVED_KEYS.contains(&k)) {
         f.error("session_key", "is reserved (it names a route)");
@@ -204,7 +227,7 @@ pub(crate) async fn get_session<S: Store + 'static>(
     req: HttpRequest,
     key: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let query = Query::parse(&req)?;
+    let query = Query::parse_known(&req, &["channel_code"])?;
     let channel_code = query.get("channel_code");
     if let Some(code) = channel_code {
         who.require_channel(code)?;
@@ -249,7 +272,7 @@ pub(crate) async fn modify<S: Store + 'static>(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload, state.config.body_limit).await?;
     let mut f = Fields::new(&body);
-    let channel_code = channel_code(&mut f);
+    let channel_code = channel_code(&mut f, &req)?;
     let ops = match f.raw("ops") {
         None => {
             f.error("ops", "this field is required");
@@ -306,7 +329,7 @@ pub(crate) async fn resolve<S: Store + 'static>(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload, state.config.body_limit).await?;
     let mut f = Fields::new(&body);
-    let channel_code = channel_code(&mut f);
+    let channel_code = channel_code(&mut f, &req)?;
     let issue_id = f.required("issue_id", 64);
     let action_id = f.required("action_id", 64);
     f.finish()?;
@@ -359,7 +382,7 @@ pub(crate) async fn commit<S: Store + 'static>(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload, state.config.body_limit).await?;
     let mut f = Fields::new(&body);
-    let channel_code = channel_code(&mut f);
+    let channel_code = channel_code(&mut f, &req)?;
     let idempotency_key = f.string("idempotency_key", usize::MAX);
     f.finish()?;
     who.require_channel(&channel_code)?;
@@ -404,7 +427,7 @@ pub(crate) async fn abandon<S: Store + 'static>(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload, state.config.body_limit).await?;
     let mut f = Fields::new(&body);
-    let channel_code = channel_code(&mut f);
+    let channel_code = channel_code(&mut f, &req)?;
     f.finish()?;
     who.require_channel(&channel_code)?;
     let pre = if_match(&req);

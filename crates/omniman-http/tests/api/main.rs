@@ -3,10 +3,12 @@
 #[macro_use]
 mod common;
 
+mod addressing;
 mod auth;
 mod commit;
 mod meta;
 mod openapi;
+mod order_data;
 mod orders;
 mod pagination;
 mod resolve;

@@ -401,7 +401,6 @@ async fn session_list_filters() {
         ("state=open", 1),
         ("handle_type=tab&handle_ref=9", 1),
         ("handle_ref=10", 0),
-        ("channel_code=unknown", 0),
     ] {
         let body = call!(app, get(&format!("/api/sessions?{query}"), CLIENT)).expect(200);
         assert_eq!(body["results"].as_array().unwrap().len(), expected, "{query}");
