@@ -506,6 +506,24 @@ impl PricingBackend for PriceList {
     }
 }
 
+/// Prices from the channel's own `config.prices` object (`{"COFFEE": 450}`, in quanta): a price
+/// list kept with the channel (`omniman channels apply`), enough for a demo or a small shop.
+///
+/// ```
+/// use omniman_core::ext::{ChannelPrices, PricingBackend};
+/// let channel = omniman_core::testing::channel_with("pos", serde_json::json!({"prices": {"COFFEE": 450}}));
+/// assert_eq!(ChannelPrices.get_price("COFFEE", &channel), Some(450));
+/// assert_eq!(ChannelPrices.get_price("TEA", &channel), None);
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ChannelPrices;
+
+impl PricingBackend for ChannelPrices {
+    fn get_price(&self, sku: &str, channel: &Channel) -> Option<i64> {
+        channel.config.raw().get("prices")?.get(sku)?.as_i64()
+    }
+}
+
 /// Resolves issues whose `context.actions[]` carry the ops to run (the stock check's shape):
 /// finds the action, refuses it when its `rev` is stale or it has no ops, and returns its ops.
 #[derive(Clone, Debug)]

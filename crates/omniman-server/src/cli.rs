@@ -69,7 +69,7 @@ pub(crate) enum Command {
     },
     /// Delete expired idempotency keys (the default) and abandon idle sessions.
     Cleanup(CleanupArgs),
-    /// Seed two example channels (`pos`, `web`) and print a client token.
+    /// Seed the example channels (`pos`, `web`, `ifood`) and stock, and print a client token.
     Demo(DbArgs),
 }
 
@@ -100,6 +100,14 @@ pub(crate) struct ServeArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "OMNIMAN_HTTP_THREADS")]
     pub(crate) http_threads: Option<usize>,
+    /// ISO 4217 currency of channels without `config.currency`.
+    #[arg(long, env = "OMNIMAN_CURRENCY", default_value = "BRL", value_parser = currency)]
+    pub(crate) currency: String,
+}
+
+/// Parses `--currency`.
+fn currency(code: &str) -> Result<String, String> {
+    omniman_core::channel::parse_currency(code)
 }
 
 /// `omniman worker`.

@@ -9,7 +9,11 @@ use actix_web::middleware::Next;
 use anyhow::Context;
 use async_trait::async_trait;
 use omniman_core::Omniman;
-use omniman_core::ext::{ActionResolver, Extensions, ExtensionsBuilder, Hooks, SessionTotalModifier, StockBackend};
+use omniman_core::commit::CommitSettings;
+use omniman_core::ext::{
+    ActionResolver, ChannelPrices, Extensions, ExtensionsBuilder, Hooks, ItemPricingModifier, SessionTotalModifier,
+    StockBackend,
+};
 use omniman_core::order::Order;
 use omniman_core::session::Session;
 use omniman_http::{Metrics, PoolProbe, PoolUsage, Readiness, ReadinessCheck};
@@ -101,9 +105,11 @@ impl Hooks for WakeWorkers {
     }
 }
 
-/// The service's registry: totals, the `stock` issue resolver and the worker wake-up hook.
+/// The service's registry: prices from each channel's `config.prices`, totals, the `stock` issue
+/// resolver and the worker wake-up hook.
 pub(crate) fn service_extensions(wakeup: Arc<Notify>) -> anyhow::Result<Extensions> {
     Ok(ExtensionsBuilder::new()
+        .modifier(ItemPricingModifier::new(Arc::new(ChannelPrices)))
         .modifier(SessionTotalModifier)
         .resolver(Arc::new(ActionResolver::new("stock")))?
         .hooks(WakeWorkers(wakeup))
@@ -111,8 +117,12 @@ pub(crate) fn service_extensions(wakeup: Arc<Notify>) -> anyhow::Result<Extensio
 }
 
 /// The service over `database`.
-pub(crate) fn hub(database: Database, wakeup: Arc<Notify>) -> anyhow::Result<Arc<Omniman<Database>>> {
-    Ok(Arc::new(Omniman::new(database, service_extensions(wakeup)?)))
+pub(crate) fn hub(
+    database: Database,
+    wakeup: Arc<Notify>,
+    settings: CommitSettings,
+) -> anyhow::Result<Arc<Omniman<Database>>> {
+    Ok(Arc::new(Omniman::new(database, service_extensions(wakeup)?).with_settings(settings)))
 }
 
 /// The stock backend the bundled handlers use.

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use omniman_core::channel::ChannelSpec;
+use omniman_core::commit::CommitSettings;
 use omniman_core::directive::RetryPolicy;
+use omniman_core::money::Qty;
 use omniman_core::ports::{ApiToken, ChannelStore, Role, TokenStore};
 use omniman_http::{AppState, HttpConfig, generate_token, hash_token, parse_rate_limits};
 use omniman_storage::Database;
@@ -34,25 +36,44 @@ pub(crate) async fn shutdown_signal() {
     let _ = interrupt.await;
 }
 
-/// The two example channels of `omniman demo`.
+/// The example channels of `omniman demo`, chosen to show the whole model:
+///
+/// - `pos`: prices its own lines from `config.prices`, demands a fresh stock check before a
+///   commit (so every modify enqueues a `stock.hold` directive and a shortage becomes an issue
+///   with actions), and turns held stock into sold stock with a `stock.commit` directive;
+/// - `web`: the client sends every price, no check;
+/// - `ifood`: a marketplace whose orders arrive ready (`edit_policy: locked`), brought in with
+///   `POST /api/sessions/import`.
 pub(crate) fn demo_channels() -> Vec<ChannelSpec> {
     let specs = json!([
         {"code": "pos", "name": "Point of sale", "pricing_policy": "internal", "display_order": 1,
-         "config": {"order_flow": {"initial_status": "new"}}},
-        {"code": "web", "name": "Web shop", "pricing_policy": "external", "display_order": 2,
-         "config": {"required_checks_on_commit": []}}
+         "config": {
+             "prices": {"COFFEE": 450, "CROISSANT": 700, "JUICE": 900, "WATER": 300},
+             "required_checks_on_commit": ["stock"],
+             "post_commit_directives": ["stock.commit"]
+         }},
+        {"code": "web", "name": "Web shop", "pricing_policy": "external", "display_order": 2, "config": {}},
+        {"code": "ifood", "name": "iFood", "pricing_policy": "external", "edit_policy": "locked",
+         "display_order": 3, "config": {}}
     ]);
     serde_json::from_value(specs).expect("demo channels are valid")
 }
 
-/// Seeds the demo channels (when `only_if_empty`, only into a database without channels) and
-/// creates a new client token; returns the token.
+/// Stock levels the demo starts with: few croissants, so that a tab of three shows a shortage.
+pub(crate) const DEMO_STOCK: &[(&str, i64)] = &[("COFFEE", 100), ("CROISSANT", 2), ("JUICE", 20), ("WATER", 50)];
+
+/// Seeds the demo channels and stock (when `only_if_empty`, only into a database without
+/// channels) and creates a new client token; returns the token.
 pub(crate) async fn seed_demo(database: &Database, only_if_empty: bool) -> anyhow::Result<String> {
     let now = chrono::Utc::now();
     let existing = database.list_channels().await?;
     if !only_if_empty || existing.is_empty() {
         for spec in demo_channels() {
             database.upsert_channel(&spec, now).await?;
+        }
+        for (sku, units) in DEMO_STOCK {
+            let qty = Qty::from_units(*units).context("demo stock level")?;
+            database.set_stock_level(sku, qty, now).await?;
         }
     }
     let token = generate_token();
@@ -74,7 +95,10 @@ pub(crate) async fn seed_demo(database: &Database, only_if_empty: bool) -> anyho
 pub(crate) async fn demo(db: &DbArgs) -> anyhow::Result<()> {
     let database = open_database(db).await?;
     let token = seed_demo(&database, false).await?;
-    eprintln!("Seeded channels 'pos' (internal pricing) and 'web' (external pricing). Client token:");
+    eprintln!(
+        "Seeded channels 'pos' (priced, stock-checked), 'web' (client prices) and 'ifood' (imported orders), \
+         and stock for COFFEE, CROISSANT, JUICE and WATER. Client token:"
+    );
     println!("{token}");
     Ok(())
 }
@@ -114,7 +138,8 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let wakeup = Arc::new(Notify::new());
-    let hub = hub(database.clone(), wakeup.clone())?;
+    let settings = CommitSettings { currency: args.currency.clone(), ..CommitSettings::default() };
+    let hub = hub(database.clone(), wakeup.clone(), settings)?;
     let workers = (args.workers > 0).then(|| {
         let config = WorkerConfig { concurrency: args.workers, ..WorkerConfig::default() };
         handlers(&hub).map(|h| start_workers(&database, h, config, wakeup.clone()))
@@ -185,7 +210,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let database = open_database(&args.db).await?;
     let wakeup = Arc::new(Notify::new());
-    let hub = hub(database.clone(), wakeup.clone())?;
+    let hub = hub(database.clone(), wakeup.clone(), CommitSettings::default())?;
     let config = WorkerConfig {
         topics: (!args.topics.is_empty()).then(|| args.topics.clone()),
         batch_size: usize::try_from(args.limit).unwrap_or(50),

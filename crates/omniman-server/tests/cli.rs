@@ -127,7 +127,7 @@ async fn serve_on_an_empty_database_points_to_demo_and_honours_the_environment()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_seeds_two_channels_and_prints_a_token_that_authenticates() {
+async fn demo_seeds_the_example_channels_and_prints_a_token_that_authenticates() {
     let dir = temp_dir();
     let url = sqlite_url(dir.path(), "demo");
     let (stdout, stderr) = ok(&["demo", "--database-url", &url], &[]);
@@ -137,12 +137,17 @@ async fn demo_seeds_two_channels_and_prints_a_token_that_authenticates() {
 
     let listed = cli_out(&url, &["channels", "list"]);
     let rows: Vec<Vec<&str>> = listed.lines().map(|l| l.split_whitespace().collect()).collect();
-    assert_eq!(rows.len(), 2, "{listed}");
+    assert_eq!(rows.len(), 3, "{listed}");
     assert_eq!((rows[0][0], rows[0].last().copied()), ("pos", Some("active")));
     assert!(rows[0].contains(&"internal") && rows[1].contains(&"external"), "{listed}");
     let web: Value = serde_json::from_str(&cli_out(&url, &["channels", "show", "web"])).unwrap();
     assert_eq!((web["code"].as_str(), web["pricing_policy"].as_str()), (Some("web"), Some("external")));
-    assert_eq!(web["config"]["required_checks_on_commit"], json!([]));
+    assert_eq!(web["config"], json!({}));
+    let pos: Value = serde_json::from_str(&cli_out(&url, &["channels", "show", "pos"])).unwrap();
+    assert_eq!(pos["config"]["required_checks_on_commit"], json!(["stock"]), "the demo shows the stock check");
+    assert_eq!(pos["config"]["prices"]["COFFEE"], json!(450));
+    let stock = cli_out(&url, &["stock", "list"]);
+    assert!(stock.contains("CROISSANT") && stock.contains("COFFEE"), "{stock}");
     assert!(fails(&url, &["channels", "show", "nope"]).contains("no channel 'nope'"));
 
     let bind = format!("127.0.0.1:{}", free_port());
@@ -152,7 +157,7 @@ async fn demo_seeds_two_channels_and_prints_a_token_that_authenticates() {
     assert_eq!(status, 200, "{channels}");
     let codes: Vec<&str> =
         channels["results"].as_array().unwrap().iter().map(|c| c["code"].as_str().unwrap()).collect();
-    assert_eq!(codes, ["pos", "web"]);
+    assert_eq!(codes, ["pos", "web", "ifood"]);
     let (status, _) = Api::new(&running.server.base, "omni_not-a-token").get("/channels").await;
     assert_eq!(status, 401);
     let (_, ready) = Api::new(&running.server.base, "").get("/health/ready").await;

@@ -112,7 +112,7 @@ async fn serve_demo_seeds_channels_and_prints_a_working_token() {
         api.wait_for("/channels", Duration::from_secs(30), |b| b.is_array() || b["results"].is_array()).await;
     let list = channels.get("results").unwrap_or(&channels).as_array().unwrap().clone();
     let codes: Vec<&str> = list.iter().map(|c| c["code"].as_str().unwrap()).collect();
-    assert_eq!(codes, ["pos", "web"]);
+    assert_eq!(codes, ["pos", "web", "ifood"]);
     assert_eq!(server.stop().code(), Some(0), "SIGTERM is a clean stop");
 }
 
