@@ -1,4 +1,4 @@
-//! SPEC §13 "Commit" (with §6): the order it creates, the idempotency table, check freshness and
+//! Commit (docs/reference.md §6): the order it creates, the idempotency table, check freshness and
 //! hold expiry, blocking issues, post-commit directives and the shopman pre-order.
 //!
 //! Left to other layers:
