@@ -1,4 +1,4 @@
-//! Storage ports: the async traits a backend implements (ARCHITECTURE §2–§3).
+//! Storage ports: the async traits a backend implements (docs/architecture.md, "The core" and "Concurrency").
 //!
 //! Every write is a compare-and-set on what the service read; a method that reports `false`
 //! (or a `*Changed` variant) wrote nothing, and the service re-reads and decides again.

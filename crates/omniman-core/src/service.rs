@@ -1,6 +1,6 @@
 //! `Omniman<S>`: the application service an embedding Rust program (or the HTTP adapter) calls.
 //!
-//! Every operation follows ARCHITECTURE §3: read, decide with the pure core, write once,
+//! Every operation follows docs/architecture.md, "Concurrency": read, decide with the pure core, write once,
 //! conditionally on what was read. A lost race re-reads from the store and decides again, a
 //! bounded number of times; no lock is held while deciding.
 

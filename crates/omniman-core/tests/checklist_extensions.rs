@@ -423,7 +423,7 @@ fn a_panicking_hook_never_alters_the_answer() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// [ext] pricing.item and pricing.session_total
+// The bundled pricing.item and pricing.session_total
 // ---------------------------------------------------------------------------------------------
 
 fn price_list() -> PriceList {

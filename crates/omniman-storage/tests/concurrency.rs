@@ -1,4 +1,4 @@
-//! Concurrency on the real backends (ARCHITECTURE §3): compare-and-set writes under contention,
+//! Concurrency on the real backends (docs/architecture.md, "Concurrency"): compare-and-set writes under contention,
 //! one order per session however many commits race, claims that never overlap across pools,
 //! and commits that die midway leaving nothing behind.
 
