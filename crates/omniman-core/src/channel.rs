@@ -1,4 +1,4 @@
-//! Channels and their typed configuration (SPEC §1.1).
+//! Channels and their typed configuration (docs/reference.md §1.1).
 
 use std::collections::BTreeMap;
 
@@ -109,7 +109,7 @@ fn default_true() -> bool {
 }
 
 impl ChannelSpec {
-    /// Checks the lengths SPEC §1.1 sets.
+    /// Checks the lengths docs/reference.md §1.1 sets.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.code.is_empty() || self.code.len() > 64 {
             return Err(ConfigError::new("code", "must be 1 to 64 characters"));
@@ -137,7 +137,7 @@ impl ConfigError {
     }
 }
 
-/// The order status machine a channel uses (SPEC §10).
+/// The order status machine a channel uses (docs/reference.md §10).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OrderFlowConfig {
     /// Replaces the default table entirely when present.

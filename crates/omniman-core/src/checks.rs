@@ -1,4 +1,4 @@
-//! Check write-back and issue resolution (SPEC §7).
+//! Check write-back and issue resolution (docs/reference.md §7).
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};

@@ -1,4 +1,4 @@
-//! The commit decision (SPEC §6) as a pure function producing every row to write.
+//! The commit decision (docs/reference.md §6) as a pure function producing every row to write.
 
 use std::borrow::Cow;
 
@@ -385,7 +385,7 @@ fn preorder_reminder(order: &Order, session: &Session, delivery: NaiveDate, tz: 
     NewDirective { topic: "notification.send".into(), payload, available_at }
 }
 
-/// Decides a commit of an open session (SPEC §6 steps 3–12): state, `If-Match`, checks, issues,
+/// Decides a commit of an open session (docs/reference.md §6 steps 3–12): state, `If-Match`, checks, issues,
 /// commit validators, emptiness, then the order, its event, the session change and directives.
 ///
 /// The caller has already applied the idempotency decision and handled a committed session.

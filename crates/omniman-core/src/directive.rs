@@ -1,4 +1,4 @@
-//! Directives: the at-least-once task queue's rows and every decision about them (SPEC §1.4, §9).
+//! Directives: the at-least-once task queue's rows and every decision about them (docs/reference.md §1.4, §9).
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -178,7 +178,7 @@ fn truncate(s: &str) -> String {
     s.chars().take(MAX_ERROR_CHARS).collect()
 }
 
-/// Decides what a finished run turns the directive into (SPEC §9's table).
+/// Decides what a finished run turns the directive into (the table of docs/reference.md §9).
 ///
 /// `directive` is the claimed row (its `attempts` already counts this run).
 pub fn decide_outcome(

@@ -1,7 +1,7 @@
 //! The error vocabulary shared by every pipeline.
 //!
 //! Each pipeline has its own error enum (see [`crate::modify::ModifyError`] and friends). They all
-//! implement [`DomainError`]: a stable SPEC code, a JSON context and an [`ErrorKind`] that adapters
+//! implement [`DomainError`]: a stable code (docs/reference.md §11), a JSON context and an [`ErrorKind`] that adapters
 //! map to their own status codes. The code → kind table lives here, once.
 
 use std::collections::BTreeMap;
@@ -121,7 +121,7 @@ impl std::error::Error for FieldErrors {}
 #[derive(Clone, Debug, PartialEq, thiserror::Error, Serialize, Deserialize)]
 #[error("{message}")]
 pub struct Rejection {
-    /// The extension's code (HTTP 400 unless it is one of SPEC's codes).
+    /// The extension's code (HTTP 400 unless it is one of the codes of docs/reference.md §11).
     pub code: String,
     /// Human message.
     pub message: String,

@@ -1,4 +1,4 @@
-//! Extension points (SPEC §8) and the immutable registry that holds them.
+//! Extension points (docs/reference.md §8) and the immutable registry that holds them.
 //!
 //! Everything is registered once at start-up through [`ExtensionsBuilder`]; the resulting
 //! [`Extensions`] is shared read-only by every request.
@@ -234,7 +234,7 @@ pub struct Alternative {
 #[error("{0}")]
 pub struct BackendError(pub String);
 
-/// Stock levels and holds, used by the stock check flow (SPEC §7).
+/// Stock levels and holds, used by the stock check flow (docs/reference.md §7).
 #[async_trait]
 pub trait StockBackend: Send + Sync {
     /// Whether `qty` of `sku` can be had (on `date`, for pre-orders).

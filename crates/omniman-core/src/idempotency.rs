@@ -1,4 +1,4 @@
-//! Idempotency records and the decision for a repeated commit key (SPEC §1.5, §6).
+//! Idempotency records and the decision for a repeated commit key (docs/reference.md §1.5, §6).
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -88,7 +88,7 @@ pub enum IdempotencyDecision {
     InProgress,
 }
 
-/// Applies SPEC §6's table.
+/// Applies the table of docs/reference.md §6.
 ///
 /// ```
 /// use omniman_core::idempotency::*;

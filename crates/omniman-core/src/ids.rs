@@ -1,4 +1,4 @@
-//! Identifier generation (SPEC §3).
+//! Identifier generation (docs/reference.md §3).
 //!
 //! Random parts use a 32-symbol alphabet without `0 1 O I`. Production code draws them from a
 //! CSPRNG seeded by the operating system; tests and benches use a seeded generator so every run

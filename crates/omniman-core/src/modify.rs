@@ -1,4 +1,4 @@
-//! The modify pipeline (SPEC §5) as a pure function, plus session-level refusals shared with
+//! The modify pipeline (docs/reference.md §5) as a pure function, plus session-level refusals shared with
 //! commit, abandon and resolve.
 
 use serde_json::{Map, Value};
@@ -148,7 +148,7 @@ pub struct ModifyOutcome {
     pub directives: Vec<NewDirective>,
 }
 
-/// Runs SPEC §5 steps 3–12 on `session`: precondition, state, policy, ops, modifiers, draft
+/// Runs docs/reference.md §5 steps 3–12 on `session`: precondition, state, policy, ops, modifiers, draft
 /// validators, normalisation, rev bump and check directives.
 ///
 /// The session is taken by value and becomes the outcome's session, so nothing is copied; the
@@ -263,7 +263,7 @@ fn ctx_payload(session: &Session, items: Value) -> Map<String, Value> {
     ])
 }
 
-/// The import path (SPEC §11.2): builds a session's lines and data as an importer gives them,
+/// The import path (docs/reference.md §5, Import): builds a session's lines and data as an importer gives them,
 /// ignoring the edit policy, then runs modifiers, import validators and normalisation. No check
 /// directives are produced: the platform already validated the order.
 pub fn prepare_import(

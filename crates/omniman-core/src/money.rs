@@ -1,4 +1,4 @@
-//! Money and quantities (SPEC §2).
+//! Money and quantities (docs/reference.md §2).
 //!
 //! Money is an `i64` count of the currency's smallest unit (a *quantum*, fields suffixed `_q`).
 //! Quantities are fixed-point with exactly three decimals, held as thousandths in an `i64`, so every
@@ -73,7 +73,7 @@ impl Qty {
         self.0.checked_add(other.0).and_then(Qty::from_millis)
     }
 
-    /// Parses a decimal value, applying every rule of SPEC §2.
+    /// Parses a decimal value, applying every rule of docs/reference.md §2.
     fn from_decimal(value: Decimal) -> Result<Qty, QtyError> {
         let value = value.normalize();
         if value.scale() > 3 {

@@ -1,4 +1,4 @@
-//! Ops: the batch language that changes a session (SPEC §4).
+//! Ops: the batch language that changes a session (docs/reference.md §4).
 //!
 //! Parsing is a shape check of the whole batch (types, presence, lengths) that reports every
 //! problem with its field path. Semantic errors (`unknown_line_id`, `invalid_qty`…) arise later,
@@ -363,7 +363,7 @@ impl<'de> Deserialize<'de> for Op {
     }
 }
 
-/// The semantic error codes of ops (SPEC §4).
+/// The semantic error codes of ops (docs/reference.md §4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OpErrorCode {
     /// `sku` absent or empty.
@@ -425,7 +425,7 @@ impl DomainError for OpError {
     }
 }
 
-/// Which `set_data` paths a caller may write (SPEC §4).
+/// Which `set_data` paths a caller may write (docs/reference.md §4).
 ///
 /// Reserved roots are refused for everyone. External callers (the HTTP API) are further limited
 /// to an allow-list of roots and a maximum depth; internal callers (resolvers, importers) are not.
@@ -480,7 +480,7 @@ pub fn is_reserved_root(root: &str) -> bool {
 }
 
 impl PathRules {
-    /// The external rules with SPEC's default allow-list and depth 5.
+    /// The external rules with the default allow-list and depth 5 (docs/reference.md §4).
     pub fn external_default() -> PathRules {
         PathRules::External {
             allowed_roots: DEFAULT_DATA_ROOTS.iter().map(|s| (*s).to_owned()).collect(),

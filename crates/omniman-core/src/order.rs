@@ -1,4 +1,4 @@
-//! Orders, their lines and events, and the per-channel status machine (SPEC §1.3, §10).
+//! Orders, their lines and events, and the per-channel status machine (docs/reference.md §1.3, §10).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -68,7 +68,7 @@ static DEFAULT_FLOW: LazyLock<OrderFlow> = LazyLock::new(|| OrderFlow {
 });
 
 impl OrderFlow {
-    /// The default flow of SPEC §10.
+    /// The default flow of docs/reference.md §10.
     pub fn default_flow() -> OrderFlow {
         DEFAULT_FLOW.clone()
     }
@@ -352,7 +352,7 @@ pub struct TransitionPlan {
     pub event: NewEvent,
 }
 
-/// Decides a transition (SPEC §10): terminal check, table check, timestamps, event.
+/// Decides a transition (docs/reference.md §10): terminal check, table check, timestamps, event.
 ///
 /// `order` is an `Order` or a `&Order`. Given by value (as the service does with the order it
 /// has just loaded), it becomes the plan's order without a copy; a borrowed one is copied once.

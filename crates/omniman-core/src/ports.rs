@@ -1,10 +1,10 @@
-//! Storage ports: the async traits a backend implements (ARCHITECTURE §2–§3).
+//! Storage ports: the async traits a backend implements (docs/architecture.md, "The core" and "Concurrency").
 //!
 //! Every write is a compare-and-set on what the service read; a method that reports `false`
 //! (or a `*Changed` variant) wrote nothing, and the service re-reads and decides again.
 //! Methods return `impl Future + Send` so the traits need no runtime and no boxing.
 //!
-//! Statement budget per call (SPEC §12), which backends must keep: `load_session` 1;
+//! Statement budget per call (docs/reference.md §12), which backends must keep: `load_session` 1;
 //! `update_session` ≤ 2 (the update, plus one multi-row directive insert when there are
 //! directives); `commit` ≤ 6; `order_by_ref` 1; `transition` 2; any list page 1.
 

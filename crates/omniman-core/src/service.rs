@@ -1,6 +1,6 @@
 //! `Omniman<S>`: the application service an embedding Rust program (or the HTTP adapter) calls.
 //!
-//! Every operation follows ARCHITECTURE §3: read, decide with the pure core, write once,
+//! Every operation follows docs/architecture.md, "Concurrency": read, decide with the pure core, write once,
 //! conditionally on what was read. A lost race re-reads from the store and decides again, a
 //! bounded number of times; no lock is held while deciding.
 
@@ -282,7 +282,7 @@ impl<S: Store> Omniman<S> {
         Err(StoreError::Contention(format!("opening a session on {}", channel.code)).into())
     }
 
-    /// Imports a session an external platform already validated (SPEC §11.2
+    /// Imports a session an external platform already validated (docs/reference.md §5,
     /// `POST /api/sessions/import`): the channel's edit policy is ignored, lines may carry their
     /// own ids, names and prices, import validators run, no check directive is enqueued, and
     /// `data` is stored as given (including `checks` and `issues`).
@@ -363,7 +363,7 @@ impl<S: Store> Omniman<S> {
         }
     }
 
-    /// Applies a batch of ops (SPEC §5) and returns the stored session.
+    /// Applies a batch of ops (docs/reference.md §5) and returns the stored session.
     pub async fn modify(
         &self,
         channel_code: &str,
@@ -421,7 +421,7 @@ impl<S: Store> Omniman<S> {
         Err(StoreError::Contention(format!("session {session_key}")).into())
     }
 
-    /// Commits a session into an order (SPEC §6). Without a key one is generated (the call is then
+    /// Commits a session into an order (docs/reference.md §6). Without a key one is generated (the call is then
     /// not replayable).
     pub async fn commit(
         &self,
@@ -481,7 +481,7 @@ impl<S: Store> Omniman<S> {
         Err(StoreError::Contention(format!("commit of {session_key}")).into())
     }
 
-    /// SPEC §6 step 14: hooks, then the channel's `on_create` transition.
+    /// docs/reference.md §6 step 14: hooks, then the channel's `on_create` transition.
     async fn after_commit(&self, channel: &Channel, session: &Session, order: &Order, ctx: &Ctx) {
         self.hooks("order_changed", |h| h.order_changed(order, "created", ctx.actor()));
         self.hooks("session_committed", |h| h.session_committed(session, order));
@@ -493,7 +493,7 @@ impl<S: Store> Omniman<S> {
         }
     }
 
-    /// Writes a check's result back if the session is still open at `expected_rev` (SPEC §7).
+    /// Writes a check's result back if the session is still open at `expected_rev` (docs/reference.md §7).
     /// `Ok(false)`: nothing written (missing, moved on, or no longer open).
     pub async fn apply_check_result(
         &self,
@@ -520,7 +520,7 @@ impl<S: Store> Omniman<S> {
         Err(StoreError::Contention(format!("session {session_key}")))
     }
 
-    /// Resolves an issue by one of its actions (SPEC §7): the issue's resolver turns the action
+    /// Resolves an issue by one of its actions (docs/reference.md §7): the issue's resolver turns the action
     /// into ops, applied by modify as an internal caller.
     ///
     /// With a `precondition` (`If-Match`), the session must match it both when the action is
@@ -578,7 +578,7 @@ impl<S: Store> Omniman<S> {
             .ok_or_else(|| TransitionError::OrderNotFound { order_ref: order_ref.to_owned() })
     }
 
-    /// Moves an order to `new_status` along its channel's flow (SPEC §10).
+    /// Moves an order to `new_status` along its channel's flow (docs/reference.md §10).
     pub async fn transition_order(
         &self,
         order_ref: &str,

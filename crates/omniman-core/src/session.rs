@@ -1,4 +1,4 @@
-//! Sessions and their lines (SPEC §1.2).
+//! Sessions and their lines (docs/reference.md §1.2).
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -271,7 +271,7 @@ pub(crate) fn set_key(map: &mut Map<String, Value>, key: &str, value: Value) {
     }
 }
 
-/// An `If-Match` precondition on a session (SPEC §11.2).
+/// An `If-Match` precondition on a session (docs/api.md, ETags and preconditions).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Precondition {
     /// `*`: any current representation.

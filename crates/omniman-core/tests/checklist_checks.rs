@@ -1,4 +1,4 @@
-//! SPEC §13 "Check write-back" and "Resolve" (with §7), including the bundled `ActionResolver`
+//! Check write-back and resolve (docs/reference.md §7), including the bundled `ActionResolver`
 //! registered as the `stock` resolver.
 //!
 //! Left to other layers:

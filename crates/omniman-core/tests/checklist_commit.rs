@@ -1,4 +1,4 @@
-//! SPEC §13 "Commit" (with §6): the order it creates, the idempotency table, check freshness and
+//! Commit (docs/reference.md §6): the order it creates, the idempotency table, check freshness and
 //! hold expiry, blocking issues, post-commit directives and the shopman pre-order.
 //!
 //! Left to other layers:
@@ -693,7 +693,7 @@ fn preorder_reminders_can_be_turned_off() {
 
 #[test]
 fn the_order_store_refuses_a_plan_whose_session_moved() {
-    // The commit write is conditional on the session version read (ARCHITECTURE §3).
+    // The commit write is conditional on the session version read (docs/architecture.md, "Concurrency").
     let world = World::new(vec![chan(1, POS)]);
     let s = world.open_with(POS, &json!([{"op": "add_line", "sku": "A", "qty": 1}]));
     let channel = world.channel(POS);

@@ -1,4 +1,4 @@
-//! SPEC §13 "Directive processing" (with §1.4 and §9): what a run turns a directive into (outcome
+//! Directive processing (docs/reference.md §1.4 and §9): what a run turns a directive into (outcome
 //! table, backoff, max attempts), the reaper, manual retry, and the in-memory queue's claim/finish
 //! semantics. The worker bullets are exercised through a one-cycle loop assembled from the core's
 //! pieces (claim → handler → `decide_outcome` → finish), the same pieces the server's worker uses.

@@ -1,4 +1,4 @@
-//! SPEC §13 "Extensions registry" (with §5 steps 7–8 and §8), plus the `[ext]` bullets the core
+//! The extensions registry (docs/reference.md §5 steps 7–8 and §8), plus the bundled extensions the core
 //! bundles: `pricing.item` over a `PriceList` and `pricing.session_total`.
 //!
 //! Left to other layers:
@@ -423,7 +423,7 @@ fn a_panicking_hook_never_alters_the_answer() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// [ext] pricing.item and pricing.session_total
+// The bundled pricing.item and pricing.session_total
 // ---------------------------------------------------------------------------------------------
 
 fn price_list() -> PriceList {

@@ -1,4 +1,4 @@
-//! SPEC §13 "Models" (with §1, §2 and §3): defaults of channels, sessions, directives and idempotency
+//! The data model (docs/reference.md §1, §2 and §3): defaults of channels, sessions, directives and idempotency
 //! records; seeded items; errors carrying code, message and context; money and quantity rules.
 //!
 //! Left to other layers:

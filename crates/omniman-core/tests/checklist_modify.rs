@@ -1,4 +1,4 @@
-//! SPEC §13 "Modify — state and policy" and "Modify — ops" (with §4 and §5).
+//! Modify: state and policy, and ops (docs/reference.md §4 and §5).
 //!
 //! Left to other layers:
 //! - HTTP layer: the HTTP status of each code, the `If-Match` header parsing on the wire, the rule that the
@@ -346,7 +346,7 @@ fn set_qty_judges_the_qty_before_looking_the_line_up_and_zero_is_not_removal() {
 
 #[test]
 fn line_totals_are_recomputed_when_qty_changes() {
-    // Δ SPEC §2: qty 1.5 → 3 at 333 gives 999 (the original kept 500).
+    // docs/reference.md §2: qty 1.5 → 3 at 333 gives 999 (the original kept 500).
     let world = pos();
     let s = world.open_with(POS, &json!([{"op": "add_line", "sku": "A", "qty": 1.5, "unit_price_q": 333}]));
     assert_eq!(s.items[0].line_total_q, Some(500));

@@ -1,7 +1,7 @@
-//! SPEC §13 "Orders" (with §1.3 and §10): status timestamps, the default and per-channel transition
+//! Orders (docs/reference.md §1.3 and §10): status timestamps, the default and per-channel transition
 //! tables (iFood, e-commerce and PDV flows), `terminal_status`, `invalid_transition`, events and
 //! `emit_event`, values stored as given, and the automatic transition on create. Also the store side of
-//! §13 "Polling stream" (`orders_after`, `max_order_id`) and the two-decimal total format.
+//! the order stream of docs/api.md (`orders_after`, `max_order_id`) and the two-decimal total format.
 //!
 //! Left to other layers:
 //! - HTTP layer: `POST /api/orders/{ref}/transition` (`previous_status` in the body), `GET /api/orders`

@@ -1,4 +1,4 @@
-//! SPEC §13 "Sessions API", the rules the core owns (§1.2, §11.2 addressing, §11.4): open and
+//! The sessions API, the rules the core owns (docs/reference.md §1.2 and §11): open and
 //! get-or-open by handle, `session_exists`, `channel_inactive`, and an ambiguous key without a
 //! channel code → `channel_code_required`; plus abandon.
 //!

@@ -1,4 +1,4 @@
-//! Properties of the core that must hold for every input (SPEC §2, §4, §5, §6, §10):
+//! Properties of the core that must hold for every input (docs/reference.md §2, §4, §5, §6, §10):
 //!
 //! - a failed batch leaves the session byte-for-byte unchanged (service + in-memory store, and
 //!   `apply_ops` on a clone);

@@ -4,7 +4,7 @@
 //! `serde_json::Value` and then read field by field, recording problems under their paths.
 //! A top-level field the route never reads is refused as unknown (a misspelt `idempotency_key`
 //! must not silently commit without one); inside ops, `data` and `meta` the core's own rules
-//! apply (unknown op fields are ignored, SPEC §4).
+//! apply (unknown op fields are ignored, docs/reference.md §4).
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, web};

@@ -1,6 +1,6 @@
 //! # omniman-http
 //!
-//! The REST adapter of Omniman (SPEC §11.2): actix-web routes under `/api`, bearer-token auth,
+//! The REST adapter of Omniman (docs/api.md; docs/reference.md §11): actix-web routes under `/api`, bearer-token auth,
 //! one error type for every failure, pagination, ETags, rate limits, metrics and a generated
 //! OpenAPI document with an interactive page. Handlers are thin: they read and check the
 //! request, call [`omniman_core::Omniman`], and shape the answer. Everything is generic over the
@@ -55,7 +55,7 @@ use crate::handlers::{admin, meta, orders, sessions};
 use crate::middleware::Observe;
 use crate::state::TokenLookup;
 
-/// Registers the shared data and every route (SPEC §11.2) on `cfg`.
+/// Registers the shared data and every route (docs/api.md) on `cfg`.
 ///
 /// This is the routing alone: [`app`] adds the middleware the contract relies on (optional
 /// trailing slash, JSON 405 with `Allow`, the body limit, compression, request ids, logs and

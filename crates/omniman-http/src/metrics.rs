@@ -81,7 +81,7 @@ fn latency_histogram() -> Histogram {
 }
 
 fn statements_histogram() -> Histogram {
-    // SPEC §12 budgets: load 1, modify 3, transition 3, commit 8 (plus 1 for the token lookup).
+    // The budgets of docs/reference.md §12: load 1, modify 3, transition 3, commit 8 (plus 1 for the token lookup).
     Histogram::new([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 25.0])
 }
 

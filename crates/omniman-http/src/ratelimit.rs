@@ -1,4 +1,4 @@
-//! Rate limits per principal and route class (SPEC §11.2 Limits): an in-process token bucket.
+//! Rate limits per principal and route class (docs/api.md, Rate limits): an in-process token bucket.
 //!
 //! Nothing is limited unless limits are configured: server-wide defaults, or a token's own limits
 //! (which win, class by class). Each (principal, class) pair has its own bucket holding up to

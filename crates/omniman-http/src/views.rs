@@ -1,4 +1,4 @@
-//! The JSON shapes of requests and responses (SPEC §11.2 Bodies), with their OpenAPI schemas.
+//! The JSON shapes of requests and responses (docs/api.md, Routes), with their OpenAPI schemas.
 //!
 //! Responses are built from the core's types here and nowhere else. Timestamps are RFC 3339 in
 //! UTC with a `Z`; quantities are 3-decimal strings; money is integer quanta.

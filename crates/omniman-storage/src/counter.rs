@@ -1,4 +1,4 @@
-//! Counting SQL statements, for the query budget (SPEC §12: statements per request,
+//! Counting SQL statements, for the query budget (docs/reference.md §12: statements per request,
 //! transaction control excluded).
 //!
 //! A [`StatementCounter`] is made current for a future with [`StatementCounter::scope`].

@@ -1,4 +1,4 @@
-//! The statement budget (SPEC §12, `omniman_core::ports`), counted with `StatementCounter`
+//! The statement budget (docs/reference.md §12, `omniman_core::ports`), counted with `StatementCounter`
 //! (transaction control excluded) on both backends.
 
 mod common;

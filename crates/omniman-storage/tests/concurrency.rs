@@ -1,4 +1,4 @@
-//! Concurrency on the real backends (ARCHITECTURE §3): compare-and-set writes under contention,
+//! Concurrency on the real backends (docs/architecture.md, "Concurrency"): compare-and-set writes under contention,
 //! one order per session however many commits race, claims that never overlap across pools,
 //! and commits that die midway leaving nothing behind.
 
@@ -116,7 +116,7 @@ async fn fifty_commits_with_one_key_make_one_order(test_db: &TestDb) {
                 assert_eq!(answer.code, 201, "{answer:?}");
                 refs.insert(answer.order_ref().unwrap().to_owned());
             }
-            // Allowed by SPEC §6 while the winner's key is being written (not with this store,
+            // Allowed by docs/reference.md §6 while the winner's key is being written (not with this store,
             // whose commit writes the record in the same transaction, but harmless).
             Err(CommitError::InProgress { .. }) => in_progress += 1,
             Err(e) => panic!("commit failed: {e:?}"),

@@ -1,4 +1,4 @@
-//! The built-in stock backend (SPEC §7, §8 `StockBackend`) on both backends: the same semantics
+//! The built-in stock backend (docs/reference.md §7, §8 `StockBackend`) on both backends: the same semantics
 //! as the worker's `MemoryStock` (one scenario run on all three), holds that stay atomic when
 //! sessions and processes race for the last units, and the stock check end to end through the
 //! service and the bundled handlers.

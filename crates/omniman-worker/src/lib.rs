@@ -1,6 +1,6 @@
 //! # omniman-worker
 //!
-//! Runs directives (SPEC §9): a claimer takes batches of queued directives, runs their handlers
+//! Runs directives (docs/reference.md §9): a claimer takes batches of queued directives, runs their handlers
 //! concurrently (each with a timeout), records every outcome of the batch in one write, applies
 //! the retry policy, reaps directives stuck in `running`, and drains on shutdown so a clean stop
 //! leaves nothing `running`.

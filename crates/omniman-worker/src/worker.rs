@@ -18,7 +18,7 @@ use omniman_core::ports::DirectiveQueue;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-/// Worker settings; the defaults are SPEC §9's.
+/// Worker settings; the defaults are those of docs/reference.md §9.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
     /// Topics to run; `None` = every topic with a registered handler. Forcing a topic without a
@@ -406,7 +406,7 @@ impl<Q: DirectiveQueue + 'static> Worker<Q> {
         Ok(report)
     }
 
-    /// One-shot mode: reap, then one cycle (SPEC §9).
+    /// One-shot mode: reap, then one cycle (docs/reference.md §9).
     pub async fn run_once(&self) -> Result<CycleReport, StoreError> {
         let reaped = self.reap().await?;
         let Some(topics) = self.topics() else {

@@ -1,4 +1,4 @@
-//! The bundled handlers end to end on the in-memory store (SPEC §7, §8, §13 "Extensions").
+//! The bundled handlers end to end on the in-memory store (docs/reference.md §7, §8).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -671,7 +671,7 @@ async fn a_backend_error_while_holding_is_retried_and_writes_nothing() {
     let key = shop.open().await;
     shop.modify(&key, json!([{"op": "add_line", "sku": "FLOUR", "qty": 2, "unit_price_q": 300}])).await;
     shop.run().await;
-    // An IO failure is transient (SPEC §8): the directive goes back to the queue, and no check
+    // An IO failure is transient (docs/reference.md §8): the directive goes back to the queue, and no check
     // result or issue is written, so the session cannot commit on it.
     let hold = shop.directives("stock.hold")[0].clone();
     assert_eq!((hold.status, hold.attempts), (DirectiveStatus::Queued, 1));

@@ -1,4 +1,4 @@
-//! Worker behaviour (SPEC §9, §13 "Directive processing") on the in-memory queue.
+//! Worker behaviour (docs/reference.md §9) on the in-memory queue.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

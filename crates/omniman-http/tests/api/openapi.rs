@@ -70,3 +70,64 @@ async fn the_served_document_is_the_generated_one() {
     let generated: Value = serde_json::from_str(&omniman_http::ApiDoc::openapi().to_json().unwrap()).unwrap();
     assert_eq!(served, generated);
 }
+
+/// The operations of the document, as (method, path, operation).
+fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+    let mut all = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            all.push((method.clone(), path.clone(), operation.clone()));
+        }
+    }
+    all
+}
+
+/// Asserts that `operation` declares `status` as an error body naming `code`.
+fn assert_declares(method: &str, path: &str, operation: &Value, status: &str, code: &str) {
+    let response = &operation["responses"][status];
+    assert!(response.is_object(), "{method} {path} declares no {status}");
+    let description = response["description"].as_str().unwrap_or_default();
+    assert!(description.contains(&format!("`{code}`")), "{method} {path} {status} does not name {code}: {description}");
+    assert_eq!(
+        response["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody",
+        "{method} {path} {status}"
+    );
+}
+
+#[test]
+fn every_operation_declares_the_transport_errors() {
+    let doc: Value = serde_json::from_str(&omniman_http::ApiDoc::openapi().to_json().unwrap()).unwrap();
+    let operations = operations(&doc);
+    assert_eq!(operations.len(), 20);
+    for (method, path, operation) in &operations {
+        assert_declares(method, path, operation, "500", "internal_error");
+        // Every POST reads a JSON body, so each one is subject to the body limit and the
+        // content type.
+        assert_eq!(operation.get("requestBody").is_some(), method == "post", "{method} {path}");
+        if method == "post" {
+            assert_declares(method, path, operation, "413", "payload_too_large");
+            assert_declares(method, path, operation, "415", "unsupported_media_type");
+        }
+        // The rate limiter runs with authentication: every route behind the token can answer 429,
+        // and only the health routes are public.
+        let authenticated =
+            operation["security"].as_array().is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+        assert_eq!(authenticated, !path.starts_with("/api/health"), "{method} {path}");
+        if authenticated {
+            assert_declares(method, path, operation, "429", "rate_limited");
+            assert_eq!(operation["responses"]["429"]["headers"]["Retry-After"]["schema"]["type"], "integer");
+        } else {
+            assert!(operation["responses"].get("429").is_none(), "{method} {path}");
+        }
+    }
+}
+
+#[test]
+fn the_document_names_a_server_to_replace() {
+    let doc: Value = serde_json::from_str(&omniman_http::ApiDoc::openapi().to_json().unwrap()).unwrap();
+    let servers = doc["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 1);
+    // The default of `omniman serve --bind`.
+    assert_eq!(servers[0]["url"], "http://127.0.0.1:8000");
+    assert!(servers[0]["description"].as_str().unwrap().contains("replace"));
+}

@@ -167,7 +167,7 @@ async fn fields_in_the_wrong_place_are_400_and_change_nothing() {
     )
     .expect_error(400, "validation_error");
     assert!(ctx["fields"]["sku"].is_array(), "{ctx}");
-    // Inside an op, unknown fields are ignored (SPEC §4).
+    // Inside an op, unknown fields are ignored (docs/reference.md §4).
     let lenient = r#"{"channel_code":"pos","ops":[{"op":"set_data","path":"notes","value":1,"comment":"hi"}]}"#;
     call!(app, raw_post(&modify, json_ct, lenient)).expect(200);
     // Only the lenient modify wrote.

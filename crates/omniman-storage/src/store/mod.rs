@@ -7,7 +7,7 @@
 //! supports on a multi-threaded runtime). The statement counter of the caller's scope is
 //! carried into the task.
 //!
-//! Writes follow ARCHITECTURE §3: every `UPDATE` is conditional on what the service read
+//! Writes follow docs/architecture.md, "Concurrency": every `UPDATE` is conditional on what the service read
 //! (`version` for sessions, `status` for orders, `status`/`attempts` for directives) and
 //! reports whether it applied; nothing is locked while the service decides.
 

@@ -1,4 +1,4 @@
-//! The built-in stock backend (SPEC §7, §8 `StockBackend`) on [`Database`]: levels in
+//! The built-in stock backend (docs/reference.md §7, §8 `StockBackend`) on [`Database`]: levels in
 //! `stock_levels`, holds in `stock_holds`, on either backend.
 //!
 //! Semantics are those of the worker's in-process `MemoryStock`:
@@ -134,7 +134,7 @@ impl StockBackend for Database {
     }
 
     /// Always empty: the stock tables know no catalogue to suggest substitutes from (and no
-    /// flow asks for them, SPEC §7).
+    /// flow asks for them, docs/reference.md §7).
     async fn get_alternatives(&self, _sku: &str, _qty: Qty) -> Result<Vec<Alternative>, BackendError> {
         Ok(Vec::new())
     }

@@ -1,4 +1,4 @@
-//! The bundled directive handlers and backends (SPEC §7, §8).
+//! The bundled directive handlers and backends (docs/reference.md §7, §8).
 //!
 //! Handlers hold an `Arc<Omniman<S>>` to read sessions and orders and to write check results, so
 //! they go in the registry given to the [`crate::Worker`], not in the service's own registry.

@@ -1,4 +1,4 @@
-//! Payments (SPEC §8): the `PaymentBackend` trait, a mock backend, and the `payment.capture` and
+//! Payments (docs/reference.md §8): the `PaymentBackend` trait, a mock backend, and the `payment.capture` and
 //! `payment.refund` handlers.
 
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! The stock check flow (SPEC §7): `stock.hold` reserves what a session needs and writes the
+//! The stock check flow (docs/reference.md §7): `stock.hold` reserves what a session needs and writes the
 //! result back as the `stock` check; `stock.commit` turns the holds into sales after commit.
 
 use std::collections::HashMap;
