@@ -260,7 +260,8 @@ pub(crate) enum StockCommand {
     Set {
         /// SKU.
         sku: String,
-        /// Quantity (up to 3 decimals).
+        /// Quantity on hand (up to 3 decimals; 0 means sold out).
+        #[arg(allow_negative_numbers = true)]
         qty: String,
         /// Database.
         #[command(flatten)]

@@ -7,7 +7,7 @@ use chrono::{TimeDelta, Utc};
 use omniman_core::channel::{Channel, ChannelSpec};
 use omniman_core::directive::{DirectiveStatus, RetryPolicy, manual_retry};
 use omniman_core::ext::Extensions;
-use omniman_core::money::Qty;
+use omniman_core::money::{Qty, QtyError};
 use omniman_core::page::PageRequest;
 use omniman_core::ports::{
     ApiToken, ChannelStore, DirectiveFilter, DirectiveQueue, IdempotencyStore, Role, SessionStore, TokenStore,
@@ -216,14 +216,26 @@ pub(crate) async fn stock(command: StockCommand) -> anyhow::Result<()> {
     match command {
         StockCommand::Set { sku, qty, db } => {
             anyhow::ensure!(!sku.is_empty() && sku.len() <= 64, "SKU must be 1 to 64 characters");
-            let qty: Qty = qty.parse().map_err(|e| anyhow::anyhow!("quantity: {e}"))?;
+            let on_hand = parse_on_hand(&qty)?;
             let database = open_database(&db).await?;
-            database.set_stock_level(&sku, qty, Utc::now()).await?;
-            println!("{sku}: {qty}");
+            match on_hand {
+                Some(qty) => {
+                    database.set_stock_level(&sku, qty, Utc::now()).await?;
+                    println!("{sku}: {qty}");
+                }
+                None => {
+                    database.set_stock_sold_out(&sku, Utc::now()).await?;
+                    println!("{sku}: 0.000");
+                }
+            }
         }
         StockCommand::List(db) => {
             let database = open_database(&db).await?;
-            for level in database.stock_levels(Utc::now()).await? {
+            let levels = database.stock_levels(Utc::now()).await?;
+            if levels.is_empty() {
+                println!("no stock levels");
+            }
+            for level in levels {
                 println!(
                     "{:<24} on_hand={} held={} available={}",
                     level.sku, level.on_hand, level.held, level.available
@@ -232,6 +244,22 @@ pub(crate) async fn stock(command: StockCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A quantity on hand for `stock set`: `Some` positive quantity, or `None` for zero (sold out).
+/// Negative quantities are refused: holds, not the level, account for what is promised.
+fn parse_on_hand(text: &str) -> anyhow::Result<Option<Qty>> {
+    match text.parse::<Qty>() {
+        Ok(qty) => Ok(Some(qty)),
+        // Not positive: zero (however written, `-0` included) or negative.
+        Err(QtyError::NotPositive) => match text.trim().strip_prefix('-').map(str::parse::<Qty>) {
+            Some(Ok(_) | Err(QtyError::TooLarge | QtyError::TooPrecise)) => {
+                bail!("quantity on hand cannot be negative ({}); use 0 for sold out", text.trim())
+            }
+            _ => Ok(None),
+        },
+        Err(e) => bail!("{e}"),
+    }
 }
 
 /// `omniman cleanup`: with no flag, the idempotency-key cleanup alone (abandoning sessions
@@ -255,7 +283,21 @@ pub(crate) async fn cleanup(args: CleanupArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::read_channel_specs;
+    use super::{parse_on_hand, read_channel_specs};
+
+    #[test]
+    fn on_hand_is_positive_or_zero() {
+        assert_eq!(parse_on_hand("2.5").unwrap().map(|q| q.millis()), Some(2500));
+        for zero in ["0", "0.000", "-0", "+0", " 0 ", "0e3"] {
+            assert_eq!(parse_on_hand(zero).unwrap(), None, "{zero}");
+        }
+        for negative in ["-1", "-0.001", "-1000000000"] {
+            let error = parse_on_hand(negative).unwrap_err().to_string();
+            assert!(error.starts_with("quantity on hand cannot be negative"), "{negative}: {error}");
+        }
+        assert_eq!(parse_on_hand("x").unwrap_err().to_string(), "quantity is not a number");
+        assert_eq!(parse_on_hand("0.0001").unwrap_err().to_string(), "quantity has more than 3 decimals");
+    }
 
     #[test]
     fn reads_json_and_toml_channels() {

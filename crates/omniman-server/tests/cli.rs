@@ -302,3 +302,26 @@ async fn cleanup_without_flags_deletes_expired_idempotency_keys_only() {
     let (status, session) = Api::new(&server.base, &token).get(&format!("/sessions/{key}?channel_code=pos")).await;
     assert_eq!((status, session["state"].as_str()), (200, Some("abandoned")), "{session}");
 }
+
+#[test]
+fn stock_set_accepts_zero_for_sold_out_and_refuses_a_negative_quantity() {
+    let dir = temp_dir();
+    let url = sqlite_url(dir.path(), "stock");
+    assert_eq!(cli_out(&url, &["stock", "list"]), "no stock levels", "an empty list says so");
+    assert_eq!(cli_out(&url, &["stock", "set", "CAKE", "3"]), "CAKE: 3.000");
+    assert_eq!(cli_out(&url, &["stock", "set", "CAKE", "0"]), "CAKE: 0.000", "zero is sold out");
+    assert_eq!(cli_out(&url, &["stock", "set", "TEA", "0.000"]), "TEA: 0.000");
+    let rows: Vec<Vec<String>> =
+        cli_out(&url, &["stock", "list"]).lines().map(|l| l.split_whitespace().map(str::to_owned).collect()).collect();
+    assert_eq!(
+        rows,
+        [
+            ["CAKE", "on_hand=0.000", "held=0.000", "available=0.000"],
+            ["TEA", "on_hand=0.000", "held=0.000", "available=0.000"]
+        ]
+    );
+    let stderr = fails(&url, &["stock", "set", "CAKE", "-2"]);
+    assert!(stderr.contains("quantity on hand cannot be negative (-2); use 0 for sold out"), "{stderr}");
+    let stderr = fails(&url, &["stock", "set", "CAKE", "lots"]);
+    assert!(stderr.contains("quantity is not a number"), "{stderr}");
+}
