@@ -231,10 +231,14 @@ pub(crate) enum DirectivesCommand {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Put a queued or failed directive back in the queue, available now (attempts kept).
+    /// Put a queued or failed directive (with --force, a done or running one) back in the queue,
+    /// available now (attempts kept).
     Retry {
         /// Directive id.
         id: i64,
+        /// Retry a `done` directive (it runs again) or take a `running` one from its worker.
+        #[arg(long)]
+        force: bool,
         /// Database.
         #[command(flatten)]
         db: DbArgs,

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use chrono::{TimeDelta, Utc};
 use omniman_core::channel::{Channel, ChannelSpec};
-use omniman_core::directive::{DirectiveStatus, RetryPolicy, manual_retry};
+use omniman_core::directive::{DirectiveStatus, RetryPolicy, operator_retry};
 use omniman_core::ext::Extensions;
 use omniman_core::money::{Qty, QtyError};
 use omniman_core::page::PageRequest;
@@ -171,6 +171,9 @@ pub(crate) async fn directives(command: DirectivesCommand) -> anyhow::Result<()>
             let database = open_database(&db).await?;
             let page =
                 database.list_directives(&DirectiveFilter { topic, status }, &PageRequest::new(None, 100)).await?;
+            if page.items.is_empty() {
+                println!("no directives");
+            }
             for d in page.items {
                 println!(
                     "{:>8} {:<24} {:<8} attempts={} available_at={} {}",
@@ -188,13 +191,21 @@ pub(crate) async fn directives(command: DirectivesCommand) -> anyhow::Result<()>
             let Some(d) = database.directive(id).await? else { bail!("no directive {id}") };
             println!("{}", serde_json::to_string_pretty(&d)?);
         }
-        DirectivesCommand::Retry { id, db } => {
+        DirectivesCommand::Retry { id, force, db } => {
             let database = open_database(&db).await?;
             let Some(d) = database.directive(id).await? else { bail!("no directive {id}") };
-            let Some(update) = manual_retry(&d, Utc::now()) else {
-                bail!("directive {id} is running; it cannot be retried now")
+            let update = match operator_retry(&d, force, Utc::now()) {
+                Ok(update) => update,
+                Err(reason) => bail!("directive {id} {reason}; retry it anyway with --force"),
             };
-            anyhow::ensure!(database.requeue(&update, Utc::now()).await?, "directive {id} started running meanwhile");
+            // A running directive is taken from its worker like a reap, conditional on that
+            // claim; any other only while no worker has claimed it since it was read.
+            let applied = if d.status == DirectiveStatus::Running {
+                database.finish(std::slice::from_ref(&update), Utc::now()).await? == 1
+            } else {
+                database.requeue(&update, Utc::now()).await?
+            };
+            anyhow::ensure!(applied, "directive {id} changed meanwhile; look at it again");
             println!("directive {id} queued");
         }
         DirectivesCommand::Reap { timeout, max_attempts, db } => {

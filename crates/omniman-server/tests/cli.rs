@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use common::{Api, Running, apply_channels, cli_out, command, free_port, run, sqlite_url, temp_dir};
+use omniman_core::directive::{Directive, DirectiveStatus, DirectiveUpdate, NewDirective};
 use omniman_core::idempotency::{IdempotencyRecord, IdempotencyStatus};
 use omniman_core::ports::{DirectiveQueue, IdempotencyStore};
 use omniman_storage::{Database, StorageConfig};
@@ -231,8 +232,8 @@ async fn a_failed_directive_is_listed_shown_retried_and_reaped() {
     assert_eq!(rows[0][..4], [id_text.as_str(), "webhook.post", "failed", "attempts=1"]);
     assert_eq!(rows[0][5..].join(" "), "no webhooks.url configured for channel hooks");
     assert_eq!(directive_rows(&url, &["--topic", "webhook.post"]).len(), 1);
-    assert!(directive_rows(&url, &["--topic", "stock.hold"]).is_empty());
-    assert!(directive_rows(&url, &["--status", "queued"]).is_empty());
+    assert_eq!(cli_out(&url, &["directives", "list", "--topic", "stock.hold"]), "no directives");
+    assert_eq!(cli_out(&url, &["directives", "list", "--status", "queued"]), "no directives");
     let shown: Value = serde_json::from_str(&cli_out(&url, &["directives", "show", &id_text])).unwrap();
     assert_eq!((shown["status"].as_str(), shown["payload"]["channel_code"].as_str()), (Some("failed"), Some("hooks")));
     assert_eq!(shown["payload"]["order_ref"], committed["order_ref"]);
@@ -324,4 +325,53 @@ fn stock_set_accepts_zero_for_sold_out_and_refuses_a_negative_quantity() {
     assert!(stderr.contains("quantity on hand cannot be negative (-2); use 0 for sold out"), "{stderr}");
     let stderr = fails(&url, &["stock", "set", "CAKE", "lots"]);
     assert!(stderr.contains("quantity is not a number"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_refuses_done_and_running_directives_unless_forced() {
+    let dir = temp_dir();
+    let url = sqlite_url(dir.path(), "retry");
+    cli_out(&url, &["migrate"]);
+    let database = Database::connect(&StorageConfig::new(url.clone())).await.unwrap();
+    let now = Utc::now() - TimeDelta::seconds(1);
+    let new = NewDirective { topic: "test.noop".into(), payload: serde_json::Map::new(), available_at: now };
+    let id = database.enqueue(&[new]).await.unwrap()[0];
+    let claimed = database.claim(None, 1, Utc::now()).await.unwrap();
+    assert_eq!(database.finish(&[done_update(&claimed[0])], Utc::now()).await.unwrap(), 1);
+    let id_text = id.to_string();
+    let status = |database: &Database| {
+        let database = database.clone();
+        async move { database.directive(id).await.unwrap().unwrap().status }
+    };
+
+    let stderr = fails(&url, &["directives", "retry", &id_text]);
+    assert!(stderr.contains(&format!("directive {id} is done")), "{stderr}");
+    assert!(stderr.contains("--force"), "the message names the override: {stderr}");
+    assert_eq!(status(&database).await, DirectiveStatus::Done, "nothing changed");
+    assert_eq!(cli_out(&url, &["directives", "retry", &id_text, "--force"]), format!("directive {id} queued"));
+    assert_eq!(status(&database).await, DirectiveStatus::Queued);
+
+    // Claimed by a worker: refused, then taken back by force; the worker's late outcome is ignored.
+    let claimed = database.claim(None, 1, Utc::now()).await.unwrap();
+    let stderr = fails(&url, &["directives", "retry", &id_text]);
+    assert!(stderr.contains(&format!("directive {id} is running")) && stderr.contains("--force"), "{stderr}");
+    assert_eq!(status(&database).await, DirectiveStatus::Running);
+    assert_eq!(cli_out(&url, &["directives", "retry", &id_text, "--force"]), format!("directive {id} queued"));
+    assert_eq!(status(&database).await, DirectiveStatus::Queued);
+    let late = done_update(&claimed[0]);
+    assert_eq!(database.finish(&[late], Utc::now()).await.unwrap(), 0, "the worker's claim is gone");
+    database.close();
+}
+
+/// The outcome a worker records for a successful run of its claim `d`.
+fn done_update(d: &Directive) -> DirectiveUpdate {
+    DirectiveUpdate {
+        id: d.id,
+        claimed_attempts: d.attempts,
+        status: DirectiveStatus::Done,
+        attempts: d.attempts,
+        available_at: d.available_at,
+        last_error: String::new(),
+        payload_patch: serde_json::Map::new(),
+    }
 }
