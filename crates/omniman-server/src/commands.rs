@@ -122,6 +122,12 @@ pub(crate) async fn tokens(command: TokensCommand) -> anyhow::Result<()> {
         TokensCommand::Create { name, role, channels, rate_limit, db } => {
             anyhow::ensure!(!name.is_empty() && name.chars().count() <= 128, "--name must be 1 to 128 characters");
             let database = open_database(&db).await?;
+            let channels: Option<Vec<String>> =
+                channels.map(|c| c.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
+            if let Some(codes) = &channels {
+                let known: Vec<String> = database.list_channels().await?.into_iter().map(|c| c.code).collect();
+                check_channel_codes(codes, &known)?;
+            }
             let token = generate_token();
             let record = ApiToken {
                 id: 0,
@@ -131,8 +137,7 @@ pub(crate) async fn tokens(command: TokensCommand) -> anyhow::Result<()> {
                     RoleArg::Client => Role::Client,
                     RoleArg::Admin => Role::Admin,
                 },
-                channels: channels
-                    .map(|c| c.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()),
+                channels,
                 created_at: Utc::now(),
                 revoked_at: None,
                 // Stored in the parser's own spelling; an empty `--rate-limit ""` means none.
@@ -143,7 +148,13 @@ pub(crate) async fn tokens(command: TokensCommand) -> anyhow::Result<()> {
         }
         TokensCommand::List(db) => {
             let database = open_database(&db).await?;
-            for t in database.list_tokens().await? {
+            let tokens = database.list_tokens().await?;
+            if tokens.is_empty() {
+                println!("no tokens");
+            } else {
+                println!("{:<24} {:<7} {:<24} {:<32} STATE", "NAME", "ROLE", "CHANNELS", "RATE_LIMITS");
+            }
+            for t in tokens {
                 let channels = t.channels.map_or_else(|| "*".to_owned(), |c| c.join(","));
                 let limits = t.rate_limits.unwrap_or_else(|| "-".to_owned());
                 let state =
@@ -158,6 +169,22 @@ pub(crate) async fn tokens(command: TokensCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Refuses channel codes that are not in `known`, naming them and the known ones: a token for a
+/// misspelt channel would be refused on every request, long after it was handed out.
+fn check_channel_codes(codes: &[String], known: &[String]) -> anyhow::Result<()> {
+    let unknown: Vec<&str> = codes.iter().filter(|c| !known.contains(c)).map(String::as_str).collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let noun = if unknown.len() == 1 { "channel" } else { "channels" };
+    let known = if known.is_empty() {
+        "there are no channels yet; create them with `omniman channels apply FILE` or `omniman demo`".to_owned()
+    } else {
+        format!("known: {}", known.join(", "))
+    };
+    bail!("unknown {noun}: {} ({known})", unknown.join(", "))
 }
 
 /// `omniman directives …`.

@@ -172,6 +172,8 @@ async fn a_revoked_token_gets_401_at_once() {
     cli_out(&url, &["tokens", "create", "--name", "ops", "--role", "admin"]);
     let listed = cli_out(&url, &["tokens", "list"]);
     assert!(!listed.contains(&token), "never the secret: {listed}");
+    let header: Vec<&str> = listed.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "ROLE", "CHANNELS", "RATE_LIMITS", "STATE"], "a header row first: {listed}");
     let till: Vec<&str> = listed.lines().find(|l| l.starts_with("till-1 ")).unwrap().split_whitespace().collect();
     assert_eq!(till, ["till-1", "client", "pos", "-", "active"]);
 
@@ -374,4 +376,17 @@ fn done_update(d: &Directive) -> DirectiveUpdate {
         last_error: String::new(),
         payload_patch: serde_json::Map::new(),
     }
+}
+
+#[test]
+fn a_token_for_an_unknown_channel_is_refused_naming_it_and_the_known_ones() {
+    let dir = temp_dir();
+    let url = sqlite_url(dir.path(), "token-channels");
+    let stderr = fails(&url, &["tokens", "create", "--name", "t", "--role", "client", "--channels", "pos"]);
+    assert!(stderr.contains("unknown channel: pos (there are no channels yet"), "{stderr}");
+    apply_channels(&url, dir.path(), &json!([{"code": "pos"}, {"code": "web"}]));
+    let stderr = fails(&url, &["tokens", "create", "--name", "t", "--role", "client", "--channels", "pos,nope,gone"]);
+    assert!(stderr.contains("unknown channels: nope, gone (known: pos, web)"), "{stderr}");
+    assert_eq!(cli_out(&url, &["tokens", "list"]), "no tokens", "nothing was stored");
+    cli_out(&url, &["tokens", "create", "--name", "t", "--role", "client", "--channels", "web,pos"]);
 }
