@@ -59,7 +59,7 @@ pub(crate) async fn ready<S: Store + 'static>(state: web::Data<AppState<S>>) -> 
                     CheckStatus::Failing => "failing",
                 }
                 .into(),
-                latency_ms: (c.latency.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+                latency_ms: crate::middleware::millis(c.latency),
                 message: c.message,
             })
             .collect(),
