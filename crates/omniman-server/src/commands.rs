@@ -17,12 +17,12 @@ use omniman_worker::{Worker, WorkerConfig};
 use serde_json::Value;
 
 use crate::cli::{ChannelsCommand, CleanupArgs, DbArgs, DirectivesCommand, RoleArg, StockCommand, TokensCommand};
-use crate::runtime::open_database;
+use crate::runtime::{open_and_migrate, open_database};
 
 /// `omniman migrate`.
 pub(crate) async fn migrate(db: &DbArgs) -> anyhow::Result<()> {
-    open_database(db).await?;
-    println!("migrations applied");
+    let (_, applied) = open_and_migrate(db).await?;
+    println!("{}", if applied.is_empty() { "already up to date" } else { "migrations applied" });
     Ok(())
 }
 

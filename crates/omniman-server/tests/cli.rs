@@ -11,6 +11,7 @@ use common::{Api, Running, apply_channels, cli_out, command, free_port, run, sql
 use omniman_core::directive::{Directive, DirectiveStatus, DirectiveUpdate, NewDirective};
 use omniman_core::idempotency::{IdempotencyRecord, IdempotencyStatus};
 use omniman_core::ports::{DirectiveQueue, IdempotencyStore};
+use omniman_storage::test_support::{TestDb, test_database_url, with_database_name};
 use omniman_storage::{Database, StorageConfig};
 use serde_json::{Value, json};
 
@@ -89,7 +90,7 @@ fn migrate_defaults_to_omniman_db_in_the_working_directory_and_is_idempotent() {
     assert!(stderr.contains("applied migration"), "the first run applies migrations: {stderr}");
     assert!(dir.path().join("omniman.db").is_file(), "the default database is ./omniman.db");
     let (stdout, stderr) = migrate(&[("OMNIMAN_LOG", "info")]);
-    assert_eq!(stdout.trim(), "migrations applied");
+    assert_eq!(stdout.trim(), "already up to date", "the second run says there was nothing to do");
     assert!(!stderr.contains("applied migration"), "nothing left to apply the second time: {stderr}");
 
     // DATABASE_URL wins over the default.
@@ -389,4 +390,22 @@ fn a_token_for_an_unknown_channel_is_refused_naming_it_and_the_known_ones() {
     assert!(stderr.contains("unknown channels: nope, gone (known: pos, web)"), "{stderr}");
     assert_eq!(cli_out(&url, &["tokens", "list"]), "no tokens", "nothing was stored");
     cli_out(&url, &["tokens", "create", "--name", "t", "--role", "client", "--channels", "web,pos"]);
+}
+
+#[test]
+fn a_refused_postgresql_connection_says_where_and_what_to_check() {
+    let stderr = fails("postgres://postgres@127.0.0.1:1/omniman", &["migrate"]);
+    assert!(stderr.contains("connection refused at 127.0.0.1:1; is PostgreSQL running? see DATABASE_URL"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_postgresql_database_says_how_to_create_it() {
+    // Only to learn whether the server is reachable (and skip loudly when it is not).
+    let Some(_server) = TestDb::postgres().await else { return };
+    let name = format!("omniman_missing_{}", std::process::id());
+    let url = with_database_name(&test_database_url(), &name);
+    let stderr = fails(&url, &["migrate"]);
+    assert!(stderr.contains(&format!("database \"{name}\" does not exist")), "{stderr}");
+    assert!(stderr.contains(&format!("createdb {name}")), "{stderr}");
+    assert!(stderr.contains(&format!("CREATE DATABASE \"{name}\"")), "{stderr}");
 }
