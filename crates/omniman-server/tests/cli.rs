@@ -409,3 +409,33 @@ async fn a_missing_postgresql_database_says_how_to_create_it() {
     assert!(stderr.contains(&format!("createdb {name}")), "{stderr}");
     assert!(stderr.contains(&format!("CREATE DATABASE \"{name}\"")), "{stderr}");
 }
+
+#[test]
+fn a_port_in_use_names_the_flag_and_the_variable() {
+    let dir = temp_dir();
+    let url = sqlite_url(dir.path(), "bind");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bind = taken.local_addr().unwrap().to_string();
+    let stderr = fails(&url, &["serve", "--bind", &bind, "--workers", "0"]);
+    assert!(stderr.contains(&format!("cannot listen on {bind}")), "{stderr}");
+    assert!(stderr.contains("in use"), "{stderr}");
+    assert!(stderr.contains("--bind") && stderr.contains("OMNIMAN_BIND"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bind_takes_a_host_name_or_a_bare_port() {
+    let dir = temp_dir();
+    let url = sqlite_url(dir.path(), "bind-forms");
+    for form in ["{port}", "localhost:{port}"] {
+        let port = free_port();
+        let bind = form.replace("{port}", &port.to_string());
+        let serve = command(&["serve", "--bind", &bind, "--database-url", &url, "--workers", "0"], &[]);
+        let running = Running::spawn_captured(serve, &format!("127.0.0.1:{port}")).await;
+        running.stop();
+    }
+    for bad in ["nowhere.invalid:80", "127.0.0.1", "8000x", "99999"] {
+        let stderr = fails(&url, &["serve", "--bind", bad]);
+        assert!(stderr.contains(&format!("invalid value '{bad}' for '--bind")), "{stderr}");
+        assert!(stderr.contains("e.g. 127.0.0.1:8000, localhost:8000, 0.0.0.0:8000 or 8000"), "{stderr}");
+    }
+}
