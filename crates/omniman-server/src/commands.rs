@@ -41,18 +41,28 @@ pub(crate) fn read_channel_specs(path: &Path) -> anyhow::Result<Vec<ChannelSpec>
     } else {
         serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?
     };
-    let specs: Vec<ChannelSpec> = match value {
-        Value::Array(items) => items
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| serde_json::from_value(v).with_context(|| format!("channel #{}", i + 1)))
-            .collect::<anyhow::Result<_>>()?,
-        other => vec![serde_json::from_value(other).context("channel")?],
+    let (items, listed) = match value {
+        Value::Array(items) => (items, true),
+        other => (vec![other], false),
     };
-    for spec in &specs {
-        spec.validate().with_context(|| format!("channel {}", spec.code))?;
-    }
-    Ok(specs)
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            // Named by position in a list and by code, so that the wrong entry is easy to find.
+            let which = match (listed, item.get("code").and_then(Value::as_str)) {
+                (true, Some(code)) => format!("channel #{} (code '{code}')", i + 1),
+                (true, None) => format!("channel #{} (no code)", i + 1),
+                (false, Some(code)) => format!("channel '{code}'"),
+                (false, None) => "the channel (no code)".to_owned(),
+            };
+            let spec: ChannelSpec =
+                serde_json::from_value(item).map_err(|e| anyhow::anyhow!("{}: {which}: {e}", path.display()))?;
+            // `validate` checks top-level fields only; its path is the field's name.
+            spec.validate().map_err(|e| anyhow::anyhow!("{}: {which}: {}: {}", path.display(), e.path, e.message))?;
+            Ok(spec)
+        })
+        .collect()
 }
 
 fn print_channel(channel: &Channel) {

@@ -439,3 +439,32 @@ async fn bind_takes_a_host_name_or_a_bare_port() {
         assert!(stderr.contains("e.g. 127.0.0.1:8000, localhost:8000, 0.0.0.0:8000 or 8000"), "{stderr}");
     }
 }
+
+#[test]
+fn a_bad_channel_file_names_the_file_the_index_and_the_code() {
+    let dir = temp_dir();
+    let url = sqlite_url(dir.path(), "apply");
+    let file = dir.path().join("channels.json");
+    let path = file.to_str().unwrap();
+    let cases = [
+        (
+            json!([{"code": "pos"}, {"code": "web", "config": {"required_checks_on_commit": "stock"}}]),
+            "channel #2 (code 'web'): config.required_checks_on_commit: must be a list of strings",
+        ),
+        (json!([{"code": "pos"}, {"code": "web", "colour": "red"}]), "channel #2 (code 'web'): unknown field `colour`"),
+        (json!([{"code": "pos"}, {"code": ""}]), "channel #2 (code ''): code: must be 1 to 64 characters"),
+        (json!([{"code": "pos"}, {"name": "Web"}]), "channel #2 (no code): missing field `code`"),
+        (json!({"code": "web", "display_order": -1}), "channel 'web': invalid value"),
+    ];
+    for (content, expected) in cases {
+        std::fs::write(&file, serde_json::to_vec(&content).unwrap()).unwrap();
+        let stderr = fails(&url, &["channels", "apply", path]);
+        assert!(stderr.contains(&format!("{path}: {expected}")), "{content}:\n{stderr}");
+    }
+    let toml = dir.path().join("channels.toml");
+    std::fs::write(&toml, "[[channels]]\ncode = \"a\"\n[[channels]]\ncode = \"b\"\nedit_policy = \"sometimes\"\n")
+        .unwrap();
+    let stderr = fails(&url, &["channels", "apply", toml.to_str().unwrap()]);
+    assert!(stderr.contains(&format!("{}: channel #2 (code 'b'): ", toml.display())), "{stderr}");
+    assert_eq!(cli_out(&url, &["channels", "list"]), "", "nothing was applied");
+}
