@@ -266,15 +266,12 @@ pub(crate) async fn stock(command: StockCommand) -> anyhow::Result<()> {
             anyhow::ensure!(!sku.is_empty() && sku.len() <= 64, "SKU must be 1 to 64 characters");
             let on_hand = parse_on_hand(&qty)?;
             let database = open_database(&db).await?;
-            match on_hand {
-                Some(qty) => {
-                    database.set_stock_level(&sku, qty, Utc::now()).await?;
-                    println!("{sku}: {qty}");
-                }
-                None => {
-                    database.set_stock_sold_out(&sku, Utc::now()).await?;
-                    println!("{sku}: 0.000");
-                }
+            if let Some(qty) = on_hand {
+                database.set_stock_level(&sku, qty, Utc::now()).await?;
+                println!("{sku}: {qty}");
+            } else {
+                database.set_stock_sold_out(&sku, Utc::now()).await?;
+                println!("{sku}: 0.000");
             }
         }
         StockCommand::List(db) => {
@@ -335,7 +332,7 @@ mod tests {
 
     #[test]
     fn on_hand_is_positive_or_zero() {
-        assert_eq!(parse_on_hand("2.5").unwrap().map(|q| q.millis()), Some(2500));
+        assert_eq!(parse_on_hand("2.5").unwrap().map(omniman_core::money::Qty::millis), Some(2500));
         for zero in ["0", "0.000", "-0", "+0", " 0 ", "0e3"] {
             assert_eq!(parse_on_hand(zero).unwrap(), None, "{zero}");
         }
