@@ -270,6 +270,41 @@ pub fn manual_retry(directive: &Directive, now: DateTime<Utc>) -> Option<Directi
     })
 }
 
+/// Why an operator's retry is refused unless forced (see [`operator_retry`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RetryRefused {
+    /// The directive is `done`: retrying runs its effect again.
+    #[error("is done: retrying runs its effect again")]
+    Done,
+    /// The directive is `running`: a worker holds it.
+    #[error("is running: a worker holds it (forcing the retry discards that worker's outcome)")]
+    Running,
+}
+
+/// An operator's retry: back to `queued`, available now, attempts kept. `queued` and `failed`
+/// directives may always be retried; `done` and `running` ones only when `force`d. A forced
+/// retry of a `running` directive must be applied like a reap (conditional on the claim), so that
+/// its worker's late outcome is ignored.
+pub fn operator_retry(directive: &Directive, force: bool, now: DateTime<Utc>) -> Result<DirectiveUpdate, RetryRefused> {
+    let refused = match directive.status {
+        DirectiveStatus::Queued | DirectiveStatus::Failed => None,
+        DirectiveStatus::Done => Some(RetryRefused::Done),
+        DirectiveStatus::Running => Some(RetryRefused::Running),
+    };
+    match refused {
+        Some(reason) if !force => Err(reason),
+        _ => Ok(DirectiveUpdate {
+            id: directive.id,
+            claimed_attempts: directive.attempts,
+            status: DirectiveStatus::Queued,
+            attempts: directive.attempts,
+            available_at: now,
+            last_error: directive.last_error.clone(),
+            payload_patch: Map::new(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,6 +389,22 @@ mod tests {
         assert_eq!(u.status, DirectiveStatus::Failed);
         assert_eq!(u.last_error, "Stuck in 'running' for >10min (reaped after 5 attempts)");
         assert_eq!(decide_reap(&running(1), &policy, TimeDelta::zero(), now() + TimeDelta::days(1)), None);
+    }
+
+    #[test]
+    fn operators_retry_done_and_running_directives_only_by_force() {
+        let mut d = running(2);
+        for (status, refused) in [
+            (DirectiveStatus::Queued, None),
+            (DirectiveStatus::Failed, None),
+            (DirectiveStatus::Done, Some(RetryRefused::Done)),
+            (DirectiveStatus::Running, Some(RetryRefused::Running)),
+        ] {
+            d.status = status;
+            assert_eq!(operator_retry(&d, false, now()).err(), refused, "{status:?}");
+            let u = operator_retry(&d, true, now()).unwrap();
+            assert_eq!((u.status, u.attempts, u.claimed_attempts), (DirectiveStatus::Queued, 2, 2));
+        }
     }
 
     #[test]

@@ -54,6 +54,15 @@ fn rate_limit_headers(status: &RateLimitStatus) -> [(HeaderName, HeaderValue); 4
     ]
 }
 
+/// `duration` in milliseconds, whole microseconds only, as logs and readiness report it: the
+/// plain float conversion prints noise such as `0.050065000000000005`.
+pub(crate) fn millis(duration: Duration) -> f64 {
+    // Whole microseconds are exact in an f64 far beyond any request's duration.
+    #[allow(clippy::cast_precision_loss)]
+    let micros = duration.as_micros() as f64;
+    micros / 1000.0
+}
+
 /// The outermost middleware: request id, a tracing span around everything the request does,
 /// one log line per request (`warn` when slow), request metrics, and `RateLimit-*` headers.
 pub(crate) async fn observe(
@@ -94,7 +103,7 @@ pub(crate) async fn observe(
     if let Some(settings) = &settings {
         settings.metrics.observe_request(method, &route, status, elapsed);
     }
-    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    let latency_ms = millis(elapsed);
     span.in_scope(|| {
         if settings.as_ref().is_some_and(|s| elapsed > s.slow_request) {
             tracing::warn!(status, latency_ms, route = %route, "slow request");
@@ -144,4 +153,19 @@ pub(crate) fn method_not_allowed<B>(res: ServiceResponse<B>) -> actix_web::Resul
     let (req, _) = res.into_parts();
     let response = ApiError::method_not_allowed(&method, allow).error_response();
     Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, response).map_into_right_body()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::millis;
+
+    #[test]
+    fn durations_are_milliseconds_with_at_most_three_decimals() {
+        assert_eq!(millis(Duration::from_nanos(50_065)).to_string(), "0.05");
+        assert_eq!(millis(Duration::from_nanos(1_204_500_999)).to_string(), "1204.5");
+        assert_eq!(millis(Duration::from_micros(1_234_567)).to_string(), "1234.567");
+        assert_eq!(millis(Duration::ZERO).to_string(), "0");
+    }
 }

@@ -79,9 +79,9 @@ pub(crate) struct ServeArgs {
     /// Database.
     #[command(flatten)]
     pub(crate) db: DbArgs,
-    /// Address to listen on.
-    #[arg(long, env = "OMNIMAN_BIND", default_value = "127.0.0.1:8000")]
-    pub(crate) bind: SocketAddr,
+    /// Address to listen on: HOST:PORT (a host name is resolved), or a bare PORT on 127.0.0.1.
+    #[arg(long, env = "OMNIMAN_BIND", default_value = "127.0.0.1:8000", value_parser = parse_bind)]
+    pub(crate) bind: BindAddr,
     /// Directive handlers running at once in this process (0: no workers).
     #[arg(long, env = "OMNIMAN_WORKERS", default_value_t = 2)]
     pub(crate) workers: usize,
@@ -108,6 +108,42 @@ pub(crate) struct ServeArgs {
 /// Parses `--currency`.
 fn currency(code: &str) -> Result<String, String> {
     omniman_core::channel::parse_currency(code)
+}
+
+/// Where `serve` listens: every address `--bind` resolved to.
+#[derive(Clone, Debug)]
+pub(crate) struct BindAddr(pub(crate) Vec<SocketAddr>);
+
+impl std::fmt::Display for BindAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let addrs: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&addrs.join(", "))
+    }
+}
+
+/// Parses `--bind`: `HOST:PORT` with an IP address or a host name (resolved now), or a bare
+/// `PORT`, which means 127.0.0.1:PORT (loopback only, like the default).
+pub(crate) fn parse_bind(text: &str) -> Result<BindAddr, String> {
+    const EXAMPLES: &str = "e.g. 127.0.0.1:8000, localhost:8000, 0.0.0.0:8000 or 8000";
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        let port = text.parse::<u16>().map_err(|_| format!("port {text} is above 65535; {EXAMPLES}"))?;
+        return Ok(BindAddr(vec![SocketAddr::from(([127, 0, 0, 1], port))]));
+    }
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(BindAddr(vec![addr]));
+    }
+    let Some((host, port)) = text.rsplit_once(':').filter(|(host, _)| !host.is_empty()) else {
+        return Err(format!("expected HOST:PORT or PORT, {EXAMPLES}"));
+    };
+    let port = port.parse::<u16>().map_err(|_| format!("'{port}' is not a port (0 to 65535); {EXAMPLES}"))?;
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|e| format!("cannot resolve '{host}' ({e}); {EXAMPLES}"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("'{host}' resolves to no address; {EXAMPLES}"));
+    }
+    Ok(BindAddr(addrs))
 }
 
 /// `omniman worker`.
@@ -239,10 +275,14 @@ pub(crate) enum DirectivesCommand {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Put a queued or failed directive back in the queue, available now (attempts kept).
+    /// Put a queued or failed directive (with --force, a done or running one) back in the queue,
+    /// available now (attempts kept).
     Retry {
         /// Directive id.
         id: i64,
+        /// Retry a `done` directive (it runs again) or take a `running` one from its worker.
+        #[arg(long)]
+        force: bool,
         /// Database.
         #[command(flatten)]
         db: DbArgs,
@@ -268,7 +308,8 @@ pub(crate) enum StockCommand {
     Set {
         /// SKU.
         sku: String,
-        /// Quantity (up to 3 decimals).
+        /// Quantity on hand (up to 3 decimals; 0 means sold out).
+        #[arg(allow_negative_numbers = true)]
         qty: String,
         /// Database.
         #[command(flatten)]
@@ -293,4 +334,22 @@ pub(crate) struct CleanupArgs {
     /// Database.
     #[command(flatten)]
     pub(crate) db: DbArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bind;
+
+    #[test]
+    fn bind_is_host_and_port_or_a_bare_port() {
+        let bind = |text: &str| parse_bind(text).map(|b| b.to_string());
+        assert_eq!(bind("8001").unwrap(), "127.0.0.1:8001");
+        assert_eq!(bind("0.0.0.0:80").unwrap(), "0.0.0.0:80");
+        assert_eq!(bind("[::1]:8000").unwrap(), "[::1]:8000");
+        assert!(bind("localhost:8001").unwrap().contains(":8001"));
+        for bad in ["", "99999", "127.0.0.1", ":8000", "localhost:http", "host:99999"] {
+            let error = bind(bad).unwrap_err();
+            assert!(error.ends_with("e.g. 127.0.0.1:8000, localhost:8000, 0.0.0.0:8000 or 8000"), "{bad}: {error}");
+        }
+    }
 }

@@ -5,9 +5,9 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use chrono::{TimeDelta, Utc};
 use omniman_core::channel::{Channel, ChannelSpec};
-use omniman_core::directive::{DirectiveStatus, RetryPolicy, manual_retry};
+use omniman_core::directive::{DirectiveStatus, RetryPolicy, operator_retry};
 use omniman_core::ext::Extensions;
-use omniman_core::money::Qty;
+use omniman_core::money::{Qty, QtyError};
 use omniman_core::page::PageRequest;
 use omniman_core::ports::{
     ApiToken, ChannelStore, DirectiveFilter, DirectiveQueue, IdempotencyStore, Role, SessionStore, TokenStore,
@@ -17,12 +17,12 @@ use omniman_worker::{Worker, WorkerConfig};
 use serde_json::Value;
 
 use crate::cli::{ChannelsCommand, CleanupArgs, DbArgs, DirectivesCommand, RoleArg, StockCommand, TokensCommand};
-use crate::runtime::open_database;
+use crate::runtime::{open_and_migrate, open_database};
 
 /// `omniman migrate`.
 pub(crate) async fn migrate(db: &DbArgs) -> anyhow::Result<()> {
-    open_database(db).await?;
-    println!("migrations applied");
+    let (_, applied) = open_and_migrate(db).await?;
+    println!("{}", if applied.is_empty() { "already up to date" } else { "migrations applied" });
     Ok(())
 }
 
@@ -41,18 +41,28 @@ pub(crate) fn read_channel_specs(path: &Path) -> anyhow::Result<Vec<ChannelSpec>
     } else {
         serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?
     };
-    let specs: Vec<ChannelSpec> = match value {
-        Value::Array(items) => items
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| serde_json::from_value(v).with_context(|| format!("channel #{}", i + 1)))
-            .collect::<anyhow::Result<_>>()?,
-        other => vec![serde_json::from_value(other).context("channel")?],
+    let (items, listed) = match value {
+        Value::Array(items) => (items, true),
+        other => (vec![other], false),
     };
-    for spec in &specs {
-        spec.validate().with_context(|| format!("channel {}", spec.code))?;
-    }
-    Ok(specs)
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            // Named by position in a list and by code, so that the wrong entry is easy to find.
+            let which = match (listed, item.get("code").and_then(Value::as_str)) {
+                (true, Some(code)) => format!("channel #{} (code '{code}')", i + 1),
+                (true, None) => format!("channel #{} (no code)", i + 1),
+                (false, Some(code)) => format!("channel '{code}'"),
+                (false, None) => "the channel (no code)".to_owned(),
+            };
+            let spec: ChannelSpec =
+                serde_json::from_value(item).map_err(|e| anyhow::anyhow!("{}: {which}: {e}", path.display()))?;
+            // `validate` checks top-level fields only; its path is the field's name.
+            spec.validate().map_err(|e| anyhow::anyhow!("{}: {which}: {}: {}", path.display(), e.path, e.message))?;
+            Ok(spec)
+        })
+        .collect()
 }
 
 fn print_channel(channel: &Channel) {
@@ -122,6 +132,12 @@ pub(crate) async fn tokens(command: TokensCommand) -> anyhow::Result<()> {
         TokensCommand::Create { name, role, channels, rate_limit, db } => {
             anyhow::ensure!(!name.is_empty() && name.chars().count() <= 128, "--name must be 1 to 128 characters");
             let database = open_database(&db).await?;
+            let channels: Option<Vec<String>> =
+                channels.map(|c| c.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
+            if let Some(codes) = &channels {
+                let known: Vec<String> = database.list_channels().await?.into_iter().map(|c| c.code).collect();
+                check_channel_codes(codes, &known)?;
+            }
             let token = generate_token();
             let record = ApiToken {
                 id: 0,
@@ -131,8 +147,7 @@ pub(crate) async fn tokens(command: TokensCommand) -> anyhow::Result<()> {
                     RoleArg::Client => Role::Client,
                     RoleArg::Admin => Role::Admin,
                 },
-                channels: channels
-                    .map(|c| c.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()),
+                channels,
                 created_at: Utc::now(),
                 revoked_at: None,
                 // Stored in the parser's own spelling; an empty `--rate-limit ""` means none.
@@ -143,7 +158,13 @@ pub(crate) async fn tokens(command: TokensCommand) -> anyhow::Result<()> {
         }
         TokensCommand::List(db) => {
             let database = open_database(&db).await?;
-            for t in database.list_tokens().await? {
+            let tokens = database.list_tokens().await?;
+            if tokens.is_empty() {
+                println!("no tokens");
+            } else {
+                println!("{:<24} {:<7} {:<24} {:<32} STATE", "NAME", "ROLE", "CHANNELS", "RATE_LIMITS");
+            }
+            for t in tokens {
                 let channels = t.channels.map_or_else(|| "*".to_owned(), |c| c.join(","));
                 let limits = t.rate_limits.unwrap_or_else(|| "-".to_owned());
                 let state =
@@ -160,6 +181,22 @@ pub(crate) async fn tokens(command: TokensCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses channel codes that are not in `known`, naming them and the known ones: a token for a
+/// misspelt channel would be refused on every request, long after it was handed out.
+fn check_channel_codes(codes: &[String], known: &[String]) -> anyhow::Result<()> {
+    let unknown: Vec<&str> = codes.iter().filter(|c| !known.contains(c)).map(String::as_str).collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let noun = if unknown.len() == 1 { "channel" } else { "channels" };
+    let known = if known.is_empty() {
+        "there are no channels yet; create them with `omniman channels apply FILE` or `omniman demo`".to_owned()
+    } else {
+        format!("known: {}", known.join(", "))
+    };
+    bail!("unknown {noun}: {} ({known})", unknown.join(", "))
+}
+
 /// `omniman directives …`.
 pub(crate) async fn directives(command: DirectivesCommand) -> anyhow::Result<()> {
     match command {
@@ -171,6 +208,9 @@ pub(crate) async fn directives(command: DirectivesCommand) -> anyhow::Result<()>
             let database = open_database(&db).await?;
             let page =
                 database.list_directives(&DirectiveFilter { topic, status }, &PageRequest::new(None, 100)).await?;
+            if page.items.is_empty() {
+                println!("no directives");
+            }
             for d in page.items {
                 println!(
                     "{:>8} {:<24} {:<8} attempts={} available_at={} {}",
@@ -188,13 +228,21 @@ pub(crate) async fn directives(command: DirectivesCommand) -> anyhow::Result<()>
             let Some(d) = database.directive(id).await? else { bail!("no directive {id}") };
             println!("{}", serde_json::to_string_pretty(&d)?);
         }
-        DirectivesCommand::Retry { id, db } => {
+        DirectivesCommand::Retry { id, force, db } => {
             let database = open_database(&db).await?;
             let Some(d) = database.directive(id).await? else { bail!("no directive {id}") };
-            let Some(update) = manual_retry(&d, Utc::now()) else {
-                bail!("directive {id} is running; it cannot be retried now")
+            let update = match operator_retry(&d, force, Utc::now()) {
+                Ok(update) => update,
+                Err(reason) => bail!("directive {id} {reason}; retry it anyway with --force"),
             };
-            anyhow::ensure!(database.requeue(&update, Utc::now()).await?, "directive {id} started running meanwhile");
+            // A running directive is taken from its worker like a reap, conditional on that
+            // claim; any other only while no worker has claimed it since it was read.
+            let applied = if d.status == DirectiveStatus::Running {
+                database.finish(std::slice::from_ref(&update), Utc::now()).await? == 1
+            } else {
+                database.requeue(&update, Utc::now()).await?
+            };
+            anyhow::ensure!(applied, "directive {id} changed meanwhile; look at it again");
             println!("directive {id} queued");
         }
         DirectivesCommand::Reap { timeout, max_attempts, db } => {
@@ -216,14 +264,23 @@ pub(crate) async fn stock(command: StockCommand) -> anyhow::Result<()> {
     match command {
         StockCommand::Set { sku, qty, db } => {
             anyhow::ensure!(!sku.is_empty() && sku.len() <= 64, "SKU must be 1 to 64 characters");
-            let qty: Qty = qty.parse().map_err(|e| anyhow::anyhow!("quantity: {e}"))?;
+            let on_hand = parse_on_hand(&qty)?;
             let database = open_database(&db).await?;
-            database.set_stock_level(&sku, qty, Utc::now()).await?;
-            println!("{sku}: {qty}");
+            if let Some(qty) = on_hand {
+                database.set_stock_level(&sku, qty, Utc::now()).await?;
+                println!("{sku}: {qty}");
+            } else {
+                database.set_stock_sold_out(&sku, Utc::now()).await?;
+                println!("{sku}: 0.000");
+            }
         }
         StockCommand::List(db) => {
             let database = open_database(&db).await?;
-            for level in database.stock_levels(Utc::now()).await? {
+            let levels = database.stock_levels(Utc::now()).await?;
+            if levels.is_empty() {
+                println!("no stock levels");
+            }
+            for level in levels {
                 println!(
                     "{:<24} on_hand={} held={} available={}",
                     level.sku, level.on_hand, level.held, level.available
@@ -232,6 +289,22 @@ pub(crate) async fn stock(command: StockCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A quantity on hand for `stock set`: `Some` positive quantity, or `None` for zero (sold out).
+/// Negative quantities are refused: holds, not the level, account for what is promised.
+fn parse_on_hand(text: &str) -> anyhow::Result<Option<Qty>> {
+    match text.parse::<Qty>() {
+        Ok(qty) => Ok(Some(qty)),
+        // Not positive: zero (however written, `-0` included) or negative.
+        Err(QtyError::NotPositive) => match text.trim().strip_prefix('-').map(str::parse::<Qty>) {
+            Some(Ok(_) | Err(QtyError::TooLarge | QtyError::TooPrecise)) => {
+                bail!("quantity on hand cannot be negative ({}); use 0 for sold out", text.trim())
+            }
+            _ => Ok(None),
+        },
+        Err(e) => bail!("{e}"),
+    }
 }
 
 /// `omniman cleanup`: with no flag, the idempotency-key cleanup alone (abandoning sessions
@@ -255,7 +328,21 @@ pub(crate) async fn cleanup(args: CleanupArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::read_channel_specs;
+    use super::{parse_on_hand, read_channel_specs};
+
+    #[test]
+    fn on_hand_is_positive_or_zero() {
+        assert_eq!(parse_on_hand("2.5").unwrap().map(omniman_core::money::Qty::millis), Some(2500));
+        for zero in ["0", "0.000", "-0", "+0", " 0 ", "0e3"] {
+            assert_eq!(parse_on_hand(zero).unwrap(), None, "{zero}");
+        }
+        for negative in ["-1", "-0.001", "-1000000000"] {
+            let error = parse_on_hand(negative).unwrap_err().to_string();
+            assert!(error.starts_with("quantity on hand cannot be negative"), "{negative}: {error}");
+        }
+        assert_eq!(parse_on_hand("x").unwrap_err().to_string(), "quantity is not a number");
+        assert_eq!(parse_on_hand("0.0001").unwrap_err().to_string(), "quantity has more than 3 decimals");
+    }
 
     #[test]
     fn reads_json_and_toml_channels() {

@@ -28,15 +28,74 @@ use crate::cli::DbArgs;
 
 /// Connects to the database and applies pending migrations.
 pub(crate) async fn open_database(db: &DbArgs) -> anyhow::Result<Database> {
+    Ok(open_and_migrate(db).await?.0)
+}
+
+/// Connects to the database and applies pending migrations; returns the names of those applied.
+pub(crate) async fn open_and_migrate(db: &DbArgs) -> anyhow::Result<(Database, Vec<String>)> {
     let config = StorageConfig::new(db.database_url.clone());
-    let database = Database::connect(&config)
-        .await
-        .with_context(|| format!("cannot open the database at {}", redact(&db.database_url)))?;
+    let database = match Database::connect(&config).await {
+        Ok(database) => database,
+        Err(error) => {
+            let context = format!("cannot open the database at {}", redact(&db.database_url));
+            return Err(match connect_hint(&db.database_url, &error.to_string()).await {
+                Some(hint) => anyhow::anyhow!(hint).context(context),
+                None => anyhow::Error::new(error).context(context),
+            });
+        }
+    };
     let applied = run_migrations(&database).await.context("cannot apply the migrations")?;
-    for name in applied {
+    for name in &applied {
         tracing::info!(migration = %name, "applied migration");
     }
-    Ok(database)
+    Ok((database, applied))
+}
+
+/// What to do about a failed connection, when the cause is a common one: no PostgreSQL server
+/// listening (the driver only says "error connecting to server", so the address is probed), or
+/// a database that was never created.
+async fn connect_hint(url: &str, error: &str) -> Option<String> {
+    if let Some(name) = error.split("database \"").nth(1).and_then(|rest| rest.split_once("\" does not exist")) {
+        let name = name.0;
+        return Some(format!(
+            "database \"{name}\" does not exist; create it with `createdb {name}` \
+             (or `CREATE DATABASE \"{name}\";` in psql), or point DATABASE_URL at an existing one"
+        ));
+    }
+    let (host, port) = postgres_address(url)?;
+    let probe = tokio::net::TcpStream::connect((host.as_str(), port));
+    match tokio::time::timeout(std::time::Duration::from_secs(5), probe).await {
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            let address = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+            Some(format!(
+                "connection refused at {address}; is PostgreSQL running? see DATABASE_URL (or --database-url)"
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// The host and port of a `postgres://` URL, with libpq's defaults (`localhost`, 5432); `None`
+/// for other URLs.
+fn postgres_address(url: &str) -> Option<(String, u16)> {
+    let rest = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, host_port)| host_port);
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6.split_once(']')?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        },
+    };
+    let port = match port.filter(|p| !p.is_empty()) {
+        Some(port) => port.parse().ok()?,
+        None => 5432,
+    };
+    Some((if host.is_empty() { "localhost" } else { host }.to_owned(), port))
 }
 
 /// A database URL without its password, for messages.
@@ -223,7 +282,7 @@ mod tests {
     use omniman_http::CheckStatus;
     use omniman_worker::WorkerState;
 
-    use super::{redact, workers_check};
+    use super::{postgres_address, redact, workers_check};
 
     #[test]
     fn workers_check_fails_when_the_loop_stopped_or_stalled() {
@@ -236,6 +295,16 @@ mod tests {
         let stopped = workers_check(WorkerState::Stopped, stall_after);
         assert_eq!(stopped.status, CheckStatus::Failing);
         assert_eq!(stopped.message.as_deref(), Some("the directive worker loop has stopped"));
+    }
+
+    #[test]
+    fn postgres_addresses_default_like_libpq() {
+        let address = |url: &str| postgres_address(url).map(|(host, port)| format!("{host} {port}"));
+        assert_eq!(address("postgres://app:pw@db.internal:6432/omniman?sslmode=require").unwrap(), "db.internal 6432");
+        assert_eq!(address("postgresql://app@db/omniman").unwrap(), "db 5432");
+        assert_eq!(address("postgres:///omniman").unwrap(), "localhost 5432");
+        assert_eq!(address("postgres://[::1]:5433/omniman").unwrap(), "::1 5433");
+        assert_eq!(address("sqlite://omniman.db"), None);
     }
 
     #[test]

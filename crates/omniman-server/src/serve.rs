@@ -169,8 +169,12 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .wrap(actix_web::middleware::from_fn(move |req, next| count_statements(Arc::clone(&metrics), req, next)))
     })
     .shutdown_timeout(30)
-    .bind(args.bind)
-    .with_context(|| format!("cannot listen on {}", args.bind))?;
+    .bind(&args.bind.0[..])
+    .map_err(|e| {
+        let why =
+            if e.kind() == std::io::ErrorKind::AddrInUse { "the address is in use".to_owned() } else { e.to_string() };
+        anyhow::anyhow!("cannot listen on {}: {why}; choose another address with --bind or OMNIMAN_BIND", args.bind)
+    })?;
     if let Some(threads) = args.http_threads {
         server = server.workers(threads.max(1));
     }

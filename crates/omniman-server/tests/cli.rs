@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use common::{Api, Running, apply_channels, cli_out, command, free_port, run, sqlite_url, temp_dir};
+use omniman_core::directive::{Directive, DirectiveStatus, DirectiveUpdate, NewDirective};
 use omniman_core::idempotency::{IdempotencyRecord, IdempotencyStatus};
 use omniman_core::ports::{DirectiveQueue, IdempotencyStore};
+use omniman_storage::test_support::{TestDb, test_database_url, with_database_name};
 use omniman_storage::{Database, StorageConfig};
 use serde_json::{Value, json};
 
@@ -88,7 +90,7 @@ fn migrate_defaults_to_omniman_db_in_the_working_directory_and_is_idempotent() {
     assert!(stderr.contains("applied migration"), "the first run applies migrations: {stderr}");
     assert!(dir.path().join("omniman.db").is_file(), "the default database is ./omniman.db");
     let (stdout, stderr) = migrate(&[("OMNIMAN_LOG", "info")]);
-    assert_eq!(stdout.trim(), "migrations applied");
+    assert_eq!(stdout.trim(), "already up to date", "the second run says there was nothing to do");
     assert!(!stderr.contains("applied migration"), "nothing left to apply the second time: {stderr}");
 
     // DATABASE_URL wins over the default.
@@ -176,6 +178,8 @@ async fn a_revoked_token_gets_401_at_once() {
     cli_out(&url, &["tokens", "create", "--name", "ops", "--role", "admin"]);
     let listed = cli_out(&url, &["tokens", "list"]);
     assert!(!listed.contains(&token), "never the secret: {listed}");
+    let header: Vec<&str> = listed.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "ROLE", "CHANNELS", "RATE_LIMITS", "STATE"], "a header row first: {listed}");
     let till: Vec<&str> = listed.lines().find(|l| l.starts_with("till-1 ")).unwrap().split_whitespace().collect();
     assert_eq!(till, ["till-1", "client", "pos", "-", "active"]);
 
@@ -236,8 +240,8 @@ async fn a_failed_directive_is_listed_shown_retried_and_reaped() {
     assert_eq!(rows[0][..4], [id_text.as_str(), "webhook.post", "failed", "attempts=1"]);
     assert_eq!(rows[0][5..].join(" "), "no webhooks.url configured for channel hooks");
     assert_eq!(directive_rows(&url, &["--topic", "webhook.post"]).len(), 1);
-    assert!(directive_rows(&url, &["--topic", "stock.hold"]).is_empty());
-    assert!(directive_rows(&url, &["--status", "queued"]).is_empty());
+    assert_eq!(cli_out(&url, &["directives", "list", "--topic", "stock.hold"]), "no directives");
+    assert_eq!(cli_out(&url, &["directives", "list", "--status", "queued"]), "no directives");
     let shown: Value = serde_json::from_str(&cli_out(&url, &["directives", "show", &id_text])).unwrap();
     assert_eq!((shown["status"].as_str(), shown["payload"]["channel_code"].as_str()), (Some("failed"), Some("hooks")));
     assert_eq!(shown["payload"]["order_ref"], committed["order_ref"]);
@@ -306,4 +310,166 @@ async fn cleanup_without_flags_deletes_expired_idempotency_keys_only() {
     let server = Running::serve(&url, &["--workers", "0"]).await;
     let (status, session) = Api::new(&server.base, &token).get(&format!("/sessions/{key}?channel_code=pos")).await;
     assert_eq!((status, session["state"].as_str()), (200, Some("abandoned")), "{session}");
+}
+
+#[test]
+fn stock_set_accepts_zero_for_sold_out_and_refuses_a_negative_quantity() {
+    let dir = temp_dir();
+    let url = sqlite_url(dir.path(), "stock");
+    assert_eq!(cli_out(&url, &["stock", "list"]), "no stock levels", "an empty list says so");
+    assert_eq!(cli_out(&url, &["stock", "set", "CAKE", "3"]), "CAKE: 3.000");
+    assert_eq!(cli_out(&url, &["stock", "set", "CAKE", "0"]), "CAKE: 0.000", "zero is sold out");
+    assert_eq!(cli_out(&url, &["stock", "set", "TEA", "0.000"]), "TEA: 0.000");
+    let rows: Vec<Vec<String>> =
+        cli_out(&url, &["stock", "list"]).lines().map(|l| l.split_whitespace().map(str::to_owned).collect()).collect();
+    assert_eq!(
+        rows,
+        [
+            ["CAKE", "on_hand=0.000", "held=0.000", "available=0.000"],
+            ["TEA", "on_hand=0.000", "held=0.000", "available=0.000"]
+        ]
+    );
+    let stderr = fails(&url, &["stock", "set", "CAKE", "-2"]);
+    assert!(stderr.contains("quantity on hand cannot be negative (-2); use 0 for sold out"), "{stderr}");
+    let stderr = fails(&url, &["stock", "set", "CAKE", "lots"]);
+    assert!(stderr.contains("quantity is not a number"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_refuses_done_and_running_directives_unless_forced() {
+    let dir = temp_dir();
+    let url = sqlite_url(dir.path(), "retry");
+    cli_out(&url, &["migrate"]);
+    let database = Database::connect(&StorageConfig::new(url.clone())).await.unwrap();
+    let now = Utc::now() - TimeDelta::seconds(1);
+    let new = NewDirective { topic: "test.noop".into(), payload: serde_json::Map::new(), available_at: now };
+    let id = database.enqueue(&[new]).await.unwrap()[0];
+    let claimed = database.claim(None, 1, Utc::now()).await.unwrap();
+    assert_eq!(database.finish(&[done_update(&claimed[0])], Utc::now()).await.unwrap(), 1);
+    let id_text = id.to_string();
+    let status = |database: &Database| {
+        let database = database.clone();
+        async move { database.directive(id).await.unwrap().unwrap().status }
+    };
+
+    let stderr = fails(&url, &["directives", "retry", &id_text]);
+    assert!(stderr.contains(&format!("directive {id} is done")), "{stderr}");
+    assert!(stderr.contains("--force"), "the message names the override: {stderr}");
+    assert_eq!(status(&database).await, DirectiveStatus::Done, "nothing changed");
+    assert_eq!(cli_out(&url, &["directives", "retry", &id_text, "--force"]), format!("directive {id} queued"));
+    assert_eq!(status(&database).await, DirectiveStatus::Queued);
+
+    // Claimed by a worker: refused, then taken back by force; the worker's late outcome is ignored.
+    let claimed = database.claim(None, 1, Utc::now()).await.unwrap();
+    let stderr = fails(&url, &["directives", "retry", &id_text]);
+    assert!(stderr.contains(&format!("directive {id} is running")) && stderr.contains("--force"), "{stderr}");
+    assert_eq!(status(&database).await, DirectiveStatus::Running);
+    assert_eq!(cli_out(&url, &["directives", "retry", &id_text, "--force"]), format!("directive {id} queued"));
+    assert_eq!(status(&database).await, DirectiveStatus::Queued);
+    let late = done_update(&claimed[0]);
+    assert_eq!(database.finish(&[late], Utc::now()).await.unwrap(), 0, "the worker's claim is gone");
+    database.close();
+}
+
+/// The outcome a worker records for a successful run of its claim `d`.
+fn done_update(d: &Directive) -> DirectiveUpdate {
+    DirectiveUpdate {
+        id: d.id,
+        claimed_attempts: d.attempts,
+        status: DirectiveStatus::Done,
+        attempts: d.attempts,
+        available_at: d.available_at,
+        last_error: String::new(),
+        payload_patch: serde_json::Map::new(),
+    }
+}
+
+#[test]
+fn a_token_for_an_unknown_channel_is_refused_naming_it_and_the_known_ones() {
+    let dir = temp_dir();
+    let url = sqlite_url(dir.path(), "token-channels");
+    let stderr = fails(&url, &["tokens", "create", "--name", "t", "--role", "client", "--channels", "pos"]);
+    assert!(stderr.contains("unknown channel: pos (there are no channels yet"), "{stderr}");
+    apply_channels(&url, dir.path(), &json!([{"code": "pos"}, {"code": "web"}]));
+    let stderr = fails(&url, &["tokens", "create", "--name", "t", "--role", "client", "--channels", "pos,nope,gone"]);
+    assert!(stderr.contains("unknown channels: nope, gone (known: pos, web)"), "{stderr}");
+    assert_eq!(cli_out(&url, &["tokens", "list"]), "no tokens", "nothing was stored");
+    cli_out(&url, &["tokens", "create", "--name", "t", "--role", "client", "--channels", "web,pos"]);
+}
+
+#[test]
+fn a_refused_postgresql_connection_says_where_and_what_to_check() {
+    let stderr = fails("postgres://postgres@127.0.0.1:1/omniman", &["migrate"]);
+    assert!(stderr.contains("connection refused at 127.0.0.1:1; is PostgreSQL running? see DATABASE_URL"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_postgresql_database_says_how_to_create_it() {
+    // Only to learn whether the server is reachable (and skip loudly when it is not).
+    let Some(_server) = TestDb::postgres().await else { return };
+    let name = format!("omniman_missing_{}", std::process::id());
+    let url = with_database_name(&test_database_url(), &name);
+    let stderr = fails(&url, &["migrate"]);
+    assert!(stderr.contains(&format!("database \"{name}\" does not exist")), "{stderr}");
+    assert!(stderr.contains(&format!("createdb {name}")), "{stderr}");
+    assert!(stderr.contains(&format!("CREATE DATABASE \"{name}\"")), "{stderr}");
+}
+
+#[test]
+fn a_port_in_use_names_the_flag_and_the_variable() {
+    let dir = temp_dir();
+    let url = sqlite_url(dir.path(), "bind");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bind = taken.local_addr().unwrap().to_string();
+    let stderr = fails(&url, &["serve", "--bind", &bind, "--workers", "0"]);
+    assert!(stderr.contains(&format!("cannot listen on {bind}")), "{stderr}");
+    assert!(stderr.contains("in use"), "{stderr}");
+    assert!(stderr.contains("--bind") && stderr.contains("OMNIMAN_BIND"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bind_takes_a_host_name_or_a_bare_port() {
+    let dir = temp_dir();
+    let url = sqlite_url(dir.path(), "bind-forms");
+    for form in ["{port}", "localhost:{port}"] {
+        let port = free_port();
+        let bind = form.replace("{port}", &port.to_string());
+        let serve = command(&["serve", "--bind", &bind, "--database-url", &url, "--workers", "0"], &[]);
+        let running = Running::spawn_captured(serve, &format!("127.0.0.1:{port}")).await;
+        running.stop();
+    }
+    for bad in ["nowhere.invalid:80", "127.0.0.1", "8000x", "99999"] {
+        let stderr = fails(&url, &["serve", "--bind", bad]);
+        assert!(stderr.contains(&format!("invalid value '{bad}' for '--bind")), "{stderr}");
+        assert!(stderr.contains("e.g. 127.0.0.1:8000, localhost:8000, 0.0.0.0:8000 or 8000"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_bad_channel_file_names_the_file_the_index_and_the_code() {
+    let dir = temp_dir();
+    let url = sqlite_url(dir.path(), "apply");
+    let file = dir.path().join("channels.json");
+    let path = file.to_str().unwrap();
+    let cases = [
+        (
+            json!([{"code": "pos"}, {"code": "web", "config": {"required_checks_on_commit": "stock"}}]),
+            "channel #2 (code 'web'): config.required_checks_on_commit: must be a list of strings",
+        ),
+        (json!([{"code": "pos"}, {"code": "web", "colour": "red"}]), "channel #2 (code 'web'): unknown field `colour`"),
+        (json!([{"code": "pos"}, {"code": ""}]), "channel #2 (code ''): code: must be 1 to 64 characters"),
+        (json!([{"code": "pos"}, {"name": "Web"}]), "channel #2 (no code): missing field `code`"),
+        (json!({"code": "web", "display_order": -1}), "channel 'web': invalid value"),
+    ];
+    for (content, expected) in cases {
+        std::fs::write(&file, serde_json::to_vec(&content).unwrap()).unwrap();
+        let stderr = fails(&url, &["channels", "apply", path]);
+        assert!(stderr.contains(&format!("{path}: {expected}")), "{content}:\n{stderr}");
+    }
+    let toml = dir.path().join("channels.toml");
+    std::fs::write(&toml, "[[channels]]\ncode = \"a\"\n[[channels]]\ncode = \"b\"\nedit_policy = \"sometimes\"\n")
+        .unwrap();
+    let stderr = fails(&url, &["channels", "apply", toml.to_str().unwrap()]);
+    assert!(stderr.contains(&format!("{}: channel #2 (code 'b'): ", toml.display())), "{stderr}");
+    assert_eq!(cli_out(&url, &["channels", "list"]), "", "nothing was applied");
 }

@@ -43,10 +43,35 @@ async fn a_slow_request_is_one_json_warning_carrying_the_request_id_route_and_st
     assert_eq!(line["route"], "/api/channels/{code}");
     assert_eq!(line["status"], 200);
     assert!(line["latency_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{line}");
+    assert!(decimals(&line["latency_ms"].to_string()) <= 3, "latency rounded to the microsecond: {line}");
     assert_eq!(line["span"]["path"], "/api/channels/pos");
     assert_eq!(line["span"]["principal"], "till", "{line}");
     assert!(
         lines.iter().all(|l| l["level"] == "WARN" || l["level"] == "ERROR"),
         "OMNIMAN_LOG=warn keeps info lines out:\n{stderr}"
     );
+}
+
+/// Digits after the decimal point of a number written as text.
+fn decimals(number: &str) -> usize {
+    number.split_once('.').map_or(0, |(_, fraction)| fraction.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_to_a_pipe_have_no_colour_codes_and_round_latencies() {
+    let dir = temp_dir();
+    let url = sqlite_url(dir.path(), "text-logs");
+    let bind = format!("127.0.0.1:{}", free_port());
+    let serve = command(
+        &["serve", "--bind", &bind, "--database-url", &url, "--workers", "0"],
+        &[("OMNIMAN_LOG_FORMAT", "text"), ("OMNIMAN_LOG", "info")],
+    );
+    let running = Running::spawn_captured(serve, &bind).await;
+    let (_, stderr) = running.stop();
+    assert!(!stderr.contains('\u{1b}'), "stderr is a pipe, not a terminal: no ANSI escapes in\n{stderr}");
+    let latencies: Vec<&str> = stderr.split_whitespace().filter_map(|word| word.strip_prefix("latency_ms=")).collect();
+    assert!(!latencies.is_empty(), "the health polls are logged:\n{stderr}");
+    for latency in latencies {
+        assert!(decimals(latency) <= 3 && latency.parse::<f64>().is_ok(), "latency_ms={latency} in\n{stderr}");
+    }
 }

@@ -59,7 +59,7 @@ pub(crate) async fn ready<S: Store + 'static>(state: web::Data<AppState<S>>) -> 
                     CheckStatus::Failing => "failing",
                 }
                 .into(),
-                latency_ms: (c.latency.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+                latency_ms: crate::middleware::millis(c.latency),
                 message: c.message,
             })
             .collect(),
@@ -138,6 +138,28 @@ pub(crate) async fn openapi() -> HttpResponse {
 
 static SWAGGER: LazyLock<Arc<Config<'static>>> = LazyLock::new(|| Arc::new(Config::from(OPENAPI_PATH)));
 
+/// `html` with every relative `href` and `src` (`./swagger-ui.css`, `index.css`) made absolute
+/// under [`DOCS_PATH`]: the page is served at `/api/docs`, where a browser would resolve them
+/// against `/api/`.
+fn absolute_asset_links(html: &str) -> String {
+    let mut out = String::with_capacity(html.len() + 256);
+    let mut rest = html;
+    while let Some(at) = ["href=\"", "src=\""].iter().filter_map(|a| rest.find(a).map(|i| i + a.len())).min() {
+        let (before, value) = rest.split_at(at);
+        out.push_str(before);
+        let relative = !value.starts_with(['/', '#']) && !value.split('"').next().unwrap_or("").contains(':');
+        if relative {
+            out.push_str(DOCS_PATH);
+            out.push('/');
+            rest = value.strip_prefix("./").unwrap_or(value);
+        } else {
+            rest = value;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The interactive page: Swagger UI's `index.html`, with asset links made absolute so the page
 /// works at `/api/docs` (trailing slashes are trimmed before routing).
 pub(crate) async fn docs_index() -> HttpResponse {
@@ -145,7 +167,7 @@ pub(crate) async fn docs_index() -> HttpResponse {
         utoipa_swagger_ui::serve("index.html", Arc::clone(&SWAGGER))
             .ok()
             .flatten()
-            .map(|file| String::from_utf8_lossy(&file.bytes).replace("\"./", &format!("\"{DOCS_PATH}/")))
+            .map(|file| absolute_asset_links(&String::from_utf8_lossy(&file.bytes)))
     });
     match INDEX.as_deref() {
         Some(html) => HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html),

@@ -132,6 +132,44 @@ async fn interactive_docs_are_bundled() {
     call!(app, TestRequest::get().uri("/api/docs/missing.js")).expect_error(404, "not_found");
 }
 
+/// The `href` and `src` attribute values of `html`, in order.
+fn referenced_urls(html: &str) -> Vec<String> {
+    let mut urls = Vec::new();
+    for attribute in ["href=\"", "src=\""] {
+        for (start, _) in html.match_indices(attribute) {
+            let rest = &html[start + attribute.len()..];
+            urls.push(rest[..rest.find('"').unwrap()].to_owned());
+        }
+    }
+    urls
+}
+
+/// Where a browser showing the page at `page` fetches `url` from.
+fn resolve(page: &str, url: &str) -> String {
+    if url.starts_with('/') {
+        return url.to_owned();
+    }
+    let dir = &page[..=page.rfind('/').unwrap()];
+    format!("{dir}{}", url.trim_start_matches("./"))
+}
+
+#[actix_web::test]
+async fn every_asset_the_docs_page_references_loads() {
+    let state = common::state().await;
+    let app = service!(state);
+    for page in ["/api/docs", "/api/docs/"] {
+        let html = String::from_utf8(call!(app, TestRequest::get().uri(page)).bytes).unwrap();
+        let urls = referenced_urls(&html);
+        assert!(urls.len() >= 5, "{page} references its stylesheets and scripts: {html}");
+        for url in urls {
+            let path = resolve(page, &url);
+            let r = call!(app, TestRequest::get().uri(&path));
+            assert_eq!(r.status, 200, "{page} references {url}, fetched as {path}");
+            assert!(!r.bytes.is_empty(), "{path}");
+        }
+    }
+}
+
 #[actix_web::test]
 async fn metrics_need_an_admin_and_count_requests() {
     let state = common::state().await;

@@ -152,7 +152,17 @@ impl Database {
     /// Sets the quantity on hand of `sku` (creating its level). Live holds keep what they hold:
     /// lowering the level below them leaves nothing available until they end.
     pub async fn set_stock_level(&self, sku: &str, qty: Qty, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let (sku, millis, now) = (sku.to_owned(), qty.millis(), ts(now));
+        self.set_on_hand(sku, qty.millis(), now).await
+    }
+
+    /// Sets the quantity on hand of `sku` to zero, i.e. sold out (creating its level). A [`Qty`]
+    /// is never zero, hence a method of its own. Live holds keep what they hold.
+    pub async fn set_stock_sold_out(&self, sku: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.set_on_hand(sku, 0, now).await
+    }
+
+    async fn set_on_hand(&self, sku: &str, millis: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let (sku, now) = (sku.to_owned(), ts(now));
         on_db!(self, |conn, q| q::set_stock_level(conn, &sku, millis, now).await.map(drop).map_err(db_error))
     }
 
