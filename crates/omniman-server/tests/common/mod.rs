@@ -176,6 +176,7 @@ pub const OMNIMAN_ENV: &[&str] = &[
     "OMNIMAN_SLOW_REQUEST_MS",
     "OMNIMAN_RATE_LIMIT_DEFAULT",
     "OMNIMAN_HTTP_THREADS",
+    "OMNIMAN_CURRENCY",
 ];
 
 /// `omniman ARGS` with a clean environment (see [`OMNIMAN_ENV`]) plus `envs`.
