@@ -47,7 +47,7 @@ fn examples(markdown: &str) -> Vec<Example> {
     let mut open_example = false;
     while let Some((n, line)) = lines.next() {
         if let Some(heading) = line.strip_prefix("### ").or_else(|| line.strip_prefix("## ")) {
-            section = heading.to_owned();
+            heading.clone_into(&mut section);
             open_example = false;
             continue;
         }
@@ -77,19 +77,16 @@ fn commands(lines: &[&str]) -> Vec<String> {
         if pending.is_empty() && (line.trim().is_empty() || line.trim_start().starts_with('#')) {
             continue;
         }
-        match line.strip_suffix('\\') {
-            Some(head) => {
-                pending.push_str(head);
-                pending.push(' ');
-            }
-            None => {
-                pending.push_str(line);
-                if shlex::split(&pending).is_some() {
-                    out.push(std::mem::take(&mut pending).trim().to_owned());
-                } else {
-                    pending.push('\n');
-                }
-            }
+        if let Some(head) = line.strip_suffix('\\') {
+            pending.push_str(head);
+            pending.push(' ');
+            continue;
+        }
+        pending.push_str(line);
+        if shlex::split(&pending).is_some() {
+            out.push(std::mem::take(&mut pending).trim().to_owned());
+        } else {
+            pending.push('\n');
         }
     }
     assert!(pending.is_empty(), "an unfinished command: {pending}");
@@ -120,7 +117,7 @@ fn parse_curl(command: &str) -> Curl {
                 curl.headers.push((name.trim().to_owned(), value.trim().to_owned()));
             }
             "-d" => curl.body = words.next(),
-            url if !url.starts_with('-') => curl.url = url.to_owned(),
+            url if !url.starts_with('-') => url.clone_into(&mut curl.url),
             flag => panic!("unsupported curl flag {flag} in {command}"),
         }
     }
@@ -181,7 +178,7 @@ fn shape_differences(doc: &Value, real: &Value, path: &str, out: &mut Vec<String
 
 /// Takes the values later examples refer to out of an answer.
 fn remember(answer: &Value, url: &str, vars: &mut HashMap<&'static str, String>) {
-    let text = |v: &Value| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
     if let Some(key) = answer.get("session_key") {
         vars.insert("KEY", text(key));
     }
@@ -272,9 +269,9 @@ async fn every_example_of_the_api_reference_answers_as_documented() {
             let documented = example.answer.as_deref().filter(|_| i == 0).map(documented);
             match documented {
                 Some(doc) if doc.get("error").is_some() => {
-                    if answer["error"]["code"] != doc["error"]["code"] {
-                        failures
-                            .push(format!("{place}: documented {}, answered {status} {text}", doc["error"]["code"]));
+                    let code = &doc["error"]["code"];
+                    if answer["error"]["code"] != *code {
+                        failures.push(format!("{place}: documented {code}, answered {status} {text}"));
                     }
                 }
                 Some(doc) => {
