@@ -446,6 +446,16 @@ async fn bind_takes_a_host_name_or_a_bare_port() {
 }
 
 #[test]
+fn serve_refuses_a_currency_that_is_not_iso_4217() {
+    let dir = temp_dir();
+    let url = sqlite_url(dir.path(), "currency");
+    let stderr = fails(&url, &["serve", "--currency", "EURO"]);
+    assert!(stderr.contains("'EURO' is not an ISO 4217 currency code"), "{stderr}");
+    let (success, _, stderr) = run(command(&["serve", "--database-url", &url], &[("OMNIMAN_CURRENCY", "reais")]));
+    assert!(!success && stderr.contains("'reais' is not an ISO 4217"), "{stderr}");
+}
+
+#[test]
 fn a_bad_channel_file_names_the_file_the_index_and_the_code() {
     let dir = temp_dir();
     let url = sqlite_url(dir.path(), "apply");
@@ -460,6 +470,10 @@ fn a_bad_channel_file_names_the_file_the_index_and_the_code() {
         (json!([{"code": "pos"}, {"code": ""}]), "channel #2 (code ''): code: must be 1 to 64 characters"),
         (json!([{"code": "pos"}, {"name": "Web"}]), "channel #2 (no code): missing field `code`"),
         (json!({"code": "web", "display_order": -1}), "channel 'web': invalid value"),
+        (
+            json!([{"code": "eu", "config": {"currency": "EURO"}}]),
+            "channel #1 (code 'eu'): config.currency: 'EURO' is not an ISO 4217 currency code",
+        ),
     ];
     for (content, expected) in cases {
         std::fs::write(&file, serde_json::to_vec(&content).unwrap()).unwrap();
