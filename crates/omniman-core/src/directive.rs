@@ -259,7 +259,12 @@ pub fn decide_reap(
 
 /// A manual retry: back to `queued`, available now, attempts kept. Refused while it is running.
 pub fn manual_retry(directive: &Directive, now: DateTime<Utc>) -> Option<DirectiveUpdate> {
-    (directive.status != DirectiveStatus::Running).then(|| DirectiveUpdate {
+    (directive.status != DirectiveStatus::Running).then(|| requeue(directive, now))
+}
+
+/// The directive back in the queue, available at `now`, its attempts and last error kept.
+fn requeue(directive: &Directive, now: DateTime<Utc>) -> DirectiveUpdate {
+    DirectiveUpdate {
         id: directive.id,
         claimed_attempts: directive.attempts,
         status: DirectiveStatus::Queued,
@@ -267,7 +272,7 @@ pub fn manual_retry(directive: &Directive, now: DateTime<Utc>) -> Option<Directi
         available_at: now,
         last_error: directive.last_error.clone(),
         payload_patch: Map::new(),
-    })
+    }
 }
 
 /// Why an operator's retry is refused unless forced (see [`operator_retry`]).
@@ -293,15 +298,7 @@ pub fn operator_retry(directive: &Directive, force: bool, now: DateTime<Utc>) ->
     };
     match refused {
         Some(reason) if !force => Err(reason),
-        _ => Ok(DirectiveUpdate {
-            id: directive.id,
-            claimed_attempts: directive.attempts,
-            status: DirectiveStatus::Queued,
-            attempts: directive.attempts,
-            available_at: now,
-            last_error: directive.last_error.clone(),
-            payload_patch: Map::new(),
-        }),
+        _ => Ok(requeue(directive, now)),
     }
 }
 
