@@ -104,13 +104,12 @@ impl IdGen for RandomIds {
 
 /// Whether a client-chosen session key is acceptable: `[A-Za-z0-9_.:-]{1,64}`.
 pub fn is_valid_session_key(key: &str) -> bool {
-    (1..=64).contains(&key.len())
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+    crate::input::session_key_rule(key).is_ok()
 }
 
 /// Whether a client idempotency key is acceptable: 1–128 visible ASCII characters.
 pub fn is_valid_idempotency_key(key: &str) -> bool {
-    (1..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+    crate::input::idempotency_key_rule(key).is_ok()
 }
 
 #[cfg(test)]

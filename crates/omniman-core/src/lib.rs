@@ -48,6 +48,7 @@ pub mod error;
 pub mod ext;
 pub mod idempotency;
 pub mod ids;
+pub mod input;
 pub mod memory;
 pub mod modify;
 pub mod money;
