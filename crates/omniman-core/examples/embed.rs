@@ -7,9 +7,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use omniman_core::channel::{Channel, ChannelConfig};
+use omniman_core::channel::{ChannelConfig, ChannelSpec};
 use omniman_core::ext::{ItemPricingModifier, PriceList, SessionTotalModifier};
 use omniman_core::memory::InMemoryStore;
+use omniman_core::ports::ChannelStore;
 use omniman_core::prelude::*;
 use serde_json::json;
 
@@ -20,11 +21,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // A point-of-sale channel whose prices come from the shop's own price list.
     let store = InMemoryStore::new();
-    store.put_channel(Channel {
-        name: "Café".into(),
-        config: ChannelConfig::from_value(json!({"order_flow": {"initial_status": "new"}}))?,
-        ..omniman_core::testing::channel("pos")
-    });
+    let config = ChannelConfig::from_value(json!({"order_flow": {"initial_status": "new"}}))?;
+    let pos = ChannelSpec { name: "Café".into(), config, ..ChannelSpec::new("pos") };
+    store.upsert_channel(&pos, chrono::Utc::now()).await?;
     let prices = PriceList(HashMap::from([("ESPRESSO".to_owned(), 450), ("CROISSANT".to_owned(), 700)]));
     let extensions = ExtensionsBuilder::new()
         .modifier(ItemPricingModifier::new(Arc::new(prices)))

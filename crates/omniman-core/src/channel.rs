@@ -109,6 +109,29 @@ fn default_true() -> bool {
 }
 
 impl ChannelSpec {
+    /// A channel named `code` with every default: internal pricing, open to edits, active, an
+    /// empty config.
+    ///
+    /// ```
+    /// use omniman_core::channel::{ChannelConfig, ChannelSpec};
+    /// let spec = ChannelSpec {
+    ///     config: ChannelConfig::from_value(serde_json::json!({"currency": "EUR"})).unwrap(),
+    ///     ..ChannelSpec::new("pos")
+    /// };
+    /// assert!(spec.validate().is_ok() && spec.is_active);
+    /// ```
+    pub fn new(code: impl Into<String>) -> ChannelSpec {
+        ChannelSpec {
+            code: code.into(),
+            name: String::new(),
+            pricing_policy: PricingPolicy::default(),
+            edit_policy: EditPolicy::default(),
+            display_order: 0,
+            config: ChannelConfig::default(),
+            is_active: true,
+        }
+    }
+
     /// Checks the lengths docs/reference.md §1.1 sets.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.code.is_empty() || self.code.len() > 64 {

@@ -58,6 +58,7 @@ pub mod page;
 pub mod ports;
 pub mod service;
 pub mod session;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use service::Omniman;

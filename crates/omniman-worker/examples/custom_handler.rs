@@ -12,9 +12,8 @@ use async_trait::async_trait;
 use omniman_core::directive::{Directive, HandlerError, HandlerOutcome, NewDirective};
 use omniman_core::ext::{DirectiveHandler, ExtensionsBuilder, HandlerCtx};
 use omniman_core::memory::InMemoryStore;
-use omniman_core::ports::DirectiveQueue;
+use omniman_core::ports::{ChannelStore, DirectiveQueue};
 use omniman_core::prelude::*;
-use omniman_core::testing::channel_with;
 use omniman_worker::{Worker, WorkerConfig};
 use serde_json::{Map, Value, json};
 
@@ -48,7 +47,8 @@ impl DirectiveHandler for KitchenTicket {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = InMemoryStore::new();
     // The channel asks commit to enqueue one `kitchen.ticket` directive per order.
-    store.put_channel(channel_with("pos", json!({"post_commit_directives": ["kitchen.ticket"]})));
+    let config = ChannelConfig::from_value(json!({"post_commit_directives": ["kitchen.ticket"]}))?;
+    store.upsert_channel(&ChannelSpec { config, ..ChannelSpec::new("pos") }, chrono::Utc::now()).await?;
     let hub = Omniman::new(store.clone(), Extensions::default());
 
     let till = Caller::external("till-1");
