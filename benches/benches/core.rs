@@ -24,6 +24,7 @@ use omniman_core::commit::{CommitSettings, plan_commit};
 use omniman_core::context::{Caller, Ctx};
 use omniman_core::ext::{Extensions, ExtensionsBuilder, ItemPricingModifier, PriceList, SessionTotalModifier};
 use omniman_core::ids::RandomIds;
+use omniman_core::input::{ChannelCode, IdempotencyKey, SessionRef};
 use omniman_core::memory::InMemoryStore;
 use omniman_core::modify::apply_ops;
 use omniman_core::money::{Qty, monetary_mult};
@@ -400,18 +401,16 @@ fn bench_service(c: &mut Criterion) {
         .collect();
     let setup_modify = || {
         let hub = hub(testing::channel(CHANNEL), Extensions::default());
-        let opened =
-            block_on(hub.open_session(OpenSession { channel_code: CHANNEL.into(), ..Default::default() }, &caller))
-                .expect("open");
-        let key = opened.session.session_key;
-        block_on(hub.modify(CHANNEL, &key, &ten_lines, None, &caller)).expect("ten lines");
+        let opened = block_on(hub.open_session(open_request(), &caller)).expect("open");
+        let key = SessionRef::parse(CHANNEL, &opened.session.session_key).expect("a session ref");
+        block_on(hub.modify(&key, &ten_lines, None, &caller)).expect("ten lines");
         (hub, key)
     };
     group.bench_function("modify_add_line_10_lines", |b| {
         b.iter_batched(
             setup_modify,
             |(hub, key)| {
-                let session = block_on(hub.modify(CHANNEL, black_box(&key), black_box(&add), None, &caller));
+                let session = block_on(hub.modify(black_box(&key), black_box(&add), None, &caller));
                 (hub, session.expect("modify"))
             },
             BatchSize::SmallInput,
@@ -420,19 +419,17 @@ fn bench_service(c: &mut Criterion) {
 
     // A whole sale: open a session, one 10-op modify, commit with an idempotency key.
     let sale = sale_ops();
+    let idempotency_key = IdempotencyKey::parse("till-1-0001").expect("an idempotency key");
     group.bench_function("open_modify_commit", |b| {
         b.iter_batched(
             || hub(testing::channel(CHANNEL), Extensions::default()),
             |hub| {
-                let opened = block_on(
-                    hub.open_session(OpenSession { channel_code: CHANNEL.into(), ..Default::default() }, &caller),
-                )
-                .expect("open");
-                let key = opened.session.session_key;
-                block_on(hub.modify(CHANNEL, &key, black_box(&sale), None, &caller)).expect("modify");
-                let answer = block_on(hub.commit(CHANNEL, &key, Some("till-1-0001"), None, &caller)).expect("commit");
-                assert_eq!(answer.code, 201);
-                (hub, answer)
+                let opened = block_on(hub.open_session(open_request(), &caller)).expect("open");
+                let key = SessionRef::parse(CHANNEL, &opened.session.session_key).expect("a session ref");
+                block_on(hub.modify(&key, black_box(&sale), None, &caller)).expect("modify");
+                let outcome = block_on(hub.commit(&key, Some(&idempotency_key), None, &caller)).expect("commit");
+                assert_eq!(outcome.http_status(), 201);
+                (hub, outcome)
             },
             BatchSize::SmallInput,
         );
@@ -451,3 +448,8 @@ criterion_group! {
     targets = bench_add_line, bench_mixed_batch, bench_parse, bench_plan_commit, bench_transition, bench_service
 }
 criterion_main!(benches);
+
+/// A new session on the benches' channel.
+fn open_request() -> OpenSession {
+    OpenSession::on(ChannelCode::parse(CHANNEL).expect("a channel code"))
+}

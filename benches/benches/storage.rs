@@ -19,6 +19,7 @@ use omniman_core::channel::ChannelSpec;
 use omniman_core::context::Caller;
 use omniman_core::directive::{DirectiveUpdate, HandlerOutcome, NewDirective, RetryPolicy, RunResult, decide_outcome};
 use omniman_core::ext::Extensions;
+use omniman_core::input::{ChannelCode, IdempotencyKey, SessionRef};
 use omniman_core::ops::Op;
 use omniman_core::ports::{ChannelStore, DirectiveQueue};
 use omniman_core::service::OpenSession;
@@ -90,20 +91,21 @@ fn hub(db: &Database) -> Omniman<Database> {
 }
 
 /// Opens a session and gives it ten client-priced lines; returns its key.
-async fn ten_line_session(hub: &Omniman<Database>) -> String {
+async fn ten_line_session(hub: &Omniman<Database>) -> SessionRef {
     let caller = caller();
-    let opened = hub
-        .open_session(OpenSession { channel_code: CHANNEL.into(), ..OpenSession::default() }, &caller)
-        .await
-        .expect("open");
+    let opened = hub.open_session(open_request(), &caller).await.expect("open");
+    let at = SessionRef::parse(CHANNEL, &opened.session.session_key).expect("a session ref");
     let lines: Vec<Value> = CATALOGUE[..10]
         .iter()
         .map(|(sku, price)| json!({"op": "add_line", "sku": sku, "qty": 1, "unit_price_q": price}))
         .collect();
-    hub.modify(CHANNEL, &opened.session.session_key, &parse(&Value::Array(lines)), None, &caller)
-        .await
-        .expect("ten lines");
-    opened.session.session_key
+    hub.modify(&at, &parse(&Value::Array(lines)), None, &caller).await.expect("ten lines");
+    at
+}
+
+/// A new session on the benches' channel.
+fn open_request() -> OpenSession {
+    OpenSession::on(ChannelCode::parse(CHANNEL).expect("a channel code"))
 }
 
 /// A sale as one request: eight lines and two data fields, valid on a fresh session (as `core.rs`).
@@ -140,11 +142,11 @@ fn bench_service(c: &mut Criterion, rt: &Runtime, dbs: &[(&'static str, TestDb)]
                     let mut timed = Duration::ZERO;
                     for _ in 0..iters {
                         let start = Instant::now();
-                        let session = hub.modify(CHANNEL, &key, black_box(&add), None, &caller).await.expect("modify");
+                        let session = hub.modify(&key, black_box(&add), None, &caller).await.expect("modify");
                         timed += start.elapsed();
                         let added = session.items.iter().find(|i| i.sku == ADDED_SKU).expect("added line");
                         let remove = parse(&json!([{"op": "remove_line", "line_id": added.line_id}]));
-                        hub.modify(CHANNEL, &key, &remove, None, &caller).await.expect("remove");
+                        hub.modify(&key, &remove, None, &caller).await.expect("remove");
                     }
                     timed
                 })
@@ -157,19 +159,13 @@ fn bench_service(c: &mut Criterion, rt: &Runtime, dbs: &[(&'static str, TestDb)]
                 rt.block_on(async {
                     let start = Instant::now();
                     for _ in 0..iters {
-                        let opened = hub
-                            .open_session(
-                                OpenSession { channel_code: CHANNEL.into(), ..OpenSession::default() },
-                                &caller,
-                            )
-                            .await
-                            .expect("open");
-                        let key = opened.session.session_key;
-                        hub.modify(CHANNEL, &key, black_box(&sale), None, &caller).await.expect("modify");
-                        let idempotency_key = format!("till-1-{}", keys.fetch_add(1, Ordering::Relaxed));
-                        let answer =
-                            hub.commit(CHANNEL, &key, Some(&idempotency_key), None, &caller).await.expect("commit");
-                        assert_eq!(answer.code, 201);
+                        let opened = hub.open_session(open_request(), &caller).await.expect("open");
+                        let at = SessionRef::parse(CHANNEL, &opened.session.session_key).expect("a session ref");
+                        hub.modify(&at, black_box(&sale), None, &caller).await.expect("modify");
+                        let raw = format!("till-1-{}", keys.fetch_add(1, Ordering::Relaxed));
+                        let idempotency_key = IdempotencyKey::parse(raw).expect("an idempotency key");
+                        let outcome = hub.commit(&at, Some(&idempotency_key), None, &caller).await.expect("commit");
+                        assert_eq!(outcome.http_status(), 201);
                     }
                     start.elapsed()
                 })

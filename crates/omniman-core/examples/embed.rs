@@ -33,13 +33,15 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let till = Caller::external("till-1");
 
     // A table tab: opening the same table again returns the open tab.
+    // Input is parsed once, at the edge: a malformed code, key or handle never reaches the hub.
+    let pos = ChannelCode::parse("pos")?;
     let request = OpenSession {
-        channel_code: "pos".into(),
-        handle_type: Some("table".into()),
-        handle_ref: Some("7".into()),
-        ..OpenSession::default()
+        handle_type: Some(HandleType::parse("table")?),
+        handle_ref: Some(HandleRef::parse("7")?),
+        ..OpenSession::on(pos.clone())
     };
-    let key = hub.open_session(request, &till).await?.session.session_key;
+    let opened = hub.open_session(request, &till).await?;
+    let tab = SessionRef { channel: pos, key: SessionKey::parse(opened.session.session_key)? };
 
     // One batch: all or nothing. Prices are filled in by the `pricing.item` modifier.
     let ops = Op::parse_batch(&json!([
@@ -47,20 +49,23 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         {"op": "add_line", "sku": "CROISSANT", "qty": 1},
         {"op": "set_data", "path": "customer.name", "value": "Ana"}
     ]))?;
-    let session = hub.modify("pos", &key, &ops, None, &till).await?;
-    println!("{key}: rev {} · {} lines · total {}", session.rev, session.items_count(), session.total_q());
+    let session = hub.modify(&tab, &ops, None, &till).await?;
+    println!("{}: rev {} · {} lines · total {}", tab.key, session.rev, session.items_count(), session.total_q());
 
     // A bad batch changes nothing and says why.
     let bad = Op::parse_batch(&json!([{"op": "set_qty", "line_id": "L-NOPE", "qty": 1}]))?;
-    let error = hub.modify("pos", &key, &bad, None, &till).await.unwrap_err();
+    let error = hub.modify(&tab, &bad, None, &till).await.unwrap_err();
     println!("refused: {} ({})", error, error.code());
 
     // Commit with an idempotency key: retrying with the same key returns the same order.
-    let answer = hub.commit("pos", &key, Some("till-1-0001"), None, &till).await?;
-    let again = hub.commit("pos", &key, Some("till-1-0001"), None, &till).await?;
-    assert_eq!(answer.order_ref(), again.order_ref());
-    let order_ref = answer.order_ref().unwrap_or_default().to_owned();
-    println!("committed {order_ref} ({} quanta)", answer.body["total_q"]);
+    let key = IdempotencyKey::parse("till-1-0001")?;
+    let CommitOutcome::Committed(receipt) = hub.commit(&tab, Some(&key), None, &till).await? else {
+        return Err("the tab was committed already".into());
+    };
+    let again = hub.commit(&tab, Some(&key), None, &till).await?;
+    assert!(matches!(again, CommitOutcome::Replayed(_)) && again.receipt().as_ref() == Some(&receipt));
+    let order_ref = receipt.order_ref;
+    println!("committed {order_ref} ({} quanta)", receipt.total_q);
 
     // The order follows the channel's status flow.
     let moved = hub.transition_order(&order_ref, "confirmed", Some("kitchen has it"), &till).await?;

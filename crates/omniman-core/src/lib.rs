@@ -10,30 +10,39 @@
 //! async storage [`ports`], and [`Omniman`], the application service that reads, decides and
 //! writes conditionally. It depends on no async runtime, database or network library.
 //!
+//! Embedding it takes a store (here the in-memory one; `omniman-storage` provides PostgreSQL and
+//! SQLite behind the same ports), a registry of extensions, and parsed input:
+//!
 //! ```
 //! use omniman_core::prelude::*;
 //! use omniman_core::memory::InMemoryStore;
+//! use omniman_core::ports::ChannelStore;
 //!
 //! # futures_executor::block_on(async {
 //! let store = InMemoryStore::new();
-//! store.put_channel(omniman_core::testing::channel("pos"));
+//! store.upsert_channel(&ChannelSpec::new("pos"), chrono::Utc::now()).await?;
 //! let hub = Omniman::new(store, Extensions::default());
 //! let till = Caller::external("till-1");
 //!
-//! let opened = hub.open_session(OpenSession { channel_code: "pos".into(), ..Default::default() }, &till).await?;
-//! let key = opened.session.session_key;
+//! // Input is parsed at the edge: past this point no unchecked string reaches a decision.
+//! let pos = ChannelCode::parse("pos")?;
+//! let opened = hub.open_session(OpenSession::on(pos.clone()), &till).await?;
+//! let tab = SessionRef { channel: pos, key: SessionKey::parse(opened.session.session_key)? };
 //! let ops = Op::parse_batch(&serde_json::json!([
 //!     {"op": "add_line", "sku": "ESPRESSO", "qty": 2, "unit_price_q": 450},
 //!     {"op": "set_data", "path": "customer.name", "value": "Ana"}
-//! ])).expect("well-formed ops");
-//! let session = hub.modify("pos", &key, &ops, None, &till).await?;
+//! ]))?;
+//! let session = hub.modify(&tab, &ops, None, &till).await?;
 //! assert_eq!((session.rev, session.total_q()), (1, 900));
 //!
-//! let answer = hub.commit("pos", &key, Some("till-1-0001"), None, &till).await?;
-//! assert_eq!(answer.code, 201);
-//! // The same key again replays the same answer: one order, never two.
-//! let again = hub.commit("pos", &key, Some("till-1-0001"), None, &till).await?;
-//! assert_eq!(again.order_ref(), answer.order_ref());
+//! let key = IdempotencyKey::parse("till-1-0001")?;
+//! let CommitOutcome::Committed(receipt) = hub.commit(&tab, Some(&key), None, &till).await? else {
+//!     panic!("a new order")
+//! };
+//! assert_eq!((receipt.total_q, receipt.items_count), (900, 1));
+//! // The same key again replays the first answer: one order, never two.
+//! let again = hub.commit(&tab, Some(&key), None, &till).await?;
+//! assert_eq!(again.receipt(), Some(receipt));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
@@ -68,12 +77,13 @@ pub mod prelude {
     pub use crate::channel::{Channel, ChannelConfig, ChannelSpec, EditPolicy, PricingPolicy};
     pub use crate::checks::ResolveError;
     pub use crate::clock::{Clock, ManualClock, SystemClock};
-    pub use crate::commit::{CommitError, CommitResponse, CommitSettings};
+    pub use crate::commit::{CommitError, CommitOutcome, CommitReceipt, CommitSettings};
     pub use crate::context::{Caller, Ctx};
     pub use crate::directive::{Directive, DirectiveStatus, HandlerError, HandlerOutcome, NewDirective, RetryPolicy};
     pub use crate::error::{DomainError, ErrorKind, FieldErrors, Rejection, StoreError};
     pub use crate::ext::{Extensions, ExtensionsBuilder};
     pub use crate::ids::{IdGen, RandomIds};
+    pub use crate::input::{ChannelCode, HandleRef, HandleType, IdempotencyKey, SessionKey, SessionRef, Sku};
     pub use crate::modify::{ModifyError, apply_ops};
     pub use crate::money::{Qty, monetary_mult};
     pub use crate::ops::{Op, PathRules};

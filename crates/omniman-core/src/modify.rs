@@ -130,6 +130,13 @@ impl ModifyError {
     }
 }
 
+impl Precondition {
+    /// `precondition_failed` unless the session matches (an `If-Match` the client sent).
+    pub fn check(&self, session: &Session) -> Result<(), ModifyError> {
+        if self.matches(session) { Ok(()) } else { Err(ModifyError::precondition(self, session)) }
+    }
+}
+
 /// Refuses a session that is not open (`already_committed` / `already_abandoned`).
 pub fn ensure_open(session: &Session) -> Result<(), ModifyError> {
     match session.state {
@@ -176,9 +183,7 @@ pub fn apply_ops(
     ids: &mut dyn IdGen,
 ) -> Result<ModifyOutcome, ModifyError> {
     if let Some(pre) = precondition {
-        if !pre.matches(&session) {
-            return Err(ModifyError::precondition(pre, &session));
-        }
+        pre.check(&session)?;
     }
     ensure_open(&session)?;
     if session.edit_policy == EditPolicy::Locked {

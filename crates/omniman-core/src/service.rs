@@ -13,13 +13,14 @@ use crate::channel::Channel;
 use crate::checks::{ResolveError, write_check_result};
 use crate::clock::{Clock, SystemClock};
 use crate::commit::{
-    CommitError, CommitResponse, CommitSettings, already_committed_response, channel_currency, plan_commit,
+    CommitError, CommitOutcome, CommitReceipt, CommitSettings, StoredAnswer, channel_currency, plan_commit,
 };
 use crate::context::{Caller, Ctx};
 use crate::error::{DomainError, FieldErrors, StoreError, ctx};
 use crate::ext::{Extensions, ResolverFailure};
-use crate::idempotency::{IdempotencyDecision, commit_scope, decide, done_record};
-use crate::ids::{IdGen, RandomIds, is_valid_idempotency_key, is_valid_session_key};
+use crate::idempotency::{IdempotencyDecision, commit_scope, decide};
+use crate::ids::{IdGen, RandomIds};
+use crate::input::{ChannelCode, HandleRef, HandleType, IdempotencyKey, SessionKey, SessionRef};
 use crate::modify::{ModifyError, apply_ops, prepare_import};
 use crate::ops::Op;
 use crate::order::{NewEvent, Order, OrderEvent, OrderFlow, TransitionError, plan_transition};
@@ -29,21 +30,44 @@ use crate::session::{Precondition, Session, SessionState};
 /// How many times a lost compare-and-set is retried before giving up with `Contention`.
 const MAX_ATTEMPTS: usize = 200;
 
+/// Runs `$attempt`, a block that evaluates to `Some(answer)` once its write went through and to
+/// `None` when a compare-and-set lost to a concurrent writer (so it must read again), at most
+/// [`MAX_ATTEMPTS`] times, then gives up with `Contention` naming `$what`. Inside the block, `?`
+/// and `return` leave the calling method. (A macro rather than a function taking an async
+/// closure: the futures it builds must stay `Send` for any caller.)
+macro_rules! until_written {
+    ($what:expr, $attempt:block) => {{
+        for _ in 0..MAX_ATTEMPTS {
+            if let Some(done) = $attempt {
+                return Ok(done);
+            }
+        }
+        Err(StoreError::Contention($what).into())
+    }};
+}
+
 /// A request to open a session.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OpenSession {
-    /// Channel code.
-    pub channel_code: String,
+    /// The channel.
+    pub channel_code: ChannelCode,
     /// Client-chosen key; generated when absent.
-    pub session_key: Option<String>,
-    /// Handle type (≤ 32).
-    pub handle_type: Option<String>,
-    /// Handle ref (≤ 64).
-    pub handle_ref: Option<String>,
+    pub session_key: Option<SessionKey>,
+    /// What the handle is (`table`…).
+    pub handle_type: Option<HandleType>,
+    /// Which one (`12`…). With `handle_type`, at most one open session holds it.
+    pub handle_ref: Option<HandleRef>,
+}
+
+impl OpenSession {
+    /// A session on `channel` with a generated key and no handle.
+    pub fn on(channel_code: ChannelCode) -> OpenSession {
+        OpenSession { channel_code, session_key: None, handle_type: None, handle_ref: None }
+    }
 }
 
 /// A session to import: where it goes, its lines and its data.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ImportSession {
     /// Channel, key and handles, as for an open.
     pub open: OpenSession,
@@ -130,7 +154,8 @@ pub struct Transitioned {
     pub previous_status: String,
 }
 
-/// The application service, generic over its store.
+/// The application service, generic over its store: every call reads, decides with the pure
+/// core and writes once, conditionally. The crate's front page shows it end to end.
 ///
 /// ```
 /// use omniman_core::prelude::*;
@@ -140,13 +165,13 @@ pub struct Transitioned {
 /// store.put_channel(omniman_core::testing::channel("pos"));
 /// let hub = Omniman::new(store, Extensions::default());
 /// let caller = Caller::external("till-1");
-/// let opened = hub.open_session(OpenSession { channel_code: "pos".into(), ..Default::default() }, &caller).await.unwrap();
+/// let opened = hub.open_session(OpenSession::on(ChannelCode::parse("pos").unwrap()), &caller).await.unwrap();
+/// let at = SessionRef::parse("pos", &opened.session.session_key).unwrap();
 /// let ops = Op::parse_batch(&serde_json::json!([{"op": "add_line", "sku": "TEA", "qty": 2, "unit_price_q": 300}])).unwrap();
-/// let key = opened.session.session_key;
-/// hub.modify("pos", &key, &ops, None, &caller).await.unwrap();
-/// let answer = hub.commit("pos", &key, Some("k-1"), None, &caller).await.unwrap();
-/// assert_eq!(answer.code, 201);
-/// assert_eq!(answer.body["total_q"], 600);
+/// hub.modify(&at, &ops, None, &caller).await.unwrap();
+/// let outcome = hub.commit(&at, Some(&IdempotencyKey::parse("k-1").unwrap()), None, &caller).await.unwrap();
+/// assert_eq!(outcome.http_status(), 201);
+/// assert_eq!(outcome.receipt().unwrap().total_q, 600);
 /// # });
 /// ```
 pub struct Omniman<S> {
@@ -236,170 +261,139 @@ impl<S: Store> Omniman<S> {
         }
     }
 
-    /// Opens a session, or returns the open one already holding both handle values.
-    pub async fn open_session(&self, request: OpenSession, caller: &Caller) -> Result<Opened, OpenError> {
-        let mut errors = FieldErrors::default();
-        if let Some(key) = &request.session_key {
-            if !is_valid_session_key(key) {
-                errors.add("session_key", "must match [A-Za-z0-9_.:-]{1,64}");
-            }
-        }
-        if request.handle_type.as_ref().is_some_and(|h| h.chars().count() > 32) {
-            errors.add("handle_type", "at most 32 characters");
-        }
-        if request.handle_ref.as_ref().is_some_and(|h| h.chars().count() > 64) {
-            errors.add("handle_ref", "at most 64 characters");
-        }
-        errors.into_result().map_err(OpenError::Validation)?;
+    /// The channel a new session goes to: it must exist and be active.
+    async fn channel_for_new_session(&self, code: &ChannelCode) -> Result<Channel, OpenError> {
         let channel = self
             .store
-            .channel_by_code(&request.channel_code)
+            .channel_by_code(code)
             .await?
-            .ok_or_else(|| OpenError::UnknownChannel { channel_code: request.channel_code.clone() })?;
+            .ok_or_else(|| OpenError::UnknownChannel { channel_code: code.to_string() })?;
         if !channel.is_active {
             return Err(OpenError::ChannelInactive { channel_code: channel.code });
         }
-        for _ in 0..MAX_ATTEMPTS {
+        Ok(channel)
+    }
+
+    /// A new open session on `channel`, in the currency its money is counted in.
+    fn new_session(&self, channel: &Channel, request: &OpenSession, now: chrono::DateTime<chrono::Utc>) -> Session {
+        let key = request.session_key.clone().map_or_else(|| self.draw_ids(|ids| ids.session_key()), String::from);
+        let handle_type = request.handle_type.clone().map(String::from);
+        let handle_ref = request.handle_ref.clone().map(String::from);
+        let mut session = Session::open(channel, key, handle_type, handle_ref, now);
+        session.set_currency(channel_currency(channel, &self.settings));
+        session
+    }
+
+    /// Opens a session, or returns the open one already holding both handle values.
+    pub async fn open_session(&self, request: OpenSession, caller: &Caller) -> Result<Opened, OpenError> {
+        let channel = self.channel_for_new_session(&request.channel_code).await?;
+        until_written!(format!("opening a session on {}", channel.code), {
             if let (Some(ht), Some(hr)) = (&request.handle_type, &request.handle_ref) {
                 if let Some(session) = self.store.open_session_by_handle(channel.id, ht, hr).await? {
                     return Ok(Opened { session, created: false });
                 }
             }
-            let key = request.session_key.clone().unwrap_or_else(|| self.draw_ids(|ids| ids.session_key()));
-            let now = self.ctx(caller).now;
-            let mut session =
-                Session::open(&channel, key, request.handle_type.clone(), request.handle_ref.clone(), now);
-            session.set_currency(channel_currency(&channel, &self.settings));
+            let session = self.new_session(&channel, &request, self.ctx(caller).now);
             match self.store.insert_session(&session).await? {
                 InsertSession::Inserted(session) => return Ok(Opened { session, created: true }),
                 InsertSession::KeyTaken if request.session_key.is_some() => {
                     return Err(OpenError::SessionExists { session_key: session.session_key });
                 }
                 // A generated key collided, or another request opened the handle first: look again.
-                InsertSession::KeyTaken | InsertSession::HandleTaken => {}
+                InsertSession::KeyTaken | InsertSession::HandleTaken => None,
             }
-        }
-        Err(StoreError::Contention(format!("opening a session on {}", channel.code)).into())
+        })
     }
 
-    /// Imports a session an external platform already validated (docs/reference.md §5,
+    /// Imports a session an external platform already validated (docs/reference.md §11,
     /// `POST /api/sessions/import`): the channel's edit policy is ignored, lines may carry their
     /// own ids, names and prices, import validators run, no check directive is enqueued, and
     /// `data` is stored as given (including `checks` and `issues`).
     pub async fn import_session(&self, request: ImportSession, caller: &Caller) -> Result<Session, OpenError> {
-        let mut errors = FieldErrors::default();
-        if let Some(key) = &request.open.session_key {
-            if !is_valid_session_key(key) {
-                errors.add("session_key", "must match [A-Za-z0-9_.:-]{1,64}");
-            }
-        }
-        if request.open.handle_type.as_ref().is_some_and(|h| h.chars().count() > 32) {
-            errors.add("handle_type", "at most 32 characters");
-        }
-        if request.open.handle_ref.as_ref().is_some_and(|h| h.chars().count() > 64) {
-            errors.add("handle_ref", "at most 64 characters");
-        }
-        errors.into_result().map_err(OpenError::Validation)?;
-        let channel = self
-            .store
-            .channel_by_code(&request.open.channel_code)
-            .await?
-            .ok_or_else(|| OpenError::UnknownChannel { channel_code: request.open.channel_code.clone() })?;
-        if !channel.is_active {
-            return Err(OpenError::ChannelInactive { channel_code: channel.code });
-        }
-        for _ in 0..MAX_ATTEMPTS {
-            let key = request.open.session_key.clone().unwrap_or_else(|| self.draw_ids(|ids| ids.session_key()));
+        let channel = self.channel_for_new_session(&request.open.channel_code).await?;
+        until_written!(format!("importing a session on {}", channel.code), {
             let ctx = self.ctx(caller);
-            let mut open = Session::open(
-                &channel,
-                key,
-                request.open.handle_type.clone(),
-                request.open.handle_ref.clone(),
-                ctx.now,
-            );
-            open.set_currency(channel_currency(&channel, &self.settings));
+            let open = self.new_session(&channel, &request.open, ctx.now);
+            let (items, data) = (request.items.clone(), request.data.clone());
             let session = self
-                .draw_ids(|ids| {
-                    prepare_import(open, &channel, request.items.clone(), request.data.clone(), &self.ext, &ctx, ids)
-                })
+                .draw_ids(|ids| prepare_import(open, &channel, items, data, &self.ext, &ctx, ids))
                 .map_err(|e| match e {
                     ModifyError::Rejected(r) => OpenError::Rejected(r),
                     other => OpenError::Validation(FieldErrors::one("items", other.to_string())),
                 })?;
             match self.store.insert_session(&session).await? {
-                InsertSession::Inserted(session) => return Ok(session),
-                InsertSession::KeyTaken if request.open.session_key.is_none() => {} // generated key collided
+                InsertSession::Inserted(session) => Some(session),
+                InsertSession::KeyTaken if request.open.session_key.is_none() => None, // generated key collided
                 InsertSession::KeyTaken | InsertSession::HandleTaken => {
                     return Err(OpenError::SessionExists { session_key: session.session_key });
                 }
             }
-        }
-        Err(StoreError::Contention(format!("importing a session on {}", channel.code)).into())
+        })
     }
 
     /// Loads a session and its channel, or says which of the two is missing.
-    async fn load(&self, channel_code: &str, session_key: &str) -> Result<(Channel, Session), ModifyError> {
-        if let Some(found) = self.store.load_session(channel_code, session_key).await? {
+    async fn load(&self, at: &SessionRef) -> Result<(Channel, Session), ModifyError> {
+        if let Some(found) = self.store.load_session(&at.channel, &at.key).await? {
             return Ok(found);
         }
         // Only the failure path pays for the second read.
-        if self.store.channel_by_code(channel_code).await?.is_none() {
-            return Err(ModifyError::UnknownChannel { channel_code: channel_code.to_owned() });
+        if self.store.channel_by_code(&at.channel).await?.is_none() {
+            return Err(ModifyError::UnknownChannel { channel_code: at.channel.to_string() });
         }
-        Err(ModifyError::SessionNotFound { session_key: session_key.to_owned() })
+        Err(ModifyError::SessionNotFound { session_key: at.key.to_string() })
     }
 
     /// A session by key; without `channel_code` the key must be unambiguous.
-    pub async fn get_session(&self, channel_code: Option<&str>, session_key: &str) -> Result<Session, ModifyError> {
-        if let Some(code) = channel_code {
-            return self.load(code, session_key).await.map(|(_, s)| s);
+    pub async fn get_session(
+        &self,
+        channel_code: Option<&ChannelCode>,
+        session_key: &SessionKey,
+    ) -> Result<Session, ModifyError> {
+        if let Some(channel) = channel_code {
+            let at = SessionRef { channel: channel.clone(), key: session_key.clone() };
+            return self.load(&at).await.map(|(_, s)| s);
         }
         let mut found = self.store.sessions_by_key(session_key).await?;
         match found.len() {
-            0 => Err(ModifyError::SessionNotFound { session_key: session_key.to_owned() }),
+            0 => Err(ModifyError::SessionNotFound { session_key: session_key.to_string() }),
             1 => Ok(found.remove(0)),
-            _ => Err(ModifyError::ChannelCodeRequired { session_key: session_key.to_owned() }),
+            _ => Err(ModifyError::ChannelCodeRequired { session_key: session_key.to_string() }),
         }
     }
 
     /// Applies a batch of ops (docs/reference.md §5) and returns the stored session.
     pub async fn modify(
         &self,
-        channel_code: &str,
-        session_key: &str,
+        at: &SessionRef,
         ops: &[Op],
         precondition: Option<&Precondition>,
         caller: &Caller,
     ) -> Result<Session, ModifyError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let (channel, session) = self.load(channel_code, session_key).await?;
+        until_written!(format!("session {at}"), {
+            let (channel, session) = self.load(at).await?;
             let ctx = self.ctx(caller);
             // The loaded session becomes the draft: keep the version the write is conditional on.
             let read_version = session.version;
             let outcome = self.draw_ids(|ids| apply_ops(session, &channel, ops, precondition, &self.ext, &ctx, ids))?;
-            if self.store.update_session(&outcome.session, read_version, &outcome.directives).await? {
-                self.hooks("session_modified", |h| h.session_modified(&outcome.session));
-                return Ok(outcome.session);
+            if !self.store.update_session(&outcome.session, read_version, &outcome.directives).await? {
+                continue;
             }
-        }
-        Err(StoreError::Contention(format!("session {session_key}")).into())
+            self.hooks("session_modified", |h| h.session_modified(&outcome.session));
+            Some(outcome.session)
+        })
     }
 
     /// Abandons an open session; an abandoned one is returned as it is.
     pub async fn abandon(
         &self,
-        channel_code: &str,
-        session_key: &str,
+        at: &SessionRef,
         precondition: Option<&Precondition>,
         caller: &Caller,
     ) -> Result<Session, ModifyError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let (_, session) = self.load(channel_code, session_key).await?;
+        until_written!(format!("session {at}"), {
+            let (_, session) = self.load(at).await?;
             if let Some(pre) = precondition {
-                if !pre.matches(&session) {
-                    return Err(ModifyError::precondition(pre, &session));
-                }
+                pre.check(&session)?;
             }
             match session.state {
                 SessionState::Abandoned => return Ok(session),
@@ -413,58 +407,51 @@ impl<S: Store> Omniman<S> {
             next.state = SessionState::Abandoned;
             next.version += 1;
             next.updated_at = self.ctx(caller).now;
-            if self.store.update_session(&next, read_version, &[]).await? {
-                self.hooks("session_abandoned", |h| h.session_abandoned(&next));
-                return Ok(next);
+            if !self.store.update_session(&next, read_version, &[]).await? {
+                continue;
             }
-        }
-        Err(StoreError::Contention(format!("session {session_key}")).into())
+            self.hooks("session_abandoned", |h| h.session_abandoned(&next));
+            Some(next)
+        })
     }
 
-    /// Commits a session into an order (docs/reference.md §6). Without a key one is generated (the call is then
-    /// not replayable).
+    /// Commits a session into an order (docs/reference.md §6). Without a key one is generated
+    /// (the call is then not replayable).
     pub async fn commit(
         &self,
-        channel_code: &str,
-        session_key: &str,
-        idempotency_key: Option<&str>,
+        at: &SessionRef,
+        idempotency_key: Option<&IdempotencyKey>,
         precondition: Option<&Precondition>,
         caller: &Caller,
-    ) -> Result<CommitResponse, CommitError> {
-        let key = match idempotency_key {
-            Some(k) if is_valid_idempotency_key(k) => k.to_owned(),
-            Some(_) => {
-                return Err(CommitError::validation(FieldErrors::one(
-                    "idempotency_key",
-                    "must be 1 to 128 visible ASCII characters",
-                )));
-            }
-            None => self.draw_ids(|ids| ids.idempotency_key()),
-        };
-        let scope = commit_scope(channel_code);
-        for _ in 0..MAX_ATTEMPTS {
+    ) -> Result<CommitOutcome, CommitError> {
+        let key = idempotency_key.map_or_else(|| self.draw_ids(|ids| ids.idempotency_key()), ToString::to_string);
+        let scope = commit_scope(&at.channel);
+        until_written!(format!("commit of {at}"), {
             let now = self.clock.now();
             let record = self.store.idempotency_record(&scope, &key).await?;
-            match decide(record.as_ref(), session_key, now) {
-                IdempotencyDecision::Replay { code, body } => return Ok(CommitResponse { code, body }),
-                IdempotencyDecision::Conflict { .. } => {
-                    return Err(CommitError::IdempotencyConflict { idempotency_key: key });
+            match decide(record.as_ref(), &at.key, now) {
+                IdempotencyDecision::Replay { code, body } => {
+                    return Ok(CommitOutcome::Replayed(StoredAnswer { code, body }));
                 }
-                IdempotencyDecision::InProgress => return Err(CommitError::InProgress { idempotency_key: key }),
+                IdempotencyDecision::Conflict { .. } => {
+                    return Err(CommitError::IdempotencyConflict { idempotency_key: key.clone() });
+                }
+                IdempotencyDecision::InProgress => {
+                    return Err(CommitError::InProgress { idempotency_key: key.clone() });
+                }
                 IdempotencyDecision::Proceed => {}
             }
-            let (channel, session) = self.load(channel_code, session_key).await?;
+            let (channel, session) = self.load(at).await?;
             if session.state == SessionState::Committed {
-                let Some(order) = self.store.order_for_session(channel.id, session_key).await? else {
+                let Some(order) = self.store.order_for_session(channel.id, &at.key).await? else {
                     return Err(ModifyError::AlreadyCommitted { session_key: session.session_key }.into());
                 };
-                let answer = already_committed_response(&order);
-                let record =
-                    done_record(scope.clone(), key.clone(), session_key, answer.code, answer.body.clone(), now);
-                if !self.store.save_idempotency_record(&record).await? {
-                    continue; // someone finished this key meanwhile: replay theirs
+                let answer = CommitOutcome::AlreadyCommitted(CommitReceipt::of(&order));
+                let record = answer.record(scope.clone(), key.clone(), &at.key, now);
+                if self.store.save_idempotency_record(&record).await? {
+                    return Ok(answer);
                 }
-                return Ok(answer);
+                continue; // someone finished this key meanwhile: read again and replay theirs
             }
             let ctx = self.ctx(caller);
             let plan = self.draw_ids(|ids| {
@@ -473,12 +460,11 @@ impl<S: Store> Omniman<S> {
             match self.store.commit(&plan).await? {
                 CommitWrite::Committed(order) => {
                     self.after_commit(&channel, &plan.session, &order, &ctx).await;
-                    return Ok(plan.response(order.id));
+                    Some(plan.outcome(order.id))
                 }
-                CommitWrite::SessionChanged | CommitWrite::KeyTaken | CommitWrite::RefTaken => {}
+                CommitWrite::SessionChanged | CommitWrite::KeyTaken | CommitWrite::RefTaken => None,
             }
-        }
-        Err(StoreError::Contention(format!("commit of {session_key}")).into())
+        })
     }
 
     /// docs/reference.md §6 step 14: hooks, then the channel's `on_create` transition.
@@ -493,19 +479,18 @@ impl<S: Store> Omniman<S> {
         }
     }
 
-    /// Writes a check's result back if the session is still open at `expected_rev` (docs/reference.md §7).
-    /// `Ok(false)`: nothing written (missing, moved on, or no longer open).
+    /// Writes a check's result back if the session is still open at `expected_rev`
+    /// (docs/reference.md §7). `Ok(false)`: nothing written (missing, moved on, or no longer open).
     pub async fn apply_check_result(
         &self,
-        channel_code: &str,
-        session_key: &str,
+        at: &SessionRef,
         expected_rev: i64,
         check_code: &str,
         result: Value,
         issues: Vec<Value>,
     ) -> Result<bool, StoreError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let Some((_, session)) = self.store.load_session(channel_code, session_key).await? else {
+        until_written!(format!("session {at}"), {
+            let Some((_, session)) = self.store.load_session(&at.channel, &at.key).await? else {
                 return Ok(false);
             };
             let now = self.clock.now();
@@ -513,33 +498,27 @@ impl<S: Store> Omniman<S> {
                 write_check_result(&session, expected_rev, check_code, result.clone(), issues.clone(), now, ids)
             });
             let Some(next) = next else { return Ok(false) };
-            if self.store.update_session(&next, session.version, &[]).await? {
-                return Ok(true);
-            }
-        }
-        Err(StoreError::Contention(format!("session {session_key}")))
+            self.store.update_session(&next, session.version, &[]).await?.then_some(true)
+        })
     }
 
-    /// Resolves an issue by one of its actions (docs/reference.md §7): the issue's resolver turns the action
-    /// into ops, applied by modify as an internal caller.
+    /// Resolves an issue by one of its actions (docs/reference.md §7): the issue's resolver turns
+    /// the action into ops, applied by modify as an internal caller.
     ///
     /// With a `precondition` (`If-Match`), the session must match it both when the action is
     /// judged and when its ops are written; a mismatch is `precondition_failed`.
     pub async fn resolve_issue(
         &self,
-        channel_code: &str,
-        session_key: &str,
+        at: &SessionRef,
         issue_id: &str,
         action_id: &str,
         precondition: Option<&Precondition>,
         caller: &Caller,
     ) -> Result<Session, ResolveError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let (_, session) = self.load(channel_code, session_key).await?;
+        until_written!(format!("session {at}"), {
+            let (_, session) = self.load(at).await?;
             if let Some(pre) = precondition {
-                if !pre.matches(&session) {
-                    return Err(ModifyError::precondition(pre, &session).into());
-                }
+                pre.check(&session)?;
             }
             let issue = session
                 .issue(issue_id)
@@ -558,16 +537,15 @@ impl<S: Store> Omniman<S> {
                     message,
                 },
             })?;
-            // The action was judged against this rev; if the session moved meanwhile, judge again
-            // (or, under the client's own precondition, refuse).
+            // The action was judged against this rev; if the session moved meanwhile, judge
+            // again (or, under the client's own precondition, refuse).
             let pinned = precondition.cloned().unwrap_or(Precondition::Rev(session.rev));
             let internal = Caller::internal(caller.actor.clone());
-            match self.modify(channel_code, session_key, &ops, Some(&pinned), &internal).await {
-                Err(ModifyError::PreconditionFailed { .. }) if precondition.is_none() => {}
+            match self.modify(at, &ops, Some(&pinned), &internal).await {
+                Err(ModifyError::PreconditionFailed { .. }) if precondition.is_none() => None,
                 other => return other.map_err(ResolveError::Session),
             }
-        }
-        Err(StoreError::Contention(format!("session {session_key}")).into())
+        })
     }
 
     /// An order with its channel.
@@ -594,16 +572,17 @@ impl<S: Store> Omniman<S> {
             errors.add("note", "at most 1000 characters");
         }
         errors.into_result().map_err(TransitionError::Validation)?;
-        for _ in 0..MAX_ATTEMPTS {
+        until_written!(format!("order {order_ref}"), {
             let (channel, order) = self.order(order_ref).await?;
             let now = self.clock.now();
-            let plan = plan_transition(order, &OrderFlow::for_channel(&channel), new_status, &caller.actor, note, now)?;
-            if self.store.transition(&plan).await? {
-                self.hooks("order_changed", |h| h.order_changed(&plan.order, "status_changed", &caller.actor));
-                return Ok(Transitioned { order: plan.order, channel, previous_status: plan.expected_status });
+            let flow = OrderFlow::for_channel(&channel);
+            let plan = plan_transition(order, &flow, new_status, &caller.actor, note, now)?;
+            if !self.store.transition(&plan).await? {
+                continue;
             }
-        }
-        Err(StoreError::Contention(format!("order {order_ref}")).into())
+            self.hooks("order_changed", |h| h.order_changed(&plan.order, "status_changed", &caller.actor));
+            Some(Transitioned { order: plan.order, channel, previous_status: plan.expected_status })
+        })
     }
 
     /// Appends an event to an order.

@@ -34,3 +34,23 @@ pub fn channel_with(code: &str, config: serde_json::Value) -> Channel {
 pub fn session(channel: &Channel, key: &str) -> Session {
     Session { id: 1, ..Session::open(channel, key.to_owned(), None, None, epoch()) }
 }
+
+/// A channel code from a literal; panics when malformed.
+pub fn code(raw: &str) -> crate::input::ChannelCode {
+    crate::input::ChannelCode::parse(raw).expect("a well-formed channel code")
+}
+
+/// A session key from a literal; panics when malformed.
+pub fn key(raw: &str) -> crate::input::SessionKey {
+    crate::input::SessionKey::parse(raw).expect("a well-formed session key")
+}
+
+/// A session's address from literals; panics when malformed.
+pub fn at(channel: &str, key: &str) -> crate::input::SessionRef {
+    crate::input::SessionRef::parse(channel, key).expect("a well-formed channel code and key")
+}
+
+/// An idempotency key from a literal; panics when malformed.
+pub fn idem(raw: &str) -> crate::input::IdempotencyKey {
+    crate::input::IdempotencyKey::parse(raw).expect("a well-formed idempotency key")
+}

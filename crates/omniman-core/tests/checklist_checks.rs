@@ -11,7 +11,7 @@ mod common;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use common::{World, api, chan, chan_with, code_of, item};
+use common::{World, api, at, chan, chan_with, code_of, item};
 use futures_executor::block_on;
 use serde_json::{Value, json};
 
@@ -30,11 +30,11 @@ fn stock_ext() -> Extensions {
 }
 
 fn write_back(world: &World, key: &str, rev: i64, code: &str, result: Value, issues: Vec<Value>) -> bool {
-    block_on(world.hub.apply_check_result(POS, key, rev, code, result, issues)).expect("store")
+    block_on(world.hub.apply_check_result(&at(POS, key), rev, code, result, issues)).expect("store")
 }
 
 fn resolve(world: &World, key: &str, issue_id: &str, action_id: &str) -> Result<Session, ResolveError> {
-    block_on(world.hub.resolve_issue(POS, key, issue_id, action_id, None, &api()))
+    block_on(world.hub.resolve_issue(&at(POS, key), issue_id, action_id, None, &api()))
 }
 
 /// A `stock.insufficient` issue on `line_id` offering the given actions.
@@ -87,7 +87,9 @@ fn write_back_for_an_unknown_session_or_channel_is_false() {
     let world = World::new(vec![chan(1, POS)]);
     assert!(!write_back(&world, "NOPE", 0, "stock", json!({}), vec![]));
     let s = world.open(POS);
-    assert!(!block_on(world.hub.apply_check_result("other", &s.session_key, 0, "stock", json!({}), vec![])).unwrap());
+    assert!(
+        !block_on(world.hub.apply_check_result(&at("other", &s.session_key), 0, "stock", json!({}), vec![])).unwrap()
+    );
 }
 
 #[test]
@@ -97,7 +99,7 @@ fn write_back_on_a_non_open_session_is_false() {
     world.commit(POS, &committed.session_key, "k").expect("commit");
     assert!(!write_back(&world, &committed.session_key, 1, "stock", json!({}), vec![]));
     let abandoned = world.open(POS);
-    block_on(world.hub.abandon(POS, &abandoned.session_key, None, &api())).expect("abandon");
+    block_on(world.hub.abandon(&at(POS, &abandoned.session_key), None, &api())).expect("abandon");
     let before = world.session(POS, &abandoned.session_key);
     assert!(!write_back(&world, &abandoned.session_key, 0, "stock", json!({}), vec![]));
     assert_eq!(world.session(POS, &abandoned.session_key), before);

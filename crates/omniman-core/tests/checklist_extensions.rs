@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use common::{World, chan, chan_with, code_of, item};
+use common::{World, at, chan, chan_with, code_of, item};
 use futures_executor::block_on;
 use serde_json::{Value, json};
 
@@ -388,7 +388,7 @@ fn hooks_run_after_each_write_with_what_was_stored() {
     let order = world.commit_order(POS, &s.session_key, "k");
     world.transition(&order.reference, "processing", "kitchen").expect("transition");
     let other = world.open(POS);
-    block_on(world.hub.abandon(POS, &other.session_key, None, &common::api())).expect("abandon");
+    block_on(world.hub.abandon(&at(POS, &other.session_key), None, &common::api())).expect("abandon");
     // A refused modify calls nothing.
     assert!(world.modify(POS, &s.session_key, &json!([])).is_err());
     assert_eq!(

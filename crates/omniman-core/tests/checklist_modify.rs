@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{World, api, chan, chan_with, code_of, internal, item, ops};
+use common::{World, api, at, chan, chan_with, code_of, internal, item, ops};
 use futures_executor::block_on;
 use serde_json::{Value, json};
 
@@ -80,7 +80,7 @@ fn modify_committed_session_is_already_committed() {
 fn modify_abandoned_session_is_already_abandoned() {
     let world = pos();
     let s = world.open(POS);
-    block_on(world.hub.abandon(POS, &s.session_key, None, &api())).expect("abandon");
+    block_on(world.hub.abandon(&at(POS, &s.session_key), None, &api())).expect("abandon");
     let e = err(&world, POS, &s.session_key, &json!([{"op": "add_line", "sku": "B", "qty": 1}]));
     assert_eq!(code_of(&e), "already_abandoned");
     assert_eq!(e.kind(), ErrorKind::Conflict);
@@ -166,7 +166,7 @@ fn modify_checks_if_match_before_state_and_state_before_policy() {
 
     // Failed If-Match on an open session: 412 with the value as sent and the current rev/version.
     let stale = Precondition::Rev(0);
-    let e = block_on(world.hub.modify(POS, &key, &ops(&json!([])), Some(&stale), &api())).unwrap_err();
+    let e = block_on(world.hub.modify(&at(POS, &key), &ops(&json!([])), Some(&stale), &api())).unwrap_err();
     assert_eq!(code_of(&e), "precondition_failed");
     assert_eq!(e.kind(), ErrorKind::PreconditionFailed);
     let c = e.context();
@@ -176,11 +176,11 @@ fn modify_checks_if_match_before_state_and_state_before_policy() {
     );
     // A matching rev.version passes.
     let fresh = Precondition::parse("\"1.1\"");
-    block_on(world.hub.modify(POS, &key, &ops(&json!([])), Some(&fresh), &api())).expect("matching If-Match");
+    block_on(world.hub.modify(&at(POS, &key), &ops(&json!([])), Some(&fresh), &api())).expect("matching If-Match");
 
     // On a committed session a failed If-Match still wins (step 3 before step 4).
     world.commit(POS, &key, "k").expect("commit");
-    let e = block_on(world.hub.modify(POS, &key, &ops(&json!([])), Some(&stale), &api())).unwrap_err();
+    let e = block_on(world.hub.modify(&at(POS, &key), &ops(&json!([])), Some(&stale), &api())).unwrap_err();
     assert_eq!(code_of(&e), "precondition_failed");
     assert_eq!(code_of(&err(&world, POS, &key, &json!([]))), "already_committed");
 
@@ -446,7 +446,7 @@ fn set_data_from_the_api_honours_the_allow_list_and_depth() {
     let world = pos();
     let s = world.open(POS);
     let key = s.session_key.clone();
-    let api_modify = |batch: Value| block_on(world.hub.modify(POS, &key, &ops(&batch), None, &api()));
+    let api_modify = |batch: Value| block_on(world.hub.modify(&at(POS, &key), &ops(&batch), None, &api()));
     let e = api_modify(json!([{"op": "set_data", "path": "customer_name", "value": "Ana"}])).unwrap_err();
     assert_eq!(code_of(&e), "invalid_path");
     assert_eq!(e.context()["path"], json!("customer_name"));
@@ -603,8 +603,7 @@ fn api_modify_gives_rev_1_clears_checks_and_issues_and_enqueues_a_stock_hold_dir
     // Something to clear: a check result and an issue written back at rev 0.
     assert!(
         block_on(world.hub.apply_check_result(
-            POS,
-            &key,
+            &at(POS, &key),
             0,
             "stock",
             json!({"holds": []}),
@@ -615,7 +614,7 @@ fn api_modify_gives_rev_1_clears_checks_and_issues_and_enqueues_a_stock_hold_dir
     assert_eq!(world.session(POS, &key).issues().len(), 1);
 
     let batch = ops(&json!([{"op": "add_line", "sku": "A", "qty": 1.5, "unit_price_q": 333}]));
-    let after = block_on(world.hub.modify(POS, &key, &batch, None, &api())).expect("modify");
+    let after = block_on(world.hub.modify(&at(POS, &key), &batch, None, &api())).expect("modify");
     assert_eq!(after.rev, 1);
     assert_eq!(after.data["checks"], json!({}));
     assert_eq!(after.data["issues"], json!([]));
@@ -673,8 +672,7 @@ fn modify_from_an_internal_caller_uses_the_same_rules() {
     let world = pos();
     let s = world.open(POS);
     let e = block_on(world.hub.modify(
-        POS,
-        &s.session_key,
+        &at(POS, &s.session_key),
         &ops(&json!([{"op": "add_line", "qty": 1}])),
         None,
         &internal(),

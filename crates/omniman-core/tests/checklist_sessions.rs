@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{World, api, chan, code_of};
+use common::{World, api, at, chan, code_of, parsed};
 use futures_executor::block_on;
 use serde_json::json;
 
@@ -24,7 +24,7 @@ fn open(world: &World, request: OpenSession) -> Result<Opened, OpenError> {
 }
 
 fn request(channel_code: &str) -> OpenSession {
-    OpenSession { channel_code: channel_code.into(), ..Default::default() }
+    OpenSession::on(parsed(channel_code))
 }
 
 #[test]
@@ -65,9 +65,9 @@ fn opening_the_same_handle_again_returns_the_same_open_session() {
     let with_key = open(
         &world,
         OpenSession {
-            session_key: Some("client-key".into()),
-            handle_type: Some("table".into()),
-            handle_ref: Some("12".into()),
+            session_key: Some(parsed("client-key")),
+            handle_type: Some(parsed("table")),
+            handle_ref: Some(parsed("12")),
             ..request(POS)
         },
     )
@@ -91,12 +91,12 @@ fn handles_are_per_channel() {
 #[test]
 fn sessions_with_one_handle_field_null_are_never_deduplicated() {
     let world = World::new(vec![chan(1, POS)]);
-    let only_type = || OpenSession { handle_type: Some("table".into()), ..request(POS) };
+    let only_type = || OpenSession { handle_type: Some(parsed("table")), ..request(POS) };
     let a = open(&world, only_type()).expect("open");
     let b = open(&world, only_type()).expect("open");
     assert!(a.created && b.created);
     assert_ne!(a.session.id, b.session.id);
-    let only_ref = || OpenSession { handle_ref: Some("12".into()), ..request(POS) };
+    let only_ref = || OpenSession { handle_ref: Some(parsed("12")), ..request(POS) };
     let c = open(&world, only_ref()).expect("open");
     let d = open(&world, only_ref()).expect("open");
     assert_ne!(c.session.id, d.session.id);
@@ -111,7 +111,7 @@ fn a_handle_is_free_again_once_its_session_leaves_open() {
     let second = world.open_handle(POS, "table", "7");
     assert!(second.created);
     assert_ne!(second.session.id, first.session.id);
-    block_on(world.hub.abandon(POS, &second.session.session_key, None, &api())).expect("abandon");
+    block_on(world.hub.abandon(&at(POS, &second.session.session_key), None, &api())).expect("abandon");
     let third = world.open_handle(POS, "table", "7");
     assert!(third.created);
     assert_ne!(third.session.id, second.session.id);
@@ -121,29 +121,24 @@ fn a_handle_is_free_again_once_its_session_leaves_open() {
 fn a_client_chosen_key_is_used_when_valid_and_refused_otherwise() {
     let world = World::new(vec![chan(1, POS)]);
     let opened =
-        open(&world, OpenSession { session_key: Some("table-12:tab_3.a".into()), ..request(POS) }).expect("open");
+        open(&world, OpenSession { session_key: Some(parsed("table-12:tab_3.a")), ..request(POS) }).expect("open");
     assert_eq!(opened.session.session_key, "table-12:tab_3.a");
+    // Malformed keys and handles cannot be built, so they never reach the service.
     for bad in ["", "has space", "ção", "k".repeat(65).as_str()] {
-        let e = open(&world, OpenSession { session_key: Some(bad.into()), ..request(POS) }).unwrap_err();
-        assert_eq!(code_of(&e), "validation_error", "{bad:?}");
-        assert!(e.context()["fields"]["session_key"].is_array());
+        assert!(SessionKey::parse(bad).is_err(), "{bad:?}");
     }
-    let long_handle =
-        OpenSession { handle_type: Some("t".repeat(33)), handle_ref: Some("r".repeat(65)), ..request(POS) };
-    let e = open(&world, long_handle).unwrap_err();
-    let fields = e.context()["fields"].clone();
-    assert!(fields["handle_type"].is_array() && fields["handle_ref"].is_array(), "{fields}");
+    assert!(HandleType::parse("t".repeat(33)).is_err() && HandleRef::parse("r".repeat(65)).is_err());
 }
 
 #[test]
 fn a_duplicate_client_key_is_session_exists() {
     let world = World::new(vec![chan(1, POS), chan(2, "web")]);
-    open(&world, OpenSession { session_key: Some("MESA-1".into()), ..request(POS) }).expect("first");
-    let e = open(&world, OpenSession { session_key: Some("MESA-1".into()), ..request(POS) }).unwrap_err();
+    open(&world, OpenSession { session_key: Some(parsed("MESA-1")), ..request(POS) }).expect("first");
+    let e = open(&world, OpenSession { session_key: Some(parsed("MESA-1")), ..request(POS) }).unwrap_err();
     assert_eq!((code_of(&e), e.kind()), ("session_exists".to_owned(), ErrorKind::Conflict));
     assert_eq!(e.context()["session_key"], json!("MESA-1"));
     // Keys are unique per channel only.
-    assert!(open(&world, OpenSession { session_key: Some("MESA-1".into()), ..request("web") }).is_ok());
+    assert!(open(&world, OpenSession { session_key: Some(parsed("MESA-1")), ..request("web") }).is_ok());
 }
 
 #[test]
@@ -153,7 +148,7 @@ fn opening_on_an_inactive_channel_is_channel_inactive() {
     assert_eq!((code_of(&e), e.kind()), ("channel_inactive".to_owned(), ErrorKind::Conflict));
     assert_eq!(e.context()["channel_code"], json!(POS));
     // Even get-or-open refuses.
-    let e = open(&world, OpenSession { handle_type: Some("t".into()), handle_ref: Some("1".into()), ..request(POS) });
+    let e = open(&world, OpenSession { handle_type: Some(parsed("t")), handle_ref: Some(parsed("1")), ..request(POS) });
     assert_eq!(code_of(&e.unwrap_err()), "channel_inactive");
 }
 
@@ -167,20 +162,20 @@ fn opening_on_a_missing_channel_is_unknown_channel() {
 #[test]
 fn get_session_by_key_needs_the_channel_code_only_when_the_key_is_ambiguous() {
     let world = World::new(vec![chan(1, POS), chan(2, "web")]);
-    let unique = open(&world, OpenSession { session_key: Some("ONLY-POS".into()), ..request(POS) }).unwrap().session;
-    assert_eq!(block_on(world.hub.get_session(None, "ONLY-POS")).expect("unambiguous"), unique);
+    let unique = open(&world, OpenSession { session_key: Some(parsed("ONLY-POS")), ..request(POS) }).unwrap().session;
+    assert_eq!(block_on(world.hub.get_session(None, &parsed("ONLY-POS"))).expect("unambiguous"), unique);
 
-    let in_pos = open(&world, OpenSession { session_key: Some("SHARED".into()), ..request(POS) }).unwrap().session;
-    let in_web = open(&world, OpenSession { session_key: Some("SHARED".into()), ..request("web") }).unwrap().session;
-    let e = block_on(world.hub.get_session(None, "SHARED")).unwrap_err();
+    let in_pos = open(&world, OpenSession { session_key: Some(parsed("SHARED")), ..request(POS) }).unwrap().session;
+    let in_web = open(&world, OpenSession { session_key: Some(parsed("SHARED")), ..request("web") }).unwrap().session;
+    let e = block_on(world.hub.get_session(None, &parsed("SHARED"))).unwrap_err();
     assert_eq!((code_of(&e), e.kind()), ("channel_code_required".to_owned(), ErrorKind::BadRequest));
     assert_eq!(e.context()["session_key"], json!("SHARED"));
-    assert_eq!(block_on(world.hub.get_session(Some(POS), "SHARED")).unwrap(), in_pos);
-    assert_eq!(block_on(world.hub.get_session(Some("web"), "SHARED")).unwrap(), in_web);
+    assert_eq!(block_on(world.hub.get_session(Some(&parsed(POS)), &parsed("SHARED"))).unwrap(), in_pos);
+    assert_eq!(block_on(world.hub.get_session(Some(&parsed("web")), &parsed("SHARED"))).unwrap(), in_web);
 
-    let e = block_on(world.hub.get_session(None, "NOPE")).unwrap_err();
+    let e = block_on(world.hub.get_session(None, &parsed("NOPE"))).unwrap_err();
     assert_eq!(code_of(&e), "session_not_found");
-    let e = block_on(world.hub.get_session(Some(POS), "NOPE")).unwrap_err();
+    let e = block_on(world.hub.get_session(Some(&parsed(POS)), &parsed("NOPE"))).unwrap_err();
     assert_eq!(code_of(&e), "session_not_found");
 }
 
@@ -189,22 +184,22 @@ fn abandon_moves_an_open_session_once_and_refuses_a_committed_one() {
     let world = World::new(vec![chan(1, POS)]);
     let s = world.open(POS);
     world.clock.advance(chrono::TimeDelta::minutes(3));
-    let abandoned = block_on(world.hub.abandon(POS, &s.session_key, None, &api())).expect("abandon");
+    let abandoned = block_on(world.hub.abandon(&at(POS, &s.session_key), None, &api())).expect("abandon");
     assert_eq!((abandoned.state, abandoned.rev, abandoned.version), (SessionState::Abandoned, 0, 1));
     assert_eq!(abandoned.updated_at, world.clock.now());
     // Again: answered as it is, nothing written.
-    let again = block_on(world.hub.abandon(POS, &s.session_key, None, &api())).expect("idempotent");
+    let again = block_on(world.hub.abandon(&at(POS, &s.session_key), None, &api())).expect("idempotent");
     assert_eq!(again, abandoned);
 
     let committed = world.open_with(POS, &json!([{"op": "add_line", "sku": "A", "qty": 1}]));
     world.commit(POS, &committed.session_key, "k").expect("commit");
-    let e = block_on(world.hub.abandon(POS, &committed.session_key, None, &api())).unwrap_err();
+    let e = block_on(world.hub.abandon(&at(POS, &committed.session_key), None, &api())).unwrap_err();
     assert_eq!(code_of(&e), "already_committed");
-    let e = block_on(world.hub.abandon(POS, "NOPE", None, &api())).unwrap_err();
+    let e = block_on(world.hub.abandon(&at(POS, "NOPE"), None, &api())).unwrap_err();
     assert_eq!(code_of(&e), "session_not_found");
     // If-Match is honoured.
     let other = world.open(POS);
-    let e = block_on(world.hub.abandon(POS, &other.session_key, Some(&Precondition::Rev(3)), &api())).unwrap_err();
+    let e = block_on(world.hub.abandon(&at(POS, &other.session_key), Some(&Precondition::Rev(3)), &api())).unwrap_err();
     assert_eq!(code_of(&e), "precondition_failed");
 }
 
@@ -213,12 +208,12 @@ fn a_session_leaves_open_once_and_never_returns() {
     let world = World::new(vec![chan(1, POS)]);
     let s = world.open_with(POS, &json!([{"op": "add_line", "sku": "A", "qty": 1}]));
     world.commit(POS, &s.session_key, "k").expect("commit");
-    let e = block_on(world.hub.abandon(POS, &s.session_key, None, &api())).unwrap_err();
+    let e = block_on(world.hub.abandon(&at(POS, &s.session_key), None, &api())).unwrap_err();
     assert_eq!(code_of(&e), "already_committed");
     assert_eq!(world.session(POS, &s.session_key).state, SessionState::Committed);
 
     let a = world.open(POS);
-    block_on(world.hub.abandon(POS, &a.session_key, None, &api())).expect("abandon");
+    block_on(world.hub.abandon(&at(POS, &a.session_key), None, &api())).expect("abandon");
     world.store().tamper_session(POS, &a.session_key, |s| s.items.push(common::item("L-1", "A", "1", 1)));
     assert_eq!(code_of(&world.commit(POS, &a.session_key, "k2").unwrap_err()), "already_abandoned");
     assert_eq!(world.session(POS, &a.session_key).state, SessionState::Abandoned);

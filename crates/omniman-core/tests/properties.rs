@@ -11,7 +11,7 @@
 mod common;
 
 use chrono::{DateTime, Utc};
-use common::{World, chan_with, internal};
+use common::{World, at, chan_with, internal};
 use futures_executor::block_on;
 use proptest::collection::{btree_map, vec};
 use proptest::option;
@@ -351,8 +351,13 @@ fn seeded_session(world: &World) -> Session {
 
 fn write_check(world: &World, s: &Session) {
     let issue = json!({"code": "stock.insufficient", "blocking": true, "context": {"actions": []}});
-    let written =
-        block_on(world.hub.apply_check_result(POS, &s.session_key, s.rev, "stock", json!({"holds": []}), vec![issue]));
+    let written = block_on(world.hub.apply_check_result(
+        &at(POS, &s.session_key),
+        s.rev,
+        "stock",
+        json!({"holds": []}),
+        vec![issue],
+    ));
     assert!(written.expect("store"));
 }
 
@@ -448,7 +453,7 @@ proptest! {
         let directives_before = world.directives().len();
 
         // Through the service and the in-memory store.
-        let result = block_on(world.hub.modify(POS, &session.session_key, &ops, None, &internal()));
+        let result = block_on(world.hub.modify(&at(POS, &session.session_key), &ops, None, &internal()));
         prop_assert!(result.is_err());
         prop_assert_eq!(to_json_string(&world.session(POS, &session.session_key)), before.clone());
         prop_assert_eq!(world.directives().len(), directives_before);

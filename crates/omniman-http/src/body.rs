@@ -10,6 +10,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, web};
 use futures_util::StreamExt;
 use omniman_core::error::FieldErrors;
+use omniman_core::input::InvalidInput;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
@@ -103,6 +104,22 @@ impl<'a> Fields<'a> {
             self.asked.push(key);
         }
         self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    /// An optional string field parsed into an input type (`SessionKey::parse`…); a problem is
+    /// recorded under the field's name.
+    pub(crate) fn parsed<T>(
+        &mut self,
+        key: &'static str,
+        parse: impl FnOnce(String) -> Result<T, InvalidInput>,
+    ) -> Option<T> {
+        let raw = self.string(key, usize::MAX)?;
+        self.errors.take(key, parse(raw))
+    }
+
+    /// A value parsed elsewhere (a path segment…), or `None` with its problem recorded at `path`.
+    pub(crate) fn take<T>(&mut self, path: &str, parsed: Result<T, InvalidInput>) -> Option<T> {
+        self.errors.take(path, parsed)
     }
 
     /// Records a problem.

@@ -18,6 +18,7 @@ use omniman_core::ports::{
     ChannelStore, DirectiveFilter, DirectiveQueue, OrderFilter, OrderStore, SessionFilter, SessionStore,
 };
 use omniman_core::prelude::{Caller, ManualClock, Omniman, OpenSession};
+use omniman_core::testing;
 use omniman_core::testing::epoch;
 use omniman_storage::test_support::TestDb;
 use omniman_storage::{Backend, Database, StatementCounter};
@@ -59,10 +60,7 @@ async fn setup(db: &Database, config: Value) -> (Omniman<Database>, Arc<ManualCl
     db.upsert_channel(&spec, t(0)).await.unwrap();
     let clock = Arc::new(ManualClock::at(t(100)));
     let hub = hub(db, &clock);
-    let opened = hub
-        .open_session(OpenSession { channel_code: "pos".into(), ..OpenSession::default() }, &Caller::external("till"))
-        .await
-        .unwrap();
+    let opened = hub.open_session(OpenSession::on(testing::code("pos")), &Caller::external("till")).await.unwrap();
     (hub, clock, opened.session.session_key)
 }
 
@@ -90,13 +88,20 @@ async fn commit_and_order_reads(test_db: &TestDb) {
     let caller = Caller::external("till");
     let lines: Vec<Value> =
         (0..5).map(|i| json!({"op": "add_line", "sku": format!("S{i}"), "qty": 1, "unit_price_q": 10})).collect();
-    hub.modify("pos", &key, &ops(&Value::Array(lines)), None, &caller).await.unwrap();
+    hub.modify(&testing::at("pos", &key), &ops(&Value::Array(lines)), None, &caller).await.unwrap();
 
     // The service's commit: idempotency read + session read + the store's commit (6).
-    let answer =
-        exactly(8, "service commit", Box::pin(hub.commit("pos", &key, Some("K1"), None, &caller))).await.unwrap();
+    let answer = exactly(
+        8,
+        "service commit",
+        Box::pin(hub.commit(&testing::at("pos", &key), Some(&testing::idem("K1")), None, &caller)),
+    )
+    .await
+    .unwrap();
     let order_ref = answer.order_ref().unwrap().to_owned();
-    exactly(1, "replay", Box::pin(hub.commit("pos", &key, Some("K1"), None, &caller))).await.unwrap();
+    exactly(1, "replay", Box::pin(hub.commit(&testing::at("pos", &key), Some(&testing::idem("K1")), None, &caller)))
+        .await
+        .unwrap();
 
     let (channel, order) = exactly(1, "order_by_ref", db.order_by_ref(&order_ref)).await.unwrap().unwrap();
     assert_eq!(order.items.len(), 5);
@@ -121,12 +126,17 @@ async fn list_pages(test_db: &TestDb) {
     let db = test_db.db();
     let (hub, _, key) = setup(db, json!({"post_commit_directives": ["a"]})).await;
     let caller = Caller::external("till");
-    hub.modify("pos", &key, &ops(&json!([{"op": "add_line", "sku": "A", "qty": 1, "unit_price_q": 1}])), None, &caller)
-        .await
-        .unwrap();
-    hub.commit("pos", &key, None, None, &caller).await.unwrap();
+    hub.modify(
+        &testing::at("pos", &key),
+        &ops(&json!([{"op": "add_line", "sku": "A", "qty": 1, "unit_price_q": 1}])),
+        None,
+        &caller,
+    )
+    .await
+    .unwrap();
+    hub.commit(&testing::at("pos", &key), None, None, &caller).await.unwrap();
     for _ in 0..4 {
-        hub.open_session(OpenSession { channel_code: "pos".into(), ..OpenSession::default() }, &caller).await.unwrap();
+        hub.open_session(OpenSession::on(testing::code("pos")), &caller).await.unwrap();
     }
     let page = exactly(1, "list_sessions", db.list_sessions(&SessionFilter::default(), &PageRequest::new(None, 2)))
         .await
@@ -208,11 +218,13 @@ async fn service_operations(test_db: &TestDb) {
     let db = test_db.db();
     let (hub, _, key) = setup(db, json!({"required_checks_on_commit": ["stock"]})).await;
     let caller = Caller::external("till");
-    exactly(1, "get_session", hub.get_session(Some("pos"), &key)).await.unwrap();
+    exactly(1, "get_session", hub.get_session(Some(&testing::code("pos")), &testing::key(&key))).await.unwrap();
     // Read, conditional update, directive insert.
     let batch = ops(&json!([{"op": "add_line", "sku": "A", "qty": 1, "unit_price_q": 1}]));
-    exactly(3, "modify with a check directive", hub.modify("pos", &key, &batch, None, &caller)).await.unwrap();
-    exactly(2, "abandon", hub.abandon("pos", &key, None, &caller)).await.unwrap();
+    exactly(3, "modify with a check directive", hub.modify(&testing::at("pos", &key), &batch, None, &caller))
+        .await
+        .unwrap();
+    exactly(2, "abandon", hub.abandon(&testing::at("pos", &key), None, &caller)).await.unwrap();
 }
 
 async fn stock_backend(test_db: &TestDb) {

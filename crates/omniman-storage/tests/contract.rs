@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Map, Value, json};
 
 use omniman_core::channel::{Channel, ChannelSpec};
-use omniman_core::commit::{CommitSettings, plan_commit};
+use omniman_core::commit::{CommitOutcome, CommitSettings, plan_commit};
 use omniman_core::context::{Caller, Ctx};
 use omniman_core::directive::{DirectiveStatus, DirectiveUpdate, NewDirective};
 use omniman_core::ext::Extensions;
@@ -25,6 +25,7 @@ use omniman_core::ports::{
 };
 use omniman_core::prelude::{ManualClock, Omniman, OpenSession};
 use omniman_core::session::{Item, Session, SessionState};
+use omniman_core::testing;
 use omniman_core::testing::epoch;
 
 /// Generates, for each test function, `mod <name> { memory(), sqlite(), postgres() }`.
@@ -376,10 +377,9 @@ async fn commit_through_the_service<S: Store>(store: S) {
     let opened = hub
         .open_session(
             OpenSession {
-                channel_code: "pos".into(),
-                handle_type: Some("table".into()),
-                handle_ref: Some("7".into()),
-                ..OpenSession::default()
+                handle_type: Some(omniman_core::input::HandleType::parse("table").unwrap()),
+                handle_ref: Some(omniman_core::input::HandleRef::parse("7").unwrap()),
+                ..OpenSession::on(testing::code("pos"))
             },
             &caller(),
         )
@@ -393,17 +393,16 @@ async fn commit_through_the_service<S: Store>(store: S) {
         {"op": "add_line", "sku": "PAO", "qty": 2, "unit_price_q": 100, "name": "Pão"},
         {"op": "set_data", "path": "customer.name", "value": "Ana"}
     ]));
-    let modified = hub.modify("pos", &key, &batch, None, &caller()).await.unwrap();
+    let modified = hub.modify(&testing::at("pos", &key), &batch, None, &caller()).await.unwrap();
     assert_eq!((modified.rev, modified.version, modified.total_q()), (1, 1, 700), "{:#?}", modified.items);
-    assert_eq!(hub.get_session(Some("pos"), &key).await.unwrap(), modified);
+    assert_eq!(hub.get_session(Some(&testing::code("pos")), &testing::key(&key)).await.unwrap(), modified);
     // The same handle again: the open session, not a new one.
     let again = hub
         .open_session(
             OpenSession {
-                channel_code: "pos".into(),
-                handle_type: Some("table".into()),
-                handle_ref: Some("7".into()),
-                ..OpenSession::default()
+                handle_type: Some(omniman_core::input::HandleType::parse("table").unwrap()),
+                handle_ref: Some(omniman_core::input::HandleRef::parse("7").unwrap()),
+                ..OpenSession::on(testing::code("pos"))
             },
             &caller(),
         )
@@ -413,16 +412,16 @@ async fn commit_through_the_service<S: Store>(store: S) {
     assert_eq!(again.session.id, opened.session.id);
 
     clock.advance(TimeDelta::seconds(1));
-    let answer = hub.commit("pos", &key, Some("K-1"), None, &caller()).await.unwrap();
-    assert_eq!(answer.code, 201);
-    assert_eq!(answer.body["status"], json!("committed"));
-    assert_eq!((answer.body["total_q"].clone(), answer.body["items_count"].clone()), (json!(700), json!(2)));
+    let answer = hub.commit(&testing::at("pos", &key), Some(&testing::idem("K-1")), None, &caller()).await.unwrap();
+    assert_eq!(answer.http_status(), 201);
+    assert_eq!(answer.to_json()["status"], json!("committed"));
+    assert_eq!((answer.to_json()["total_q"].clone(), answer.to_json()["items_count"].clone()), (json!(700), json!(2)));
     let order_ref = answer.order_ref().unwrap().to_owned();
 
     let store = hub.store();
     let (channel, order) = store.order_by_ref(&order_ref).await.unwrap().unwrap();
     assert_eq!(channel, pos);
-    assert_eq!(answer.body["order_id"], json!(order.id));
+    assert_eq!(answer.to_json()["order_id"], json!(order.id));
     assert_eq!((order.status.as_str(), order.total_q, order.currency.as_str()), ("new", 700, "BRL"));
     assert_eq!((order.channel_code.as_str(), order.session_key.as_str()), ("pos", key.as_str()));
     assert_eq!((order.handle_type.as_deref(), order.handle_ref.as_deref()), (Some("table"), Some("7")));
@@ -443,7 +442,7 @@ async fn commit_through_the_service<S: Store>(store: S) {
     assert_eq!((events[0].seq, events[0].event_type.as_str(), events[0].actor.as_str()), (0, "created", "till-1"));
     assert_eq!(events[0].payload, obj(json!({"from_session": key})));
 
-    let session = hub.get_session(Some("pos"), &key).await.unwrap();
+    let session = hub.get_session(Some(&testing::code("pos")), &testing::key(&key)).await.unwrap();
     assert_eq!(
         (session.state, session.version, session.commit_token.as_deref()),
         (SessionState::Committed, 2, Some("K-1"))
@@ -452,7 +451,7 @@ async fn commit_through_the_service<S: Store>(store: S) {
 
     let record = store.idempotency_record("commit:pos", "K-1").await.unwrap().unwrap();
     assert_eq!((record.status, record.response_code), (IdempotencyStatus::Done, Some(201)));
-    assert_eq!(record.response_body.as_ref(), Some(&answer.body));
+    assert_eq!(record.response_body.as_ref(), Some(&answer.to_json()));
     assert_eq!(record.session_key.as_deref(), Some(key.as_str()));
 
     let filter = DirectiveFilter { topic: Some("stock.commit".into()), ..DirectiveFilter::default() };
@@ -465,12 +464,13 @@ async fn commit_through_the_service<S: Store>(store: S) {
     );
 
     // A replay answers the same, and writes nothing.
-    let replay = hub.commit("pos", &key, Some("K-1"), None, &caller()).await.unwrap();
-    assert_eq!(replay, answer);
+    let replay = hub.commit(&testing::at("pos", &key), Some(&testing::idem("K-1")), None, &caller()).await.unwrap();
+    assert!(matches!(replay, CommitOutcome::Replayed(_)), "{replay:?}");
+    assert_eq!((replay.http_status(), replay.to_json()), (answer.http_status(), answer.to_json()));
     // Another key on the committed session: the same order, 200.
-    let other = hub.commit("pos", &key, Some("K-2"), None, &caller()).await.unwrap();
-    assert_eq!((other.code, other.order_ref()), (200, Some(order_ref.as_str())));
-    assert_eq!(other.body["status"], json!("already_committed"));
+    let other = hub.commit(&testing::at("pos", &key), Some(&testing::idem("K-2")), None, &caller()).await.unwrap();
+    assert_eq!((other.http_status(), other.order_ref()), (200, Some(order_ref.as_str())));
+    assert_eq!(other.to_json()["status"], json!("already_committed"));
     assert_eq!(store.max_order_id().await.unwrap(), order.id);
 }
 
@@ -578,21 +578,17 @@ async fn commit_refusals_write_nothing<S: Store>(store: S) {
 async fn transitions_and_events<S: Store>(store: S) {
     channel(&store, "pos", json!({})).await;
     let (hub, clock) = hub(store);
-    let key = hub
-        .open_session(OpenSession { channel_code: "pos".into(), ..OpenSession::default() }, &caller())
-        .await
-        .unwrap();
+    let key = hub.open_session(OpenSession::on(testing::code("pos")), &caller()).await.unwrap();
     let key = key.session.session_key;
     hub.modify(
-        "pos",
-        &key,
+        &testing::at("pos", &key),
         &ops(&json!([{"op": "add_line", "sku": "A", "qty": 1, "unit_price_q": 5}])),
         None,
         &caller(),
     )
     .await
     .unwrap();
-    let answer = hub.commit("pos", &key, Some("K"), None, &caller()).await.unwrap();
+    let answer = hub.commit(&testing::at("pos", &key), Some(&testing::idem("K")), None, &caller()).await.unwrap();
     let order_ref = answer.order_ref().unwrap().to_owned();
 
     clock.advance(TimeDelta::seconds(60));
@@ -658,10 +654,9 @@ async fn orders_list_stream_and_max_id<S: Store>(store: S) {
         let opened = hub
             .open_session(
                 OpenSession {
-                    channel_code: code.into(),
-                    handle_type: Some("tab".into()),
-                    handle_ref: Some(format!("{i}")),
-                    ..OpenSession::default()
+                    handle_type: Some(omniman_core::input::HandleType::parse("tab").unwrap()),
+                    handle_ref: Some(omniman_core::input::HandleRef::parse(format!("{i}")).unwrap()),
+                    ..OpenSession::on(testing::code(code))
                 },
                 &caller(),
             )
@@ -670,12 +665,14 @@ async fn orders_list_stream_and_max_id<S: Store>(store: S) {
         let lines: Vec<Value> = (0..=i % 3)
             .map(|n| json!({"op": "add_line", "sku": format!("SKU{n}"), "qty": 1, "unit_price_q": 100}))
             .collect();
-        hub.modify(code, &opened.session.session_key, &ops(&Value::Array(lines)), None, &caller()).await.unwrap();
+        hub.modify(&testing::at(code, &opened.session.session_key), &ops(&Value::Array(lines)), None, &caller())
+            .await
+            .unwrap();
         // Pairs of orders share a creation time: ties are broken by id.
         if i % 2 == 0 {
             clock.advance(TimeDelta::seconds(10));
         }
-        let answer = hub.commit(code, &opened.session.session_key, None, None, &caller()).await.unwrap();
+        let answer = hub.commit(&testing::at(code, &opened.session.session_key), None, None, &caller()).await.unwrap();
         refs.push(answer.order_ref().unwrap().to_owned());
     }
     let store = hub.store();

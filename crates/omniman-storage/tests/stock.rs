@@ -16,6 +16,7 @@ use omniman_core::money::Qty;
 use omniman_core::page::PageRequest;
 use omniman_core::ports::{ChannelStore, DirectiveFilter, DirectiveQueue};
 use omniman_core::prelude::{Caller, Omniman, Op, OpenSession};
+use omniman_core::testing;
 use omniman_storage::test_support::TestDb;
 use omniman_storage::{Database, StockLevel, StorageConfig};
 use omniman_worker::handlers::stock::{MemoryStock, StockCommitHandler, StockHoldHandler};
@@ -399,7 +400,7 @@ async fn stock_check_end_to_end(test_db: &TestDb) {
 
     db.set_stock_level("COFFEE", q("10"), Utc::now()).await.unwrap();
     db.set_stock_level("CAKE", q("2"), Utc::now()).await.unwrap();
-    let open = OpenSession { channel_code: "pos".into(), ..OpenSession::default() };
+    let open = OpenSession::on(testing::code("pos"));
     let key = hub.open_session(open, &caller()).await.unwrap().session.session_key;
     let ops = Op::parse_batch(&json!([
         {"op": "add_line", "sku": "COFFEE", "qty": 2, "unit_price_q": 500},
@@ -407,12 +408,12 @@ async fn stock_check_end_to_end(test_db: &TestDb) {
         {"op": "add_line", "sku": "CAKE", "qty": 5, "unit_price_q": 900}
     ]))
     .unwrap();
-    hub.modify("pos", &key, &ops, None, &caller()).await.unwrap();
+    hub.modify(&testing::at("pos", &key), &ops, None, &caller()).await.unwrap();
     worker.run_once().await.unwrap();
 
     let hold = &directives("stock.hold").await[0];
     assert_eq!(hold.status, DirectiveStatus::Done, "{}", hold.last_error);
-    let session = hub.get_session(Some("pos"), &key).await.unwrap();
+    let session = hub.get_session(Some(&testing::code("pos")), &testing::key(&key)).await.unwrap();
     let result = &session.data["checks"]["stock"]["result"];
     assert_eq!(result["holds"].as_array().map(Vec::len), Some(1), "{result}");
     assert_eq!(
@@ -430,16 +431,16 @@ async fn stock_check_end_to_end(test_db: &TestDb) {
     // set_qty to what is available re-runs the check: the previous holds are released first.
     let issue_id = issues[0]["id"].as_str().unwrap();
     let action_id = issues[0]["context"]["actions"][0]["id"].as_str().unwrap();
-    hub.resolve_issue("pos", &key, issue_id, action_id, None, &caller()).await.unwrap();
+    hub.resolve_issue(&testing::at("pos", &key), issue_id, action_id, None, &caller()).await.unwrap();
     worker.run_once().await.unwrap();
     assert_eq!(directives("stock.hold").await[1].status, DirectiveStatus::Done);
-    assert!(hub.get_session(Some("pos"), &key).await.unwrap().issues().is_empty());
+    assert!(hub.get_session(Some(&testing::code("pos")), &testing::key(&key)).await.unwrap().issues().is_empty());
     let held: Vec<(String, String)> =
         db.stock_levels(Utc::now()).await.unwrap().into_iter().map(|l| (l.sku, l.held)).collect();
     assert_eq!(held, vec![("CAKE".into(), "2.000".into()), ("COFFEE".into(), "3.000".into())]);
 
-    let answer = hub.commit("pos", &key, Some("k1"), None, &caller()).await.unwrap();
-    assert_eq!(answer.code, 201);
+    let answer = hub.commit(&testing::at("pos", &key), Some(&testing::idem("k1")), None, &caller()).await.unwrap();
+    assert_eq!(answer.http_status(), 201);
     worker.run_once().await.unwrap();
     let commit = &directives("stock.commit").await[0];
     assert_eq!(commit.status, DirectiveStatus::Done, "{}", commit.last_error);

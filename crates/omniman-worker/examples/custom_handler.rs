@@ -52,15 +52,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hub = Omniman::new(store.clone(), Extensions::default());
 
     let till = Caller::external("till-1");
-    let key = hub
-        .open_session(OpenSession { channel_code: "pos".into(), ..Default::default() }, &till)
-        .await?
-        .session
-        .session_key;
+    let pos = ChannelCode::parse("pos")?;
+    let opened = hub.open_session(OpenSession::on(pos.clone()), &till).await?;
+    let tab = SessionRef { channel: pos, key: SessionKey::parse(opened.session.session_key)? };
     let ops = Op::parse_batch(&json!([{"op": "add_line", "sku": "BURGER", "qty": 1, "unit_price_q": 2500}]))?;
-    hub.modify("pos", &key, &ops, None, &till).await?;
-    let answer = hub.commit("pos", &key, Some("till-1-42"), None, &till).await?;
-    let order_ref = answer.order_ref().ok_or("the commit names no order")?.to_owned();
+    hub.modify(&tab, &ops, None, &till).await?;
+    let outcome = hub.commit(&tab, Some(&IdempotencyKey::parse("till-1-42")?), None, &till).await?;
+    let order_ref = outcome.receipt().ok_or("the commit names no order")?.order_ref;
     // And one enqueued by hand without an order ref, to show a permanent failure.
     let malformed =
         NewDirective { topic: "kitchen.ticket".into(), payload: Map::new(), available_at: chrono::Utc::now() };

@@ -14,6 +14,7 @@ use omniman_core::memory::InMemoryStore;
 use omniman_core::money::Qty;
 use omniman_core::ports::DirectiveQueue;
 use omniman_core::prelude::*;
+use omniman_core::testing;
 use omniman_core::testing::channel_with;
 use omniman_worker::handlers::payment::{
     IntentStatus, MockPayments, PaymentBackend, PaymentCaptureHandler, PaymentRefundHandler, PaymentResult,
@@ -76,7 +77,10 @@ impl StockBackend for SpyStock {
         let interference = self.interference.lock().unwrap().take();
         if let Some(i) = interference {
             let ops = Op::parse_batch(&i.ops).unwrap();
-            i.hub.modify("pos", &i.session_key, &ops, None, &Caller::external("other-till")).await.unwrap();
+            i.hub
+                .modify(&testing::at("pos", &i.session_key), &ops, None, &Caller::external("other-till"))
+                .await
+                .unwrap();
         }
         if self.broken.lock().unwrap().contains(sku) {
             return Err(BackendError("stock service unreachable".into()));
@@ -207,16 +211,16 @@ fn shop(config: Value) -> Shop {
 
 impl Shop {
     async fn open(&self) -> String {
-        let req = OpenSession { channel_code: "pos".into(), ..OpenSession::default() };
+        let req = OpenSession::on(testing::code("pos"));
         self.hub.open_session(req, &self.caller).await.unwrap().session.session_key
     }
 
     async fn modify(&self, key: &str, ops: Value) -> Session {
-        self.hub.modify("pos", key, &Op::parse_batch(&ops).unwrap(), None, &self.caller).await.unwrap()
+        self.hub.modify(&testing::at("pos", key), &Op::parse_batch(&ops).unwrap(), None, &self.caller).await.unwrap()
     }
 
     async fn session(&self, key: &str) -> Session {
-        self.hub.get_session(Some("pos"), key).await.unwrap()
+        self.hub.get_session(Some(&testing::code("pos")), &testing::key(key)).await.unwrap()
     }
 
     fn directives(&self, topic: &str) -> Vec<Directive> {
@@ -329,18 +333,21 @@ async fn shortage_raises_one_blocking_issue_per_line_with_actions_and_resolve_fi
     assert_eq!(actions[0]["rev"], json!(1));
 
     // Commit is refused while the blocking issue stands.
-    let err = shop.hub.commit("pos", &key, Some("k1"), None, &shop.caller).await.unwrap_err();
+    let err =
+        shop.hub.commit(&testing::at("pos", &key), Some(&testing::idem("k1")), None, &shop.caller).await.unwrap_err();
     assert_eq!(err.code(), "blocking_issues");
 
     // Resolving with set_qty re-runs the check; then the commit goes through.
     let issue_id = issue["id"].as_str().unwrap();
     let action_id = actions[0]["id"].as_str().unwrap();
-    let resolved = shop.hub.resolve_issue("pos", &key, issue_id, action_id, None, &shop.caller).await.unwrap();
+    let resolved =
+        shop.hub.resolve_issue(&testing::at("pos", &key), issue_id, action_id, None, &shop.caller).await.unwrap();
     assert_eq!((resolved.rev, resolved.items[0].qty), (2, q("2")));
     shop.run().await;
     assert!(shop.session(&key).await.issues().is_empty());
-    let answer = shop.hub.commit("pos", &key, Some("k1"), None, &shop.caller).await.unwrap();
-    assert_eq!(answer.code, 201);
+    let answer =
+        shop.hub.commit(&testing::at("pos", &key), Some(&testing::idem("k1")), None, &shop.caller).await.unwrap();
+    assert_eq!(answer.http_status(), 201);
 
     // stock.commit fulfils the hold: stock drops by exactly the ordered quantity.
     let commit = &shop.directives("stock.commit")[0];
@@ -388,7 +395,7 @@ async fn hold_fails_on_unknown_session_and_on_stale_rev_and_is_done_on_closed_se
     assert_eq!(holds[1].status, DirectiveStatus::Failed);
     assert_eq!(holds[1].last_error, "Stale directive: expected rev 1, found 2");
 
-    shop.hub.abandon("pos", &key, None, &shop.caller).await.unwrap();
+    shop.hub.abandon(&testing::at("pos", &key), None, &shop.caller).await.unwrap();
     shop.hub
         .store()
         .enqueue(&[NewDirective { topic: "stock.hold".into(), payload: payload(&key, 2), available_at: now }])
@@ -470,7 +477,7 @@ async fn paid_order(shop: &Shop, intent: &str) -> String {
         ]),
     )
     .await;
-    let answer = shop.hub.commit("pos", &key, None, None, &shop.caller).await.unwrap();
+    let answer = shop.hub.commit(&testing::at("pos", &key), None, None, &shop.caller).await.unwrap();
     answer.order_ref().unwrap().to_owned()
 }
 
@@ -501,7 +508,7 @@ async fn capture_without_intent_fails_with_no_intent_id() {
     let shop = shop(json!({"post_commit_directives": ["payment.capture"]}));
     let key = shop.open().await;
     shop.modify(&key, json!([{"op": "add_line", "sku": "X", "qty": 1, "unit_price_q": 1}])).await;
-    shop.hub.commit("pos", &key, None, None, &shop.caller).await.unwrap();
+    shop.hub.commit(&testing::at("pos", &key), None, None, &shop.caller).await.unwrap();
     shop.run().await;
     let d = &shop.directives("payment.capture")[0];
     assert_eq!((d.status, d.last_error.as_str()), (DirectiveStatus::Failed, "no_intent_id"));
@@ -659,7 +666,8 @@ async fn refused_holds_raise_one_issue_per_line_offering_only_remove_line() {
     );
     // Nothing of the refused SKUs is tied up; the commit waits for the issues.
     assert_eq!((shop.available("FLOUR").await, shop.available("SUGAR").await), ("10.000".into(), "9.000".into()));
-    let err = shop.hub.commit("pos", &key, Some("k1"), None, &shop.caller).await.unwrap_err();
+    let err =
+        shop.hub.commit(&testing::at("pos", &key), Some(&testing::idem("k1")), None, &shop.caller).await.unwrap_err();
     assert_eq!(err.code(), "blocking_issues");
 }
 
@@ -679,7 +687,10 @@ async fn a_backend_error_while_holding_is_retried_and_writes_nothing() {
     let session = shop.session(&key).await;
     assert!(session.data["checks"].get("stock").is_none(), "{:?}", session.data);
     assert!(session.issues().is_empty());
-    assert_eq!(shop.hub.commit("pos", &key, None, None, &shop.caller).await.unwrap_err().code(), "missing_check");
+    assert_eq!(
+        shop.hub.commit(&testing::at("pos", &key), None, None, &shop.caller).await.unwrap_err().code(),
+        "missing_check"
+    );
 
     // Once the backend answers again, the retry holds and writes the check back.
     shop.spy.broken.lock().unwrap().clear();
@@ -811,7 +822,7 @@ async fn stock_commit_without_payload_holds_fulfils_the_session_holds_under_the_
         .map(|h| h["hold_id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(hold_ids.len(), 2);
-    let answer = shop.hub.commit("pos", &key, None, None, &shop.caller).await.unwrap();
+    let answer = shop.hub.commit(&testing::at("pos", &key), None, None, &shop.caller).await.unwrap();
     let order_ref = answer.order_ref().unwrap().to_owned();
     assert!(shop.directives("stock.commit").is_empty());
 
@@ -838,7 +849,7 @@ async fn post_commit_stock_commit_fulfils_the_payload_holds_once_under_the_order
     let key = shop.open().await;
     shop.modify(&key, json!([{"op": "add_line", "sku": "OIL", "qty": 4, "unit_price_q": 1200}])).await;
     shop.run().await;
-    let answer = shop.hub.commit("pos", &key, None, None, &shop.caller).await.unwrap();
+    let answer = shop.hub.commit(&testing::at("pos", &key), None, None, &shop.caller).await.unwrap();
     let order_ref = answer.order_ref().unwrap().to_owned();
     let commit = shop.directives("stock.commit")[0].clone();
     let hold_id = commit.payload["holds"][0]["hold_id"].as_str().unwrap().to_owned();
@@ -887,7 +898,7 @@ async fn stock_hold_run_twice_for_one_rev_holds_once() {
     let cake = second.items[1].line_id.clone();
     shop.modify(&key, json!([{"op": "remove_line", "line_id": cake}])).await;
     shop.run().await;
-    shop.hub.commit("pos", &key, None, None, &shop.caller).await.unwrap();
+    shop.hub.commit(&testing::at("pos", &key), None, None, &shop.caller).await.unwrap();
     shop.run().await;
     let commit = &shop.directives("stock.commit")[0];
     assert_eq!(commit.status, DirectiveStatus::Done, "{}", commit.last_error);

@@ -32,6 +32,42 @@ pub(crate) fn internal() -> Caller {
     Caller::internal("tester")
 }
 
+/// A session's address; panics on a malformed code or key.
+pub(crate) fn at(channel_code: &str, key: &str) -> SessionRef {
+    SessionRef::parse(channel_code, key).expect("a well-formed channel code and key")
+}
+
+/// Any parsed input type from a literal (`parsed::<SessionKey>("S1")`); panics when malformed.
+pub(crate) fn parsed<T>(raw: &str) -> T
+where
+    T: for<'a> TryFrom<&'a str, Error = omniman_core::input::InvalidInput>,
+{
+    T::try_from(raw).unwrap_or_else(|e| panic!("{raw:?}: {e}"))
+}
+
+/// An idempotency key; panics when malformed.
+pub(crate) fn idem(key: &str) -> IdempotencyKey {
+    IdempotencyKey::parse(key).expect("a well-formed idempotency key")
+}
+
+/// A commit's answer as the HTTP layer sends it: status and body.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Answer {
+    pub(crate) code: u16,
+    pub(crate) body: Value,
+}
+
+impl Answer {
+    pub(crate) fn of(outcome: &CommitOutcome) -> Answer {
+        Answer { code: outcome.http_status(), body: outcome.to_json() }
+    }
+
+    /// The order ref in the body.
+    pub(crate) fn order_ref(&self) -> Option<&str> {
+        self.body.get("order_ref").and_then(Value::as_str)
+    }
+}
+
 /// A batch of ops from JSON; panics on shape errors.
 pub(crate) fn ops(batch: &Value) -> Vec<Op> {
     Op::parse_batch(batch).expect("well-formed ops")
@@ -93,24 +129,23 @@ impl World {
 
     /// Opens a session with a generated key.
     pub(crate) fn open(&self, channel_code: &str) -> Session {
-        let request = OpenSession { channel_code: channel_code.into(), ..Default::default() };
+        let request = OpenSession::on(ChannelCode::parse(channel_code).expect("a channel code"));
         block_on(self.hub.open_session(request, &api())).expect("open session").session
     }
 
     /// Opens a session holding a handle.
     pub(crate) fn open_handle(&self, channel_code: &str, handle_type: &str, handle_ref: &str) -> Opened {
         let request = OpenSession {
-            channel_code: channel_code.into(),
-            session_key: None,
-            handle_type: Some(handle_type.into()),
-            handle_ref: Some(handle_ref.into()),
+            handle_type: Some(HandleType::parse(handle_type).expect("a handle type")),
+            handle_ref: Some(HandleRef::parse(handle_ref).expect("a handle ref")),
+            ..OpenSession::on(ChannelCode::parse(channel_code).expect("a channel code"))
         };
         block_on(self.hub.open_session(request, &api())).expect("open session")
     }
 
     /// Applies a batch as an internal caller.
     pub(crate) fn modify(&self, channel_code: &str, key: &str, batch: &Value) -> Result<Session, ModifyError> {
-        block_on(self.hub.modify(channel_code, key, &ops(batch), None, &internal()))
+        block_on(self.hub.modify(&at(channel_code, key), &ops(batch), None, &internal()))
     }
 
     /// Applies a batch that must succeed.
@@ -126,12 +161,13 @@ impl World {
 
     /// The stored session.
     pub(crate) fn session(&self, channel_code: &str, key: &str) -> Session {
-        block_on(self.hub.get_session(Some(channel_code), key)).expect("session exists")
+        let at = at(channel_code, key);
+        block_on(self.hub.get_session(Some(&at.channel), &at.key)).expect("session exists")
     }
 
     /// Commits with a key.
-    pub(crate) fn commit(&self, channel_code: &str, key: &str, idem: &str) -> Result<CommitResponse, CommitError> {
-        block_on(self.hub.commit(channel_code, key, Some(idem), None, &api()))
+    pub(crate) fn commit(&self, channel_code: &str, key: &str, idem_key: &str) -> Result<Answer, CommitError> {
+        block_on(self.hub.commit(&at(channel_code, key), Some(&idem(idem_key)), None, &api())).map(|o| Answer::of(&o))
     }
 
     /// Commits and returns the order.

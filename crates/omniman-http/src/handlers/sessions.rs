@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use omniman_core::error::FieldErrors;
+use omniman_core::input::{ChannelCode, HandleRef, HandleType, IdempotencyKey, SessionKey, SessionRef};
 use omniman_core::ops::Op;
 use omniman_core::ports::{SessionFilter, Store};
 use omniman_core::service::OpenSession;
@@ -28,27 +29,48 @@ const RESERVED_KEYS: &[&str] = &["import"];
 const LIST_PARAMS: &[&str] = &["channel_code", "state", "handle_type", "handle_ref", "cursor", "page_size"];
 
 /// The required `channel_code` of a session POST, from the body or the query string; when both
-/// name one, they must name the same channel.
-fn channel_code(fields: &mut Fields<'_>, req: &HttpRequest) -> Result<String, ApiError> {
+/// name one, they must name the same channel. `None` when a problem was recorded.
+fn channel_code(fields: &mut Fields<'_>, req: &HttpRequest) -> Result<Option<ChannelCode>, ApiError> {
     let from_query = Query::parse_known(req, &["channel_code"])?.owned("channel_code");
-    Ok(match (fields.string("channel_code", 64), from_query) {
-        (Some(body), _) if body.is_empty() => {
-            fields.error("channel_code", "may not be empty");
-            body
-        }
+    let raw = match (fields.string("channel_code", usize::MAX), from_query) {
         (Some(body), Some(query)) if body != query => {
-            fields.error(
-                "channel_code",
-                &format!("the body names '{body}' and the query string '{query}': send one, or the same in both"),
-            );
-            body
+            let message =
+                format!("the body names '{body}' and the query string '{query}': send one, or the same in both");
+            fields.error("channel_code", &message);
+            return Ok(None);
         }
         (Some(code), _) | (None, Some(code)) => code,
         (None, None) => {
             fields.error("channel_code", "this field is required (in the body or as ?channel_code=)");
-            String::new()
+            return Ok(None);
         }
-    })
+    };
+    Ok(fields.take("channel_code", ChannelCode::parse(raw)))
+}
+
+/// The session a POST addresses: its channel (as [`channel_code`] reads it) and the key in the
+/// path. `None` when a problem was recorded.
+fn session_ref(fields: &mut Fields<'_>, req: &HttpRequest, key: &str) -> Result<Option<SessionRef>, ApiError> {
+    let channel = channel_code(fields, req)?;
+    let key = fields.take("session_key", SessionKey::parse(key));
+    Ok(channel.zip(key).map(|(channel, key)| SessionRef { channel, key }))
+}
+
+/// The channel, key and handles of an open or an import; `None` when a problem was recorded.
+fn open_request(f: &mut Fields<'_>, req: &HttpRequest) -> Result<Option<OpenSession>, ApiError> {
+    let channel_code = channel_code(f, req)?;
+    let session_key = f.parsed("session_key", SessionKey::parse);
+    if session_key.as_ref().is_some_and(|k| RESERVED_KEYS.contains(&k.as_str())) {
+        f.error("session_key", "is reserved (it names a route)");
+    }
+    let handle_type = f.parsed("handle_type", HandleType::parse);
+    let handle_ref = f.parsed("handle_ref", HandleRef::parse);
+    Ok(channel_code.map(|channel_code| OpenSession { channel_code, session_key, handle_type, handle_ref }))
+}
+
+/// What `Fields::finish` has checked is there.
+fn checked<T>(value: Option<T>) -> Result<T, ApiError> {
+    value.ok_or_else(|| ApiError::field("body", "a field could not be read"))
 }
 
 /// Lists sessions, newest first.
@@ -124,16 +146,10 @@ pub(crate) async fn create_session<S: Store + 'static>(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload, state.config.body_limit).await?;
     let mut f = Fields::new(&body);
-    let channel_code = channel_code(&mut f, &req)?;
-    let session_key = f.string("session_key", usize::MAX);
-    if session_key.as_deref().is_some_and(|k| RESERVED_KEYS.contains(&k)) {
-        f.error("session_key", "is reserved (it names a route)");
-    }
-    let handle_type = f.string("handle_type", usize::MAX);
-    let handle_ref = f.string("handle_ref", usize::MAX);
+    let request = open_request(&mut f, &req)?;
     f.finish()?;
-    who.require_channel(&channel_code)?;
-    let request = OpenSession { channel_code, session_key, handle_type, handle_ref };
+    let request = checked(request)?;
+    who.require_channel(&request.channel_code)?;
     let opened = state.hub.open_session(request, &state.caller(&who.name)).await?;
     let status = if opened.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(session_response(status, &opened.session))
@@ -165,13 +181,7 @@ pub(crate) async fn import_session<S: Store + 'static>(
     who.require_admin()?;
     let body = read_json(&req, payload, state.config.body_limit).await?;
     let mut f = Fields::new(&body);
-    let channel_code = channel_code(&mut f, &req)?;
-    let session_key = f.string("session_key", usize::MAX);
-    if session_key.as_deref().is_some_and(|k| RESERVED_KEYS.contains(&k)) {
-        f.error("session_key", "is reserved (it names a route)");
-    }
-    let handle_type = f.string("handle_type", usize::MAX);
-    let handle_ref = f.string("handle_ref", usize::MAX);
+    let open = open_request(&mut f, &req)?;
     let items = match f.raw("items") {
         None => {
             f.error("items", "this field is required");
@@ -195,8 +205,7 @@ pub(crate) async fn import_session<S: Store + 'static>(
         }
     };
     f.finish()?;
-    let open = OpenSession { channel_code, session_key, handle_type, handle_ref };
-    let request = omniman_core::service::ImportSession { open, items, data };
+    let request = omniman_core::service::ImportSession { open: checked(open)?, items, data };
     let session = state.hub.import_session(request, &state.caller(&who.name)).await?;
     Ok(session_response(StatusCode::CREATED, &session))
 }
@@ -228,11 +237,15 @@ pub(crate) async fn get_session<S: Store + 'static>(
     key: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let query = Query::parse_known(&req, &["channel_code"])?;
-    let channel_code = query.get("channel_code");
-    if let Some(code) = channel_code {
+    let mut errors = FieldErrors::default();
+    let channel_code = query.owned("channel_code").and_then(|c| errors.take("channel_code", ChannelCode::parse(c)));
+    let key = errors.take("session_key", SessionKey::parse(key.into_inner()));
+    errors.into_result().map_err(|e| ApiError::validation(&e))?;
+    let key = checked(key)?;
+    if let Some(code) = &channel_code {
         who.require_channel(code)?;
     }
-    let session = state.hub.get_session(channel_code, &key).await?;
+    let session = state.hub.get_session(channel_code.as_ref(), &key).await?;
     who.require_channel(&session.channel_code)?;
     let etag = session.etag();
     if if_none_match(&req, &etag) {
@@ -272,7 +285,7 @@ pub(crate) async fn modify<S: Store + 'static>(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload, state.config.body_limit).await?;
     let mut f = Fields::new(&body);
-    let channel_code = channel_code(&mut f, &req)?;
+    let at = session_ref(&mut f, &req, &key)?;
     let ops = match f.raw("ops") {
         None => {
             f.error("ops", "this field is required");
@@ -288,11 +301,12 @@ pub(crate) async fn modify<S: Store + 'static>(
         }),
     };
     f.finish()?;
-    who.require_channel(&channel_code)?;
+    let at = checked(at)?;
+    who.require_channel(&at.channel)?;
     let pre = if_match(&req);
     let session = state
         .hub
-        .modify(&channel_code, &key, &ops, pre.as_ref().map(|m| &m.precondition), &state.caller(&who.name))
+        .modify(&at, &ops, pre.as_ref().map(|m| &m.precondition), &state.caller(&who.name))
         .await
         .map_err(|e| IfMatch::as_sent(pre.as_ref(), e.into()))?;
     Ok(session_response(StatusCode::OK, &session))
@@ -329,22 +343,16 @@ pub(crate) async fn resolve<S: Store + 'static>(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload, state.config.body_limit).await?;
     let mut f = Fields::new(&body);
-    let channel_code = channel_code(&mut f, &req)?;
+    let at = session_ref(&mut f, &req, &key)?;
     let issue_id = f.required("issue_id", 64);
     let action_id = f.required("action_id", 64);
     f.finish()?;
-    who.require_channel(&channel_code)?;
+    let at = checked(at)?;
+    who.require_channel(&at.channel)?;
     let pre = if_match(&req);
     let session = state
         .hub
-        .resolve_issue(
-            &channel_code,
-            &key,
-            &issue_id,
-            &action_id,
-            pre.as_ref().map(|p| &p.precondition),
-            &state.caller(&who.name),
-        )
+        .resolve_issue(&at, &issue_id, &action_id, pre.as_ref().map(|p| &p.precondition), &state.caller(&who.name))
         .await
         .map_err(|e| IfMatch::as_sent(pre.as_ref(), e.into()))?;
     Ok(session_response(StatusCode::OK, &session))
@@ -382,19 +390,20 @@ pub(crate) async fn commit<S: Store + 'static>(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload, state.config.body_limit).await?;
     let mut f = Fields::new(&body);
-    let channel_code = channel_code(&mut f, &req)?;
-    let idempotency_key = f.string("idempotency_key", usize::MAX);
+    let at = session_ref(&mut f, &req, &key)?;
+    let idempotency_key = f.parsed("idempotency_key", IdempotencyKey::parse);
     f.finish()?;
-    who.require_channel(&channel_code)?;
+    let at = checked(at)?;
+    who.require_channel(&at.channel)?;
     let pre = if_match(&req);
     let caller = state.caller(&who.name);
-    let answer = state
+    let outcome = state
         .hub
-        .commit(&channel_code, &key, idempotency_key.as_deref(), pre.as_ref().map(|m| &m.precondition), &caller)
+        .commit(&at, idempotency_key.as_ref(), pre.as_ref().map(|m| &m.precondition), &caller)
         .await
         .map_err(|e| IfMatch::as_sent(pre.as_ref(), e.into()))?;
-    let status = StatusCode::from_u16(answer.code).unwrap_or(StatusCode::OK);
-    Ok(HttpResponse::build(status).json(answer.body))
+    let status = StatusCode::from_u16(outcome.http_status()).unwrap_or(StatusCode::OK);
+    Ok(HttpResponse::build(status).json(outcome.to_json()))
 }
 
 /// Abandons an open session (an abandoned one is returned as it is).
@@ -427,13 +436,14 @@ pub(crate) async fn abandon<S: Store + 'static>(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload, state.config.body_limit).await?;
     let mut f = Fields::new(&body);
-    let channel_code = channel_code(&mut f, &req)?;
+    let at = session_ref(&mut f, &req, &key)?;
     f.finish()?;
-    who.require_channel(&channel_code)?;
+    let at = checked(at)?;
+    who.require_channel(&at.channel)?;
     let pre = if_match(&req);
     let session = state
         .hub
-        .abandon(&channel_code, &key, pre.as_ref().map(|m| &m.precondition), &state.caller(&who.name))
+        .abandon(&at, pre.as_ref().map(|m| &m.precondition), &state.caller(&who.name))
         .await
         .map_err(|e| IfMatch::as_sent(pre.as_ref(), e.into()))?;
     Ok(session_response(StatusCode::OK, &session))

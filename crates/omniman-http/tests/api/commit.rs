@@ -121,24 +121,32 @@ async fn required_checks_and_issues() {
     assert_eq!(ctx, json!({"check_code": "stock", "check_rev": 0, "session_rev": 1}));
     // An expired hold.
     assert!(
-        hub.apply_check_result("checked", &key, 1, "stock", json!({"hold_expires_at": "2000-01-01T00:00:00Z"}), vec![])
-            .await
-            .unwrap()
+        hub.apply_check_result(
+            &common::at("checked", &key),
+            1,
+            "stock",
+            json!({"hold_expires_at": "2000-01-01T00:00:00Z"}),
+            vec![]
+        )
+        .await
+        .unwrap()
     );
     let ctx = commit!(app, "checked", key, "k3").expect_error(409, "hold_expired");
     assert_eq!(ctx["expires_at"], "2000-01-01T00:00:00Z");
     let holds = json!({"holds": [{"sku": "A", "hold_id": "H1", "qty": "1", "expires_at": "2000-01-01T00:00:00Z"}]});
-    assert!(hub.apply_check_result("checked", &key, 1, "stock", holds, vec![]).await.unwrap());
+    assert!(hub.apply_check_result(&common::at("checked", &key), 1, "stock", holds, vec![]).await.unwrap());
     let ctx = commit!(app, "checked", key, "k3b").expect_error(409, "hold_expired");
     assert_eq!(ctx["hold_id"], "H1");
     // A blocking issue.
     let issue = json!({"id": "ISS-1", "source": "stock", "code": "stock.insufficient", "blocking": true, "message": "short", "context": {}});
     let fresh = json!({"holds": [{"sku": "A", "hold_id": "H2", "qty": "1"}]});
-    assert!(hub.apply_check_result("checked", &key, 1, "stock", fresh.clone(), vec![issue]).await.unwrap());
+    assert!(
+        hub.apply_check_result(&common::at("checked", &key), 1, "stock", fresh.clone(), vec![issue]).await.unwrap()
+    );
     let ctx = commit!(app, "checked", key, "k4").expect_error(409, "blocking_issues");
     assert_eq!(ctx["issues"][0]["id"], "ISS-1");
     // Clean: commits, and enqueues stock.commit with the holds.
-    assert!(hub.apply_check_result("checked", &key, 1, "stock", fresh, vec![]).await.unwrap());
+    assert!(hub.apply_check_result(&common::at("checked", &key), 1, "stock", fresh, vec![]).await.unwrap());
     let order = commit!(app, "checked", key, "k5").expect(201);
     let directives = hub.store().all_directives();
     let commit_directive = directives.iter().find(|d| d.topic == "stock.commit").unwrap();

@@ -30,7 +30,7 @@ async fn resolve_codes_and_success() {
         {"id": "ACT-NEG", "label": "Negative", "ops": [{"op": "set_qty", "line_id": line, "qty": -5}]},
     ]);
     let issues = vec![issue("ISS-1", "stock", &actions), issue("ISS-2", "fraud", &json!([]))];
-    assert!(hub.apply_check_result("pos", &key, 1, "stock", json!({}), issues).await.unwrap());
+    assert!(hub.apply_check_result(&common::at("pos", &key), 1, "stock", json!({}), issues).await.unwrap());
     let url = format!("/api/sessions/{key}/resolve");
     let resolve = |issue: &str, action: &str| json!({"channel_code": "pos", "issue_id": issue, "action_id": action});
 
@@ -75,7 +75,13 @@ async fn resolve_on_a_locked_channel_is_locked() {
     assert!(
         state
             .hub()
-            .apply_check_result("market", &key, 0, "stock", json!({}), vec![issue("ISS-1", "stock", &actions)])
+            .apply_check_result(
+                &common::at("market", &key),
+                0,
+                "stock",
+                json!({}),
+                vec![issue("ISS-1", "stock", &actions)]
+            )
             .await
             .unwrap()
     );

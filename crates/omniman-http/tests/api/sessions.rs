@@ -312,7 +312,7 @@ async fn if_match_preconditions() {
         .expect_error(412, "precondition_failed");
     assert_eq!(ctx["expected"], "W/\"1.1\"", "as sent");
     // A check write-back changes version, not rev: "<rev>" still matches, "<rev>.<version>" does not.
-    assert!(state.hub().apply_check_result("pos", &key, 3, "stock", json!({}), vec![]).await.unwrap());
+    assert!(state.hub().apply_check_result(&common::at("pos", &key), 3, "stock", json!({}), vec![]).await.unwrap());
     call!(app, post(&url, CLIENT, &op).insert_header(("If-Match", "\"3.3\""))).expect_error(412, "precondition_failed");
     call!(app, post(&url, CLIENT, &op).insert_header(("If-Match", "\"3\""))).expect(200);
     // Precedence: 404 before 412; 412 before the state conflict; 412 before semantic errors.

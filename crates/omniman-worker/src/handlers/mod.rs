@@ -15,3 +15,10 @@ use serde_json::Value;
 pub(crate) fn payload_str<'a>(directive: &'a Directive, key: &str) -> Option<&'a str> {
     directive.payload.get(key).and_then(Value::as_str)
 }
+
+/// The session a payload names by `channel_code` and `session_key`, when both are present and
+/// well-formed.
+pub(crate) fn payload_session(directive: &Directive) -> Option<omniman_core::input::SessionRef> {
+    let (channel, key) = (payload_str(directive, "channel_code")?, payload_str(directive, "session_key")?);
+    omniman_core::input::SessionRef::parse(channel, key).ok()
+}

@@ -13,7 +13,7 @@ use omniman_core::ports::Store;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::payload_str;
+use super::{payload_session, payload_str};
 
 /// The answer of a payment operation.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -268,12 +268,10 @@ async fn intent_id<S: Store + 'static>(
     if let Some(id) = payload_str(directive, "intent_id") {
         return Ok(Some(id.to_owned()));
     }
-    let (Some(channel_code), Some(session_key)) =
-        (payload_str(directive, "channel_code"), payload_str(directive, "session_key"))
-    else {
+    let Some(at) = payload_session(directive) else {
         return Ok(None);
     };
-    match hub.get_session(Some(channel_code), session_key).await {
+    match hub.get_session(Some(&at.channel), &at.key).await {
         Ok(session) => {
             Ok(session.data.get("payment").and_then(|p| p.get("intent_id")).and_then(Value::as_str).map(str::to_owned))
         }

@@ -18,7 +18,7 @@ use omniman_core::ports::Store;
 use omniman_core::session::SessionState;
 use serde_json::{Map, Value, json};
 
-use super::payload_str;
+use super::{payload_session, payload_str};
 
 /// How long a hold lasts.
 pub const HOLD_TTL: TimeDelta = TimeDelta::minutes(15);
@@ -107,16 +107,14 @@ impl<S: Store + 'static> DirectiveHandler for StockHoldHandler<S> {
     }
 
     async fn handle(&self, directive: &Directive, ctx: &HandlerCtx) -> Result<HandlerOutcome, HandlerError> {
-        let (Some(channel_code), Some(session_key)) =
-            (payload_str(directive, "channel_code"), payload_str(directive, "session_key"))
-        else {
-            return Ok(HandlerOutcome::failed("payload lacks channel_code or session_key"));
+        let Some(at) = payload_session(directive) else {
+            return Ok(HandlerOutcome::failed("payload lacks a well-formed channel_code or session_key"));
         };
         let expected_rev = directive.payload.get("rev").and_then(Value::as_i64).unwrap_or(-1);
-        let session = match self.hub.get_session(Some(channel_code), session_key).await {
+        let session = match self.hub.get_session(Some(&at.channel), &at.key).await {
             Ok(s) => s,
             Err(e) if e.code() == "internal_error" => return Err(transient(e)),
-            Err(_) => return Ok(HandlerOutcome::failed(format!("Session not found: {channel_code}:{session_key}"))),
+            Err(_) => return Ok(HandlerOutcome::failed(format!("Session not found: {at}"))),
         };
         if session.rev != expected_rev {
             return Ok(HandlerOutcome::failed(format!(
@@ -127,7 +125,7 @@ impl<S: Store + 'static> DirectiveHandler for StockHoldHandler<S> {
         if session.state != SessionState::Open {
             return Ok(HandlerOutcome::done());
         }
-        self.backend.release_holds_for_reference(session_key).await.map_err(transient)?;
+        self.backend.release_holds_for_reference(&at.key).await.map_err(transient)?;
 
         let items: Vec<Value> = session.items.iter().map(|i| serde_json::to_value(i).unwrap_or_default()).collect();
         let expires_at = ctx.now + HOLD_TTL;
@@ -138,12 +136,7 @@ impl<S: Store + 'static> DirectiveHandler for StockHoldHandler<S> {
             let Some(qty) = Qty::from_millis(millis) else { continue };
             let availability = self.backend.check_availability(&sku, qty, None).await.map_err(transient)?;
             let hold = if availability.available {
-                Some(
-                    self.backend
-                        .create_hold(&sku, qty, Some(expires_at), Some(session_key))
-                        .await
-                        .map_err(transient)?,
-                )
+                Some(self.backend.create_hold(&sku, qty, Some(expires_at), Some(&at.key)).await.map_err(transient)?)
             } else {
                 None
             };
@@ -183,11 +176,8 @@ impl<S: Store + 'static> DirectiveHandler for StockHoldHandler<S> {
             result["hold_expires_at"] =
                 at.with_timezone(&Utc).to_rfc3339_opts(chrono::SecondsFormat::Secs, true).into();
         }
-        let applied = self
-            .hub
-            .apply_check_result(channel_code, session_key, expected_rev, "stock", result, issues)
-            .await
-            .map_err(transient)?;
+        let applied =
+            self.hub.apply_check_result(&at, expected_rev, "stock", result, issues).await.map_err(transient)?;
         if !applied {
             return Ok(HandlerOutcome::failed("stale_rev"));
         }
@@ -227,10 +217,8 @@ impl<S: Store + 'static> DirectiveHandler for StockCommitHandler<S> {
         let order_ref = payload_str(directive, "order_ref");
         let mut holds = directive.payload.get("holds").and_then(Value::as_array).cloned().unwrap_or_default();
         if holds.is_empty() {
-            if let (Some(channel_code), Some(session_key)) =
-                (payload_str(directive, "channel_code"), payload_str(directive, "session_key"))
-            {
-                match self.hub.get_session(Some(channel_code), session_key).await {
+            if let Some(at) = payload_session(directive) {
+                match self.hub.get_session(Some(&at.channel), &at.key).await {
                     Ok(session) => {
                         holds = session
                             .data
