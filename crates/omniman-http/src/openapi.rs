@@ -1,9 +1,11 @@
 //! The OpenAPI document, generated from the handlers' annotations and the view types.
 
+use std::sync::LazyLock;
+
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Content, Header, Object, Ref, RefOr, Response, Type};
-use utoipa::{IntoParams, Modify, OpenApi};
+use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::handlers::{admin, meta, orders, sessions};
@@ -39,7 +41,7 @@ use crate::ratelimit::RouteClass;
         sessions::commit,
         sessions::abandon,
         orders::list_orders,
-        admin::stream,
+        orders::stream,
         orders::get_order,
         orders::transition,
         orders::events,
@@ -62,6 +64,13 @@ use crate::ratelimit::RouteClass;
     )
 )]
 pub struct ApiDoc;
+
+/// The document as served at `/api/openapi.json`, rendered once.
+pub(crate) fn served_json() -> &'static str {
+    static DOC: LazyLock<String> =
+        LazyLock::new(|| ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serializes"));
+    DOC.as_str()
+}
 
 /// Adds the `bearer` security scheme the operations refer to.
 struct BearerAuth;
@@ -153,77 +162,4 @@ fn declare_error<'a>(operation: &'a mut Operation, status: &str, code: &str, det
         }
         RefOr::Ref(_) => None,
     }
-}
-
-// The parameter structs below only describe query strings to the document; the handlers read
-// the query themselves so that every problem gets its own error code.
-
-/// Pagination parameters.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub(crate) struct PageParams {
-    /// Opaque cursor taken from a `next` or `previous` link.
-    cursor: Option<String>,
-    /// Rows per page: default 50, larger values are clamped to 100, below 1 is an error.
-    page_size: Option<u32>,
-}
-
-/// Filters of the session list.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub(crate) struct SessionListParams {
-    /// Only this channel.
-    channel_code: Option<String>,
-    /// `open`, `committed` or `abandoned`.
-    state: Option<String>,
-    /// Only this handle type.
-    handle_type: Option<String>,
-    /// Only this handle ref.
-    handle_ref: Option<String>,
-    /// Opaque cursor taken from a `next` or `previous` link.
-    cursor: Option<String>,
-    /// Rows per page: default 50, larger values are clamped to 100, below 1 is an error.
-    page_size: Option<u32>,
-}
-
-/// Filters of the order list.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub(crate) struct OrderListParams {
-    /// Only this channel.
-    channel_code: Option<String>,
-    /// Only this status.
-    status: Option<String>,
-    /// Only this handle type.
-    handle_type: Option<String>,
-    /// Only this handle ref.
-    handle_ref: Option<String>,
-    /// Only this external ref.
-    external_ref: Option<String>,
-    /// Created at or after this RFC 3339 instant.
-    created_after: Option<String>,
-    /// Created before this RFC 3339 instant.
-    created_before: Option<String>,
-    /// Opaque cursor taken from a `next` or `previous` link.
-    cursor: Option<String>,
-    /// Rows per page: default 50, larger values are clamped to 100, below 1 is an error.
-    page_size: Option<u32>,
-}
-
-/// Filters of the directive list.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub(crate) struct DirectiveListParams {
-    /// Only this topic.
-    topic: Option<String>,
-    /// `queued`, `running`, `done` or `failed`.
-    status: Option<String>,
-    /// Opaque cursor taken from a `next` or `previous` link.
-    cursor: Option<String>,
-    /// Rows per page: default 50, larger values are clamped to 100, below 1 is an error.
-    page_size: Option<u32>,
 }
