@@ -1,4 +1,5 @@
-//! The OpenAPI document, generated from the handlers' annotations and the view types.
+//! The OpenAPI document, generated from the route table, the handlers' annotations and the view
+//! types.
 
 use std::sync::LazyLock;
 
@@ -8,8 +9,8 @@ use utoipa::openapi::{Content, Header, Object, Ref, RefOr, Response, Type};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::handlers::{admin, meta, orders, sessions};
 use crate::ratelimit::RouteClass;
+use crate::routes::DocumentedRoutes;
 
 /// The OpenAPI 3.1 document of the Omniman REST API.
 ///
@@ -27,34 +28,12 @@ use crate::ratelimit::RouteClass;
                        Every error is `{\"error\":{\"code\",\"message\",\"context\"}}`. Authenticate with \
                        `Authorization: Bearer <token>`. Trailing slashes are optional."
     ),
-    paths(
-        meta::health,
-        meta::ready,
-        meta::list_channels,
-        meta::get_channel,
-        sessions::list_sessions,
-        sessions::create_session,
-        sessions::import_session,
-        sessions::get_session,
-        sessions::modify,
-        sessions::resolve,
-        sessions::commit,
-        sessions::abandon,
-        orders::list_orders,
-        orders::stream,
-        orders::get_order,
-        orders::transition,
-        orders::events,
-        admin::list_directives,
-        admin::get_directive,
-        admin::metrics,
-    ),
     components(schemas(ErrorBody, ErrorDetail)),
     servers((
         url = "http://127.0.0.1:8000",
         description = "The server's default bind address (`omniman serve`); replace it with your deployment's"
     )),
-    modifiers(&BearerAuth, &CommonResponses),
+    modifiers(&RoutePaths, &BearerAuth, &CommonResponses),
     tags(
         (name = "health", description = "Liveness and readiness (no token)"),
         (name = "channels", description = "Sales channels (read-only)"),
@@ -70,6 +49,15 @@ pub(crate) fn served_json() -> &'static str {
     static DOC: LazyLock<String> =
         LazyLock::new(|| ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serializes"));
     DOC.as_str()
+}
+
+/// Adds the operations of the route table's documented routes, and the schemas they refer to.
+struct RoutePaths;
+
+impl Modify for RoutePaths {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi.merge(DocumentedRoutes::openapi());
+    }
 }
 
 /// Adds the `bearer` security scheme the operations refer to.
