@@ -40,7 +40,7 @@ macro_rules! route_table {
             $( Route { method: stringify!($u_method), path: $u_path, documented: false }, )*
         ];
 
-        /// The operations of the documented routes, merged into [`crate::openapi::ApiDoc`].
+        /// The operations of the documented routes, which the OpenAPI module merges into its document.
         #[derive(utoipa::OpenApi)]
         #[openapi(paths($( $($segment)::+ ),*))]
         pub(crate) struct DocumentedRoutes;
