@@ -1,4 +1,4 @@
-//! The queries on SQLite (see `queries.rs` for what differs per backend).
+//! The queries on SQLite (see `queries/mod.rs` for what differs per backend).
 
 use crate::schema::sqlite as s;
 
