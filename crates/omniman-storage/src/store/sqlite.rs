@@ -76,7 +76,7 @@ pub(crate) async fn finish(conn: &mut Conn, updates: Vec<DirectiveUpdate>, now: 
         for u in updates {
             let target = s::directives::table
                 .filter(s::directives::id.eq(u.id))
-                .filter(s::directives::status.eq("running"))
+                .filter(s::directives::status.eq(DirectiveStatus::Running.as_str()))
                 .filter(s::directives::attempts.eq(u.claimed_attempts));
             let common = (
                 s::directives::status.eq(u.status.as_str()),

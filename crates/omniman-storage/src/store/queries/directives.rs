@@ -13,7 +13,7 @@ macro_rules! directive_queries {
                 .map(|d| {
                     (
                         s::directives::topic.eq(d.topic),
-                        s::directives::status.eq("queued"),
+                        s::directives::status.eq(DirectiveStatus::Queued.as_str()),
                         s::directives::payload.eq(d.payload),
                         s::directives::attempts.eq(0),
                         s::directives::available_at.eq(d.available_at),
@@ -40,7 +40,7 @@ macro_rules! directive_queries {
             let ready = claimable!(now, topics, limit);
             let mut claimed: Vec<DirectiveRow> = diesel::update(s::directives::table.filter(ready))
                 .set((
-                    s::directives::status.eq("running"),
+                    s::directives::status.eq(DirectiveStatus::Running.as_str()),
                     s::directives::attempts.eq(s::directives::attempts + 1),
                     s::directives::started_at.eq(Some(now)),
                     s::directives::updated_at.eq(now),
@@ -58,7 +58,7 @@ macro_rules! directive_queries {
             started_before: DateTime<Utc>,
         ) -> QueryResult<Vec<DirectiveRow>> {
             s::directives::table
-                .filter(s::directives::status.eq("running"))
+                .filter(s::directives::status.eq(DirectiveStatus::Running.as_str()))
                 .filter(s::directives::started_at.lt(started_before))
                 .select(s::directives::all_columns)
                 .order(s::directives::id.asc())
@@ -71,7 +71,7 @@ macro_rules! directive_queries {
             let changed = diesel::update(
                 s::directives::table
                     .filter(s::directives::id.eq(update.id))
-                    .filter(s::directives::status.ne("running")),
+                    .filter(s::directives::status.ne(DirectiveStatus::Running.as_str())),
             )
             .set((
                 s::directives::status.eq(update.status.as_str()),

@@ -45,7 +45,9 @@ macro_rules! idempotency_queries {
                     k::created_at.eq(excluded(k::created_at)),
                     k::updated_at.eq(excluded(k::updated_at)),
                 ));
-            diesel::query_dsl::methods::FilterDsl::filter(upsert, k::status.ne("done")).execute(conn).await
+            diesel::query_dsl::methods::FilterDsl::filter(upsert, k::status.ne(IdempotencyStatus::Done.as_str()))
+                .execute(conn)
+                .await
         }
 
         /// 1 statement.

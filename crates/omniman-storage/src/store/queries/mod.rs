@@ -68,17 +68,19 @@ macro_rules! shared_queries {
         use diesel::{BoolExpressionMethods, ExpressionMethods, IntoSql, OptionalExtension, QueryDsl, QueryResult};
         use diesel_async::RunQueryDsl;
         use omniman_core::commit::CommitPlan;
-        use omniman_core::directive::DirectiveUpdate;
+        use omniman_core::directive::{DirectiveStatus, DirectiveUpdate};
+        use omniman_core::idempotency::IdempotencyStatus;
         use omniman_core::order::{NewEvent, TransitionPlan};
         use omniman_core::page::PageRequest;
         use omniman_core::ports::{DirectiveFilter, OrderFilter, SessionFilter};
+        use omniman_core::session::SessionState;
         use serde_json::Value;
 
         use crate::store::CommitAbort;
         use crate::store::rows::{
-            ChannelRow, ChannelValues, DirectiveRow, DirectiveValues, EventRow, HoldValues, IdempotencyRow,
-            IdempotencyValues, OrderRow, SessionRow, SessionValues, SummaryRow, TokenRow, TokenValues, ts, ts_opt,
-            violates,
+            ChannelRow, ChannelValues, DirectiveRow, DirectiveValues, EventRow, HOLD_ACTIVE, HOLD_FULFILLED,
+            HOLD_RELEASED, HoldValues, IdempotencyRow, IdempotencyValues, OrderRow, SessionRow, SessionValues,
+            SummaryRow, TokenRow, TokenValues, ts, ts_opt, violates,
         };
 
         channel_and_token_queries!();

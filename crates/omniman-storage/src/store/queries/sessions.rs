@@ -92,7 +92,7 @@ macro_rules! session_queries {
             s::sessions::table
                 .inner_join(s::channels::table)
                 .filter(s::sessions::channel_id.eq(channel_id))
-                .filter(s::sessions::state.eq("open"))
+                .filter(s::sessions::state.eq(SessionState::Open.as_str()))
                 .filter(s::sessions::handle_type.eq(handle_type))
                 .filter(s::sessions::handle_ref.eq(handle_ref))
                 .select((s::sessions::all_columns, s::channels::code))
@@ -136,7 +136,7 @@ macro_rules! session_queries {
                 s::sessions::table
                     .filter(s::sessions::id.eq(id))
                     .filter(s::sessions::version.eq(expected_version))
-                    .filter(s::sessions::state.eq("open")),
+                    .filter(s::sessions::state.eq(SessionState::Open.as_str())),
             )
             .set(session_update_values!(v))
             .execute(conn)
@@ -195,10 +195,12 @@ macro_rules! session_queries {
             now: DateTime<Utc>,
         ) -> QueryResult<usize> {
             diesel::update(
-                s::sessions::table.filter(s::sessions::state.eq("open")).filter(s::sessions::updated_at.lt(idle_since)),
+                s::sessions::table
+                    .filter(s::sessions::state.eq(SessionState::Open.as_str()))
+                    .filter(s::sessions::updated_at.lt(idle_since)),
             )
             .set((
-                s::sessions::state.eq("abandoned"),
+                s::sessions::state.eq(SessionState::Abandoned.as_str()),
                 s::sessions::version.eq(s::sessions::version + 1),
                 s::sessions::updated_at.eq(ts(now)),
             ))

@@ -5,7 +5,7 @@ macro_rules! live_holds {
     ($sku:expr, $now:expr) => {
         s::stock_holds::table
             .filter(s::stock_holds::sku.eq($sku))
-            .filter(s::stock_holds::status.eq("active"))
+            .filter(s::stock_holds::status.eq(HOLD_ACTIVE))
             .filter(s::stock_holds::expires_at.is_null().or(s::stock_holds::expires_at.gt($now)))
     };
 }
@@ -63,7 +63,7 @@ macro_rules! stock_queries {
                         s::stock_holds::sku.eq(&v.sku),
                         s::stock_holds::qty_milli.eq(v.qty_milli),
                         s::stock_holds::reference.eq(&v.reference),
-                        s::stock_holds::status.eq("active"),
+                        s::stock_holds::status.eq(HOLD_ACTIVE),
                         s::stock_holds::expires_at.eq(v.expires_at),
                         s::stock_holds::created_at.eq(v.now),
                         s::stock_holds::updated_at.eq(v.now),
@@ -87,8 +87,8 @@ macro_rules! stock_queries {
             tx!(conn, async move |c| -> QueryResult<bool> {
                 let target = s::stock_holds::table
                     .filter(s::stock_holds::hold_id.eq(&hold_id))
-                    .filter(s::stock_holds::status.eq("active"));
-                let fulfilled = (s::stock_holds::status.eq("fulfilled"), s::stock_holds::updated_at.eq(now));
+                    .filter(s::stock_holds::status.eq(HOLD_ACTIVE));
+                let fulfilled = (s::stock_holds::status.eq(HOLD_FULFILLED), s::stock_holds::updated_at.eq(now));
                 let columns = (s::stock_holds::sku, s::stock_holds::qty_milli);
                 let taken: Option<(String, i64)> = match reference {
                     Some(r) => diesel::update(target)
@@ -106,7 +106,7 @@ macro_rules! stock_queries {
                         .first(c)
                         .await
                         .optional()?;
-                    return Ok(status.as_deref() == Some("fulfilled"));
+                    return Ok(status.as_deref() == Some(HOLD_FULFILLED));
                 };
                 diesel::insert_into(s::stock_levels::table)
                     .values((
@@ -132,9 +132,9 @@ macro_rules! stock_queries {
             diesel::update(
                 s::stock_holds::table
                     .filter(s::stock_holds::hold_id.eq(hold_id))
-                    .filter(s::stock_holds::status.eq("active")),
+                    .filter(s::stock_holds::status.eq(HOLD_ACTIVE)),
             )
-            .set((s::stock_holds::status.eq("released"), s::stock_holds::updated_at.eq(now)))
+            .set((s::stock_holds::status.eq(HOLD_RELEASED), s::stock_holds::updated_at.eq(now)))
             .execute(conn)
             .await
         }
@@ -148,9 +148,9 @@ macro_rules! stock_queries {
             diesel::update(
                 s::stock_holds::table
                     .filter(s::stock_holds::reference.eq(reference))
-                    .filter(s::stock_holds::status.eq("active")),
+                    .filter(s::stock_holds::status.eq(HOLD_ACTIVE)),
             )
-            .set((s::stock_holds::status.eq("released"), s::stock_holds::updated_at.eq(now)))
+            .set((s::stock_holds::status.eq(HOLD_RELEASED), s::stock_holds::updated_at.eq(now)))
             .execute(conn)
             .await
         }
