@@ -29,6 +29,7 @@ mod middleware;
 mod openapi;
 mod pagination;
 mod ratelimit;
+mod routes;
 mod state;
 pub mod views;
 
@@ -48,19 +49,20 @@ pub use metrics::{Metrics, PoolProbe, PoolUsage};
 pub use middleware::{REQUEST_ID_HEADER, RequestId};
 pub use openapi::ApiDoc;
 pub use ratelimit::{Rate, RateLimitParseError, RateLimitStatus, RateLimits, RouteClass, parse_rate_limits};
+pub use routes::{ROUTES, Route};
 pub use state::{AlwaysReady, AppState, CheckStatus, Readiness, ReadinessCheck};
 
 use crate::auth::AuthGate;
-use crate::handlers::{admin, meta, orders, sessions};
+use crate::handlers::meta;
 use crate::middleware::Observe;
 use crate::state::TokenLookup;
 
-/// Registers the shared data and every route (docs/api.md) on `cfg`.
+/// Registers the shared data and every route of [`ROUTES`] (docs/api.md) on `cfg`, and a JSON 404
+/// for every other path.
 ///
 /// This is the routing alone: [`app`] adds the middleware the contract relies on (optional
 /// trailing slash, JSON 405 with `Allow`, the body limit, compression, request ids, logs and
-/// metrics). Literal routes are registered before parameterised ones, so `stream` is never an
-/// order ref.
+/// metrics).
 pub fn configure<S: Store + 'static>(cfg: &mut web::ServiceConfig, state: AppState<S>) {
     let tokens: Arc<dyn TokenLookup> = state.hub.clone();
     let gate = AuthGate { tokens, limiter: Arc::clone(&state.limiter) };
@@ -72,33 +74,9 @@ pub fn configure<S: Store + 'static>(cfg: &mut web::ServiceConfig, state: AppSta
     cfg.app_data(web::Data::new(state))
         .app_data(web::Data::new(gate))
         .app_data(web::Data::new(observe))
-        .service(web::resource("/api/health").route(web::get().to(meta::health)))
-        .service(web::resource("/api/health/ready").route(web::get().to(meta::ready::<S>)))
-        .service(web::resource(meta::OPENAPI_PATH).route(web::get().to(meta::openapi)))
-        .service(web::resource(meta::DOCS_PATH).route(web::get().to(meta::docs_index)))
-        .service(web::resource("/api/docs/{file:.+}").route(web::get().to(meta::docs_asset)))
-        .service(web::resource("/api/channels").route(web::get().to(meta::list_channels::<S>)))
-        .service(web::resource("/api/channels/{code}").route(web::get().to(meta::get_channel::<S>)))
-        .service(
-            web::resource("/api/sessions")
-                .route(web::get().to(sessions::list_sessions::<S>))
-                .route(web::post().to(sessions::create_session::<S>)),
-        )
-        .service(web::resource("/api/sessions/import").route(web::post().to(sessions::import_session::<S>)))
-        .service(web::resource("/api/sessions/{key}").route(web::get().to(sessions::get_session::<S>)))
-        .service(web::resource("/api/sessions/{key}/modify").route(web::post().to(sessions::modify::<S>)))
-        .service(web::resource("/api/sessions/{key}/resolve").route(web::post().to(sessions::resolve::<S>)))
-        .service(web::resource("/api/sessions/{key}/commit").route(web::post().to(sessions::commit::<S>)))
-        .service(web::resource("/api/sessions/{key}/abandon").route(web::post().to(sessions::abandon::<S>)))
-        .service(web::resource("/api/orders").route(web::get().to(orders::list_orders::<S>)))
-        .service(web::resource("/api/orders/stream").route(web::get().to(admin::stream::<S>)))
-        .service(web::resource("/api/orders/{ref}").route(web::get().to(orders::get_order::<S>)))
-        .service(web::resource("/api/orders/{ref}/transition").route(web::post().to(orders::transition::<S>)))
-        .service(web::resource("/api/orders/{ref}/events").route(web::get().to(orders::events::<S>)))
-        .service(web::resource("/api/directives").route(web::get().to(admin::list_directives::<S>)))
-        .service(web::resource("/api/directives/{id}").route(web::get().to(admin::get_directive::<S>)))
-        .service(web::resource("/metrics").route(web::get().to(admin::metrics::<S>)))
-        .default_service(web::to(meta::not_found));
+        .app_data(web::Data::new(meta::OpenApiJson(openapi::served_json())));
+    routes::register::<S>(cfg);
+    cfg.default_service(web::to(meta::not_found));
 }
 
 /// The whole application: [`configure`] plus the middleware stack, outermost first:

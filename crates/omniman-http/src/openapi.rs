@@ -1,13 +1,16 @@
-//! The OpenAPI document, generated from the handlers' annotations and the view types.
+//! The OpenAPI document, generated from the route table, the handlers' annotations and the view
+//! types.
+
+use std::sync::LazyLock;
 
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Content, Header, Object, Ref, RefOr, Response, Type};
-use utoipa::{IntoParams, Modify, OpenApi};
+use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::handlers::{admin, meta, orders, sessions};
 use crate::ratelimit::RouteClass;
+use crate::routes::DocumentedRoutes;
 
 /// The OpenAPI 3.1 document of the Omniman REST API.
 ///
@@ -25,34 +28,12 @@ use crate::ratelimit::RouteClass;
                        Every error is `{\"error\":{\"code\",\"message\",\"context\"}}`. Authenticate with \
                        `Authorization: Bearer <token>`. Trailing slashes are optional."
     ),
-    paths(
-        meta::health,
-        meta::ready,
-        meta::list_channels,
-        meta::get_channel,
-        sessions::list_sessions,
-        sessions::create_session,
-        sessions::import_session,
-        sessions::get_session,
-        sessions::modify,
-        sessions::resolve,
-        sessions::commit,
-        sessions::abandon,
-        orders::list_orders,
-        admin::stream,
-        orders::get_order,
-        orders::transition,
-        orders::events,
-        admin::list_directives,
-        admin::get_directive,
-        admin::metrics,
-    ),
     components(schemas(ErrorBody, ErrorDetail)),
     servers((
         url = "http://127.0.0.1:8000",
         description = "The server's default bind address (`omniman serve`); replace it with your deployment's"
     )),
-    modifiers(&BearerAuth, &CommonResponses),
+    modifiers(&RoutePaths, &BearerAuth, &CommonResponses),
     tags(
         (name = "health", description = "Liveness and readiness (no token)"),
         (name = "channels", description = "Sales channels (read-only)"),
@@ -62,6 +43,22 @@ use crate::ratelimit::RouteClass;
     )
 )]
 pub struct ApiDoc;
+
+/// The document as served at `/api/openapi.json`, rendered once.
+pub(crate) fn served_json() -> &'static str {
+    static DOC: LazyLock<String> =
+        LazyLock::new(|| ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serializes"));
+    DOC.as_str()
+}
+
+/// Adds the operations of the route table's documented routes, and the schemas they refer to.
+struct RoutePaths;
+
+impl Modify for RoutePaths {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi.merge(DocumentedRoutes::openapi());
+    }
+}
 
 /// Adds the `bearer` security scheme the operations refer to.
 struct BearerAuth;
@@ -153,77 +150,4 @@ fn declare_error<'a>(operation: &'a mut Operation, status: &str, code: &str, det
         }
         RefOr::Ref(_) => None,
     }
-}
-
-// The parameter structs below only describe query strings to the document; the handlers read
-// the query themselves so that every problem gets its own error code.
-
-/// Pagination parameters.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub(crate) struct PageParams {
-    /// Opaque cursor taken from a `next` or `previous` link.
-    cursor: Option<String>,
-    /// Rows per page: default 50, larger values are clamped to 100, below 1 is an error.
-    page_size: Option<u32>,
-}
-
-/// Filters of the session list.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub(crate) struct SessionListParams {
-    /// Only this channel.
-    channel_code: Option<String>,
-    /// `open`, `committed` or `abandoned`.
-    state: Option<String>,
-    /// Only this handle type.
-    handle_type: Option<String>,
-    /// Only this handle ref.
-    handle_ref: Option<String>,
-    /// Opaque cursor taken from a `next` or `previous` link.
-    cursor: Option<String>,
-    /// Rows per page: default 50, larger values are clamped to 100, below 1 is an error.
-    page_size: Option<u32>,
-}
-
-/// Filters of the order list.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub(crate) struct OrderListParams {
-    /// Only this channel.
-    channel_code: Option<String>,
-    /// Only this status.
-    status: Option<String>,
-    /// Only this handle type.
-    handle_type: Option<String>,
-    /// Only this handle ref.
-    handle_ref: Option<String>,
-    /// Only this external ref.
-    external_ref: Option<String>,
-    /// Created at or after this RFC 3339 instant.
-    created_after: Option<String>,
-    /// Created before this RFC 3339 instant.
-    created_before: Option<String>,
-    /// Opaque cursor taken from a `next` or `previous` link.
-    cursor: Option<String>,
-    /// Rows per page: default 50, larger values are clamped to 100, below 1 is an error.
-    page_size: Option<u32>,
-}
-
-/// Filters of the directive list.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub(crate) struct DirectiveListParams {
-    /// Only this topic.
-    topic: Option<String>,
-    /// `queued`, `running`, `done` or `failed`.
-    status: Option<String>,
-    /// Opaque cursor taken from a `next` or `previous` link.
-    cursor: Option<String>,
-    /// Rows per page: default 50, larger values are clamped to 100, below 1 is an error.
-    page_size: Option<u32>,
 }

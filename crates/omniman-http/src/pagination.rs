@@ -4,12 +4,26 @@ use actix_web::HttpRequest;
 use chrono::DateTime;
 use omniman_core::error::FieldErrors;
 use omniman_core::page::{Cursor, DEFAULT_PAGE_SIZE, Direction, MAX_PAGE_SIZE, Page, PageRequest};
+use utoipa::IntoParams;
 
 use crate::body::Query;
 use crate::error::ApiError;
 
 /// The query parameters of a list without filters.
 pub(crate) const PARAMS: &[&str] = &["cursor", "page_size"];
+
+// Describes the query string to the document only: the handler reads the query itself so that
+// every problem gets its own error code.
+/// Pagination parameters.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct PageParams {
+    /// Opaque cursor taken from a `next` or `previous` link.
+    cursor: Option<String>,
+    /// Rows per page: default 50, larger values are clamped to 100, below 1 is an error.
+    page_size: Option<u32>,
+}
 
 /// Reads `page_size` (default 50, > 100 clamps, non-integer or < 1 is a field error).
 pub(crate) fn page_size(query: &Query, errors: &mut FieldErrors) -> usize {

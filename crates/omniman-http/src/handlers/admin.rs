@@ -1,72 +1,34 @@
-//! Admin routes: the order polling stream, directives and metrics.
-
-use std::collections::HashMap;
+//! Admin routes: directives and metrics.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use omniman_core::directive::DirectiveStatus;
 use omniman_core::error::FieldErrors;
-use omniman_core::money::format_q2;
 use omniman_core::ports::{DirectiveFilter, Store};
 use serde_json::Map;
+use utoipa::IntoParams;
 
 use crate::auth::Principal;
 use crate::body::Query;
 use crate::error::{ApiError, ErrorBody};
 use crate::pagination;
 use crate::state::AppState;
-use crate::views::{DirectiveList, DirectiveSummaryView, DirectiveView, StreamEntryView, StreamView};
+use crate::views::{DirectiveList, DirectiveSummaryView, DirectiveView};
 
-/// How many orders one poll of the stream returns at most.
-const STREAM_BATCH: usize = 10;
-
-/// Polls for new orders: up to 10 with `id > since`, ascending.
-#[utoipa::path(
-    get,
-    path = "/api/orders/stream",
-    tag = "admin",
-    params(("since" = Option<i64>, Query, description = "The last id seen; absent: no orders, and `last_id` = the highest id (0 when none)")),
-    responses(
-        (status = 200, description = "New orders", body = StreamView),
-        (status = 400, description = "`validation_error`: `since` is not an integer", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
-        (status = 403, description = "`forbidden`: not an admin token", body = ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
-pub(crate) async fn stream<S: Store + 'static>(
-    who: Principal,
-    state: web::Data<AppState<S>>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    who.require_admin()?;
-    let query = Query::parse_known(&req, &["since"])?;
-    let store = state.hub.store();
-    let Some(raw) = query.get("since") else {
-        return Ok(HttpResponse::Ok().json(StreamView { orders: Vec::new(), last_id: store.max_order_id().await? }));
-    };
-    let since: i64 = raw.trim().parse().map_err(|_| ApiError::field("since", "must be an integer order id"))?;
-    let rows = store.orders_after(since, STREAM_BATCH).await?;
-    let names: HashMap<i64, String> = if rows.is_empty() {
-        HashMap::new()
-    } else {
-        store.list_channels().await?.into_iter().map(|c| (c.id, c.display_name().to_owned())).collect()
-    };
-    let last_id = rows.last().map_or(since, |o| o.id);
-    let orders = rows
-        .into_iter()
-        .map(|o| StreamEntryView {
-            id: o.id,
-            channel: names.get(&o.channel_id).cloned().unwrap_or_else(|| o.channel_code.clone()),
-            status: o.status,
-            total: format_q2(o.total_q),
-            total_q: o.total_q,
-            currency: o.currency,
-            created_at: o.created_at,
-            handle_ref: o.handle_ref,
-            reference: o.reference,
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(StreamView { orders, last_id }))
+// Describes the query string to the document only: the handler reads the query itself so that
+// every problem gets its own error code.
+/// Filters of the directive list.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct DirectiveListParams {
+    /// Only this topic.
+    topic: Option<String>,
+    /// `queued`, `running`, `done` or `failed`.
+    status: Option<String>,
+    /// Opaque cursor taken from a `next` or `previous` link.
+    cursor: Option<String>,
+    /// Rows per page: default 50, larger values are clamped to 100, below 1 is an error.
+    page_size: Option<u32>,
 }
 
 /// Lists directives, newest first.
@@ -74,7 +36,7 @@ pub(crate) async fn stream<S: Store + 'static>(
     get,
     path = "/api/directives",
     tag = "admin",
-    params(crate::openapi::DirectiveListParams),
+    params(DirectiveListParams),
     responses(
         (status = 200, description = "A page of directives", body = DirectiveList),
         (status = 400, description = "`validation_error` (page_size, status) or `invalid_cursor`", body = ErrorBody),

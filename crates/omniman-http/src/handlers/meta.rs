@@ -8,13 +8,11 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use omniman_core::error::FieldErrors;
 use omniman_core::ports::Store;
 use serde_json::Map;
-use utoipa::OpenApi;
 use utoipa_swagger_ui::Config;
 
 use crate::auth::Principal;
 use crate::body::Query;
 use crate::error::{ApiError, ErrorBody};
-use crate::openapi::ApiDoc;
 use crate::pagination;
 use crate::state::{AppState, CheckStatus};
 use crate::views::{ChannelList, ChannelView, HealthView, ReadyCheckView, ReadyView};
@@ -73,7 +71,7 @@ pub(crate) async fn ready<S: Store + 'static>(state: web::Data<AppState<S>>) -> 
     get,
     path = "/api/channels",
     tag = "channels",
-    params(crate::openapi::PageParams),
+    params(pagination::PageParams),
     responses(
         (status = 200, description = "A page of channels", body = ChannelList),
         (status = 400, description = "`validation_error` (page_size) or `invalid_cursor`", body = ErrorBody),
@@ -129,11 +127,14 @@ pub(crate) async fn get_channel<S: Store + 'static>(
     Ok(HttpResponse::Ok().json(ChannelView::from(&channel)))
 }
 
+/// The OpenAPI document as served, rendered by the OpenAPI module and handed to [`openapi`] as
+/// app data: the module that documents the handlers depends on them, never the other way.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OpenApiJson(pub(crate) &'static str);
+
 /// The OpenAPI document of this API.
-pub(crate) async fn openapi() -> HttpResponse {
-    static DOC: LazyLock<String> =
-        LazyLock::new(|| ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serializes"));
-    HttpResponse::Ok().content_type("application/json").body(DOC.as_str())
+pub(crate) async fn openapi(doc: web::Data<OpenApiJson>) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(doc.0)
 }
 
 static SWAGGER: LazyLock<Arc<Config<'static>>> = LazyLock::new(|| Arc::new(Config::from(OPENAPI_PATH)));

@@ -1,10 +1,14 @@
-//! `/api/orders…`: list, read, transition, events.
+//! `/api/orders…`: list, the polling stream, read, transition, events.
+
+use std::collections::HashMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use omniman_core::commit::parse_instant;
 use omniman_core::error::FieldErrors;
+use omniman_core::money::format_q2;
 use omniman_core::order::OrderFlow;
 use omniman_core::ports::{OrderFilter, Store};
+use utoipa::IntoParams;
 
 use super::{channel_ids, channel_scope};
 use crate::auth::Principal;
@@ -12,7 +16,10 @@ use crate::body::{Fields, Query, read_json};
 use crate::error::{ApiError, ErrorBody};
 use crate::pagination;
 use crate::state::AppState;
-use crate::views::{EventList, EventView, OrderList, OrderSummaryView, OrderView, TransitionRequest, TransitionedView};
+use crate::views::{
+    EventList, EventView, OrderList, OrderSummaryView, OrderView, StreamEntryView, StreamView, TransitionRequest,
+    TransitionedView,
+};
 
 /// Query parameters of `GET /api/orders`.
 const LIST_PARAMS: &[&str] = &[
@@ -27,12 +34,39 @@ const LIST_PARAMS: &[&str] = &[
     "page_size",
 ];
 
+// Describes the query string to the document only: the handler reads the query itself so that
+// every problem gets its own error code.
+/// Filters of the order list.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct OrderListParams {
+    /// Only this channel.
+    channel_code: Option<String>,
+    /// Only this status.
+    status: Option<String>,
+    /// Only this handle type.
+    handle_type: Option<String>,
+    /// Only this handle ref.
+    handle_ref: Option<String>,
+    /// Only this external ref.
+    external_ref: Option<String>,
+    /// Created at or after this RFC 3339 instant.
+    created_after: Option<String>,
+    /// Created before this RFC 3339 instant.
+    created_before: Option<String>,
+    /// Opaque cursor taken from a `next` or `previous` link.
+    cursor: Option<String>,
+    /// Rows per page: default 50, larger values are clamped to 100, below 1 is an error.
+    page_size: Option<u32>,
+}
+
 /// Lists orders, newest first.
 #[utoipa::path(
     get,
     path = "/api/orders",
     tag = "orders",
-    params(crate::openapi::OrderListParams),
+    params(OrderListParams),
     responses(
         (status = 200, description = "A page of orders", body = OrderList),
         (status = 400, description = "`validation_error` (page_size, created_after, created_before) or `invalid_cursor`", body = ErrorBody),
@@ -89,6 +123,59 @@ pub(crate) async fn list_orders<S: Store + 'static>(
     let (next, previous) = pagination::links(&req, &query, &rows);
     let results = rows.items.iter().map(OrderSummaryView::from).collect();
     Ok(HttpResponse::Ok().json(OrderList { next, previous, results }))
+}
+
+/// How many orders one poll of the stream returns at most.
+const STREAM_BATCH: usize = 10;
+
+/// Polls for new orders: up to 10 with `id > since`, ascending.
+#[utoipa::path(
+    get,
+    path = "/api/orders/stream",
+    tag = "admin",
+    params(("since" = Option<i64>, Query, description = "The last id seen; absent: no orders, and `last_id` = the highest id (0 when none)")),
+    responses(
+        (status = 200, description = "New orders", body = StreamView),
+        (status = 400, description = "`validation_error`: `since` is not an integer", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin token", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn stream<S: Store + 'static>(
+    who: Principal,
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    who.require_admin()?;
+    let query = Query::parse_known(&req, &["since"])?;
+    let store = state.hub.store();
+    let Some(raw) = query.get("since") else {
+        return Ok(HttpResponse::Ok().json(StreamView { orders: Vec::new(), last_id: store.max_order_id().await? }));
+    };
+    let since: i64 = raw.trim().parse().map_err(|_| ApiError::field("since", "must be an integer order id"))?;
+    let rows = store.orders_after(since, STREAM_BATCH).await?;
+    let names: HashMap<i64, String> = if rows.is_empty() {
+        HashMap::new()
+    } else {
+        store.list_channels().await?.into_iter().map(|c| (c.id, c.display_name().to_owned())).collect()
+    };
+    let last_id = rows.last().map_or(since, |o| o.id);
+    let orders = rows
+        .into_iter()
+        .map(|o| StreamEntryView {
+            id: o.id,
+            channel: names.get(&o.channel_id).cloned().unwrap_or_else(|| o.channel_code.clone()),
+            status: o.status,
+            total: format_q2(o.total_q),
+            total_q: o.total_q,
+            currency: o.currency,
+            created_at: o.created_at,
+            handle_ref: o.handle_ref,
+            reference: o.reference,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(StreamView { orders, last_id }))
 }
 
 /// An order by ref.
@@ -164,7 +251,7 @@ pub(crate) async fn transition<S: Store + 'static>(
     tag = "orders",
     params(
         ("ref" = String, Path, description = "Order ref"),
-        crate::openapi::PageParams,
+        pagination::PageParams,
     ),
     responses(
         (status = 200, description = "A page of events", body = EventList),

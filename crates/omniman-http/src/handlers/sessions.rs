@@ -10,6 +10,7 @@ use omniman_core::ports::{SessionFilter, Store};
 use omniman_core::service::OpenSession;
 use omniman_core::session::SessionState;
 use serde_json::Value;
+use utoipa::IntoParams;
 
 use super::{IfMatch, channel_ids, channel_scope, if_match, if_none_match, session_response};
 use crate::auth::Principal;
@@ -73,12 +74,33 @@ fn checked<T>(value: Option<T>) -> Result<T, ApiError> {
     value.ok_or_else(|| ApiError::field("body", "a field could not be read"))
 }
 
+// Describes the query string to the document only: the handler reads the query itself so that
+// every problem gets its own error code.
+/// Filters of the session list.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct SessionListParams {
+    /// Only this channel.
+    channel_code: Option<String>,
+    /// `open`, `committed` or `abandoned`.
+    state: Option<String>,
+    /// Only this handle type.
+    handle_type: Option<String>,
+    /// Only this handle ref.
+    handle_ref: Option<String>,
+    /// Opaque cursor taken from a `next` or `previous` link.
+    cursor: Option<String>,
+    /// Rows per page: default 50, larger values are clamped to 100, below 1 is an error.
+    page_size: Option<u32>,
+}
+
 /// Lists sessions, newest first.
 #[utoipa::path(
     get,
     path = "/api/sessions",
     tag = "sessions",
-    params(crate::openapi::SessionListParams),
+    params(SessionListParams),
     responses(
         (status = 200, description = "A page of sessions", body = SessionList),
         (status = 400, description = "`validation_error` (page_size, state) or `invalid_cursor`", body = ErrorBody),

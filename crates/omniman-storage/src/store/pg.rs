@@ -1,4 +1,4 @@
-//! The queries on PostgreSQL (see `queries.rs` for what differs per backend).
+//! The queries on PostgreSQL (see `queries/mod.rs` for what differs per backend).
 
 use crate::schema::pg as s;
 

@@ -1,4 +1,4 @@
-//! The queries on SQLite (see `queries.rs` for what differs per backend).
+//! The queries on SQLite (see `queries/mod.rs` for what differs per backend).
 
 use crate::schema::sqlite as s;
 
@@ -76,7 +76,7 @@ pub(crate) async fn finish(conn: &mut Conn, updates: Vec<DirectiveUpdate>, now: 
         for u in updates {
             let target = s::directives::table
                 .filter(s::directives::id.eq(u.id))
-                .filter(s::directives::status.eq("running"))
+                .filter(s::directives::status.eq(DirectiveStatus::Running.as_str()))
                 .filter(s::directives::attempts.eq(u.claimed_attempts));
             let common = (
                 s::directives::status.eq(u.status.as_str()),
