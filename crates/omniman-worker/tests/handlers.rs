@@ -330,7 +330,7 @@ async fn shortage_raises_one_blocking_issue_per_line_with_actions_and_resolve_fi
 
     // Commit is refused while the blocking issue stands.
     let err = shop.hub.commit("pos", &key, Some("k1"), None, &shop.caller).await.unwrap_err();
-    assert_eq!(err.code(), "blocking_issues");
+    assert_eq!(err.code(), Code::BlockingIssues);
 
     // Resolving with set_qty re-runs the check; then the commit goes through.
     let issue_id = issue["id"].as_str().unwrap();
@@ -660,7 +660,7 @@ async fn refused_holds_raise_one_issue_per_line_offering_only_remove_line() {
     // Nothing of the refused SKUs is tied up; the commit waits for the issues.
     assert_eq!((shop.available("FLOUR").await, shop.available("SUGAR").await), ("10.000".into(), "9.000".into()));
     let err = shop.hub.commit("pos", &key, Some("k1"), None, &shop.caller).await.unwrap_err();
-    assert_eq!(err.code(), "blocking_issues");
+    assert_eq!(err.code(), Code::BlockingIssues);
 }
 
 #[tokio::test]
@@ -679,7 +679,7 @@ async fn a_backend_error_while_holding_is_retried_and_writes_nothing() {
     let session = shop.session(&key).await;
     assert!(session.data["checks"].get("stock").is_none(), "{:?}", session.data);
     assert!(session.issues().is_empty());
-    assert_eq!(shop.hub.commit("pos", &key, None, None, &shop.caller).await.unwrap_err().code(), "missing_check");
+    assert_eq!(shop.hub.commit("pos", &key, None, None, &shop.caller).await.unwrap_err().code(), Code::MissingCheck);
 
     // Once the backend answers again, the retry holds and writes the check back.
     shop.spy.broken.lock().unwrap().clear();

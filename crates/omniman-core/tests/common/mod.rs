@@ -202,5 +202,5 @@ pub(crate) fn item(line_id: &str, sku: &str, qty: &str, unit_price_q: i64) -> It
 
 /// The error's code, context and kind, for compact assertions.
 pub(crate) fn code_of(error: &impl DomainError) -> String {
-    error.code().to_owned()
+    error.code().to_string()
 }
