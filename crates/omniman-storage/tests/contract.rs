@@ -9,6 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Map, Value, json};
 
+use common::t;
 use omniman_core::channel::{Channel, ChannelSpec};
 use omniman_core::commit::{CommitSettings, plan_commit};
 use omniman_core::context::{Caller, Ctx};
@@ -25,7 +26,6 @@ use omniman_core::ports::{
 };
 use omniman_core::prelude::{ManualClock, Omniman, OpenSession};
 use omniman_core::session::{Item, Session, SessionState};
-use omniman_core::testing::epoch;
 
 /// Generates, for each test function, `mod <name> { memory(), sqlite(), postgres() }`.
 macro_rules! contract {
@@ -69,10 +69,6 @@ contract!(
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
-
-fn t(secs: i64) -> DateTime<Utc> {
-    epoch() + TimeDelta::seconds(secs)
-}
 
 fn obj(value: Value) -> Map<String, Value> {
     match value {

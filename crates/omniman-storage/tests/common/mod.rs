@@ -2,8 +2,14 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
+use omniman_core::testing::epoch;
 use omniman_storage::StorageError;
+
+/// `secs` seconds after the shared test epoch: the time helper of every test here.
+pub fn t(secs: i64) -> DateTime<Utc> {
+    epoch() + TimeDelta::seconds(secs)
+}
 
 /// A fixed instant with sub-second precision (microseconds: PostgreSQL's resolution).
 pub fn t0() -> DateTime<Utc> {
