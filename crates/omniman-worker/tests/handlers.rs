@@ -399,18 +399,6 @@ async fn hold_fails_on_unknown_session_and_on_stale_rev_and_is_done_on_closed_se
 }
 
 #[tokio::test]
-async fn two_sessions_racing_for_the_last_unit_get_exactly_one_hold() {
-    let stock = MemoryStock::new();
-    stock.set_level("LAST", q("1"));
-    let (a, b) = tokio::join!(
-        stock.create_hold("LAST", q("1"), None, Some("S1")),
-        stock.create_hold("LAST", q("1"), None, Some("S2"))
-    );
-    let wins = [a.unwrap(), b.unwrap()].iter().filter(|h| h.success).count();
-    assert_eq!(wins, 1);
-}
-
-#[tokio::test]
 async fn stock_commit_without_holds_is_done_and_skips_entries_without_hold_id() {
     let shop = shop(stock_config());
     let now = Utc::now() - TimeDelta::seconds(1);
