@@ -418,7 +418,7 @@ fn preorder_reminder(order: &Order, session: &Session, delivery: NaiveDate, tz: 
 /// assert_eq!((plan.expected_version, plan.session.version), (version, version + 1));
 /// assert_eq!(plan.session.state, SessionState::Committed);
 /// ```
-#[allow(clippy::too_many_arguments)] // each is a distinct input of the decision
+#[expect(clippy::too_many_arguments)] // each is a distinct input of the decision
 pub fn plan_commit<'s>(
     session: impl Into<Cow<'s, Session>>,
     channel: &Channel,
@@ -432,7 +432,7 @@ pub fn plan_commit<'s>(
     decide_commit(session.into(), channel, idempotency_key, precondition, ext, settings, ctx, ids)
 }
 
-#[allow(clippy::too_many_arguments)] // see `plan_commit`
+#[expect(clippy::too_many_arguments)] // see `plan_commit`
 fn decide_commit(
     session: Cow<'_, Session>,
     channel: &Channel,

@@ -1,7 +1,7 @@
 //! Shared fixtures of the acceptance tests: a service over the in-memory store with a manual clock
 //! and seeded ids, channel builders, and small JSON helpers.
 
-#![allow(dead_code)] // each test binary uses a different subset
+#![allow(dead_code)] // not `expect`: each test binary uses a different subset, some use them all
 
 use std::sync::Arc;
 
