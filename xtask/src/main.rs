@@ -49,7 +49,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Task {
     /// Run every CI check in order, stopping at the first failure:
-    /// fmt, core purity, clippy, tests.
+    /// fmt, core purity, dependencies' MSRV, clippy, rustdoc, tests, MSRV build.
     ///
     /// Arguments after `--` are appended to `cargo test --workspace`, e.g.
     /// `cargo xtask ci -- -- --nocapture`.
@@ -95,11 +95,18 @@ fn ci(ws: &Workspace, test_args: &[OsString]) -> StepResult {
     let started = Instant::now();
     ws.run_cargo(&["fmt", "--all", "--", "--check"])?;
     purity(ws)?;
+    let msrv = dependencies_msrv(ws)?;
     ws.run_cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    // After clippy, whose check-mode dependency metadata rustdoc reuses. RUSTDOCFLAGS is set on
+    // this step only: globally it would also change how `cargo test` builds doctests.
+    let mut doc = ws.cargo(&["doc", "--workspace", "--no-deps"]);
+    doc.env("RUSTDOCFLAGS", "-D warnings");
+    run_step(doc)?;
     // This must stay the README's test command: CI runs what developers run.
     let mut test = ws.cargo(&["test", "--workspace"]);
     test.args(test_args);
     run_step(test)?;
+    msrv_build(ws, &msrv)?;
     println!("==> all CI checks passed in {:.1}s", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -153,6 +160,85 @@ fn forbidden_crates(tree: &str) -> Vec<&str> {
         }
     }
     found
+}
+
+/// Checks that no package in Cargo.lock declares a `rust-version` above the workspace's, so the
+/// declared MSRV is not a promise the dependencies already break. Returns the workspace's.
+fn dependencies_msrv(ws: &Workspace) -> Result<String, Failed> {
+    let json = capture_step(ws.cargo(&["metadata", "--format-version", "1", "--locked"]))?;
+    let metadata: serde_json::Value = serde_json::from_str(&json).map_err(|e| {
+        eprintln!("    FAILED: cargo metadata printed something that is not JSON: {e}");
+        Failed(1)
+    })?;
+    let members: Vec<&str> =
+        metadata["workspace_members"].as_array().into_iter().flatten().filter_map(|m| m.as_str()).collect();
+    let mut ours: Option<&str> = None;
+    let mut above = Vec::new();
+    for package in metadata["packages"].as_array().into_iter().flatten() {
+        let Some(version) = package["rust_version"].as_str() else { continue };
+        if members.contains(&package["id"].as_str().unwrap_or_default()) {
+            ours = Some(ours.map_or(version, |o| if rust_version(version) < rust_version(o) { version } else { o }));
+        } else {
+            above.push((version, package["name"].as_str().unwrap_or("?"), package["version"].as_str().unwrap_or("?")));
+        }
+    }
+    let Some(ours) = ours else {
+        eprintln!("    FAILED: the workspace declares no rust-version");
+        return Err(Failed(1));
+    };
+    above.retain(|(version, ..)| rust_version(version) > rust_version(ours));
+    if above.is_empty() {
+        println!("    ok: no dependency needs a newer Rust than the declared rust-version {ours}");
+        return Ok(ours.to_owned());
+    }
+    above.sort_unstable();
+    eprintln!("    FAILED: these dependencies need a newer Rust than the declared rust-version {ours}:");
+    for (version, name, package_version) in above {
+        eprintln!("        {name} {package_version} needs {version}");
+    }
+    eprintln!("    raise `rust-version` in the root Cargo.toml, or pin older dependencies");
+    Err(Failed(1))
+}
+
+/// `1.86` and `1.86.0` as comparable numbers; a part that is not a number counts as 0.
+fn rust_version(version: &str) -> [u32; 3] {
+    let mut parts = version.split('.').map(|p| p.parse().unwrap_or(0));
+    [parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0)]
+}
+
+/// `cargo check --workspace` on the declared MSRV's toolchain when rustup has it; otherwise a
+/// loud note, since installing a toolchain needs a network CI may not have.
+fn msrv_build(ws: &Workspace, msrv: &str) -> StepResult {
+    let installed = Command::new("rustup").args(["toolchain", "list"]).output();
+    let toolchain = installed.ok().filter(|o| o.status.success()).and_then(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|line| line.split_whitespace().next())
+            .find(|name| msrv_toolchain_matches(name, msrv))
+            .map(str::to_owned)
+    });
+    let Some(toolchain) = toolchain else {
+        println!("!!! SKIPPED: the MSRV build needs the Rust {msrv} toolchain, which is not installed.");
+        println!("!!! `rustup toolchain install {msrv} --profile minimal` enables this step; until then");
+        println!("!!! only the dependencies' rust-version was checked, not that our code builds on {msrv}.");
+        return Ok(());
+    };
+    // Through rustup rather than $CARGO, which is the current toolchain's cargo; the variables
+    // the outer cargo set would otherwise pin the nested one to that toolchain.
+    let mut cmd = Command::new("rustup");
+    cmd.args(["run", &toolchain, "cargo", "check", "--workspace"])
+        .current_dir(&ws.root)
+        .env_remove("CARGO")
+        .env_remove("RUSTC")
+        .env_remove("RUSTDOC")
+        .env_remove("RUSTUP_TOOLCHAIN");
+    run_step(cmd)
+}
+
+/// Whether rustup's toolchain `name` (`1.86.0-x86_64-unknown-linux-gnu`, `1.86-…`) is `msrv`.
+fn msrv_toolchain_matches(name: &str, msrv: &str) -> bool {
+    let version = name.split('-').next().unwrap_or_default();
+    version == msrv || (msrv.matches('.').count() == 1 && version.strip_prefix(msrv).is_some_and(|r| r == ".0"))
 }
 
 /// Where and with which `cargo` the steps run.
@@ -297,6 +383,22 @@ deadpool-runtime v0.1.4
         assert_eq!(shell_word(OsStr::new("--check")), "--check");
         assert_eq!(shell_word(OsStr::new("a b")), "'a b'");
         assert_eq!(shell_word(OsStr::new("")), "''");
+    }
+
+    #[test]
+    fn rust_versions_compare_as_numbers() {
+        assert!(rust_version("1.86") > rust_version("1.85.1"));
+        assert!(rust_version("1.100") > rust_version("1.99.9"));
+        assert_eq!(rust_version("1.86"), rust_version("1.86.0"));
+    }
+
+    #[test]
+    fn msrv_toolchain_names() {
+        assert!(msrv_toolchain_matches("1.86.0-x86_64-unknown-linux-gnu", "1.86"));
+        assert!(msrv_toolchain_matches("1.86-x86_64-unknown-linux-gnu", "1.86"));
+        assert!(!msrv_toolchain_matches("1.86.1-x86_64-unknown-linux-gnu", "1.86"));
+        assert!(!msrv_toolchain_matches("1.95.0-x86_64-unknown-linux-gnu", "1.86"));
+        assert!(!msrv_toolchain_matches("stable-x86_64-unknown-linux-gnu", "1.86"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::error::{DomainError, Rejection, StoreError, ctx};
+use crate::error::{Code, DomainError, ErrorCode, ErrorKind, Rejection, StoreError, ctx};
 use crate::ids::IdGen;
 use crate::modify::ModifyError;
 use crate::session::{Session, SessionState};
@@ -97,13 +97,13 @@ pub enum ResolveError {
 }
 
 impl DomainError for ResolveError {
-    fn code(&self) -> &str {
+    fn code(&self) -> ErrorCode<'_> {
         match self {
             ResolveError::Session(e) => e.code(),
-            ResolveError::IssueNotFound { .. } => "issue_not_found",
-            ResolveError::NoResolver { .. } => "no_resolver",
+            ResolveError::IssueNotFound { .. } => Code::IssueNotFound.into(),
+            ResolveError::NoResolver { .. } => Code::NoResolver.into(),
             ResolveError::Rejected(e) => e.code(),
-            ResolveError::ResolverError { .. } => "resolver_error",
+            ResolveError::ResolverError { .. } => Code::ResolverError.into(),
             ResolveError::Store(e) => e.code(),
         }
     }
@@ -120,6 +120,15 @@ impl DomainError for ResolveError {
                 ("action_id", action_id.as_str().into()),
             ]),
             ResolveError::Store(e) => e.context(),
+        }
+    }
+
+    // A rejection may carry a family of its own; the code alone would not tell it.
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ResolveError::Session(e) => e.kind(),
+            ResolveError::Rejected(e) => e.kind(),
+            _ => self.code().kind(),
         }
     }
 }

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::channel::Channel;
 use crate::context::Ctx;
 use crate::directive::NewDirective;
-use crate::error::{DomainError, FieldErrors, Rejection, StoreError, ctx};
+use crate::error::{Code, DomainError, ErrorCode, ErrorKind, FieldErrors, Rejection, StoreError, ctx};
 use crate::ext::{Extensions, ValidatorStage};
 use crate::idempotency::{IdempotencyRecord, done_record};
 use crate::ids::IdGen;
@@ -90,17 +90,17 @@ impl CommitError {
 }
 
 impl DomainError for CommitError {
-    fn code(&self) -> &str {
+    fn code(&self) -> ErrorCode<'_> {
         match self {
             CommitError::Session(e) => e.code(),
-            CommitError::MissingCheck { .. } => "missing_check",
-            CommitError::StaleCheck { .. } => "stale_check",
-            CommitError::HoldExpired { .. } => "hold_expired",
-            CommitError::BlockingIssues { .. } => "blocking_issues",
-            CommitError::EmptySession { .. } => "empty_session",
+            CommitError::MissingCheck { .. } => Code::MissingCheck.into(),
+            CommitError::StaleCheck { .. } => Code::StaleCheck.into(),
+            CommitError::HoldExpired { .. } => Code::HoldExpired.into(),
+            CommitError::BlockingIssues { .. } => Code::BlockingIssues.into(),
+            CommitError::EmptySession { .. } => Code::EmptySession.into(),
             CommitError::Rejected(e) => e.code(),
-            CommitError::InProgress { .. } => "in_progress",
-            CommitError::IdempotencyConflict { .. } => "idempotency_conflict",
+            CommitError::InProgress { .. } => Code::InProgress.into(),
+            CommitError::IdempotencyConflict { .. } => Code::IdempotencyConflict.into(),
             CommitError::Store(e) => e.code(),
         }
     }
@@ -129,6 +129,15 @@ impl DomainError for CommitError {
                 ctx([("idempotency_key", idempotency_key.as_str().into())])
             }
             CommitError::Store(e) => e.context(),
+        }
+    }
+
+    // A rejection may carry a family of its own; the code alone would not tell it.
+    fn kind(&self) -> ErrorKind {
+        match self {
+            CommitError::Session(e) => e.kind(),
+            CommitError::Rejected(e) => e.kind(),
+            _ => self.code().kind(),
         }
     }
 }
@@ -486,7 +495,7 @@ fn preorder_reminder(order: &Order, session: &Session, delivery: NaiveDate, tz: 
 /// assert_eq!((plan.expected_version, plan.session.version), (version, version + 1));
 /// assert_eq!(plan.session.state, SessionState::Committed);
 /// ```
-#[allow(clippy::too_many_arguments)] // each is a distinct input of the decision
+#[expect(clippy::too_many_arguments)] // each is a distinct input of the decision
 pub fn plan_commit<'s>(
     session: impl Into<Cow<'s, Session>>,
     channel: &Channel,
@@ -500,7 +509,7 @@ pub fn plan_commit<'s>(
     decide_commit(session.into(), channel, idempotency_key, precondition, ext, settings, ctx, ids)
 }
 
-#[allow(clippy::too_many_arguments)] // see `plan_commit`
+#[expect(clippy::too_many_arguments)] // see `plan_commit`
 fn decide_commit(
     session: Cow<'_, Session>,
     channel: &Channel,

@@ -1,8 +1,11 @@
 //! The error vocabulary shared by every pipeline.
 //!
 //! Each pipeline has its own error enum (see [`crate::modify::ModifyError`] and friends). They all
-//! implement [`DomainError`]: a stable code (docs/reference.md §11), a JSON context and an [`ErrorKind`] that adapters
-//! map to their own status codes. The code → kind table lives here, once.
+//! implement [`DomainError`]: a stable [`Code`] (docs/api.md, "Errors"), a JSON context and an
+//! [`ErrorKind`] that adapters map to their own status codes. Every code the project answers with
+//! is a variant of [`Code`], and [`Code::kind`] is an exhaustive match: a new code cannot reach a
+//! client before someone decides its family. Only extensions bring codes of their own, as the
+//! string of a [`Rejection`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,58 +18,290 @@ use serde_json::{Map, Value};
 pub enum ErrorKind {
     /// The request is wrong (400).
     BadRequest,
+    /// No credentials, or credentials nobody issued (401).
+    Unauthenticated,
+    /// The credentials do not allow it (403).
+    Forbidden,
     /// Something it names does not exist (404).
     NotFound,
+    /// The route exists but not with that method (405).
+    MethodNotAllowed,
     /// The state of things forbids it (409).
     Conflict,
     /// An `If-Match` precondition failed (412).
     PreconditionFailed,
+    /// The body is larger than allowed (413).
+    PayloadTooLarge,
+    /// The body is not JSON sent as JSON (415).
+    UnsupportedMediaType,
+    /// Too many requests (429).
+    RateLimited,
     /// The server failed (500).
     Internal,
 }
 
-/// Codes that are not `400`; everything else (op errors, validator codes) is a bad request.
-pub fn kind_of(code: &str) -> ErrorKind {
-    match code {
-        "not_found"
-        | "session_not_found"
-        | "order_not_found"
-        | "channel_not_found"
-        | "directive_not_found"
-        | "issue_not_found"
-        | "action_not_found" => ErrorKind::NotFound,
-        "already_committed"
-        | "already_abandoned"
-        | "locked"
-        | "missing_check"
-        | "stale_check"
-        | "hold_expired"
-        | "blocking_issues"
-        | "empty_session"
-        | "in_progress"
-        | "idempotency_conflict"
-        | "stale_action"
-        | "no_ops"
-        | "no_resolver"
-        | "invalid_transition"
-        | "terminal_status"
-        | "session_exists"
-        | "channel_inactive" => ErrorKind::Conflict,
-        "precondition_failed" => ErrorKind::PreconditionFailed,
-        "internal_error" | "resolver_error" => ErrorKind::Internal,
-        _ => ErrorKind::BadRequest,
+/// Declares [`Code`] with its wire strings once, so `ALL`, `as_str` and `parse` cannot disagree.
+macro_rules! codes {
+    ($($(#[doc = $doc:literal])* $variant:ident = $wire:literal,)*) => {
+        /// Every error code the project answers with (docs/api.md, "Errors").
+        ///
+        /// The wire string ([`Code::as_str`]) is stable; [`Code::kind`] decides the family.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Code {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl Code {
+            /// Every code, in declaration order.
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+
+            /// The stable wire string, e.g. `session_not_found`.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $wire,)*
+                }
+            }
+
+            /// The code with this wire string; `None` for a string no code has (an extension's own).
+            pub fn parse(code: &str) -> Option<Code> {
+                match code {
+                    $($wire => Some(Code::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    /// A field of the request has the wrong shape (`context.fields` by path).
+    ValidationError = "validation_error",
+    /// The body is not JSON, not UTF-8, has numbers out of range or nests too deep.
+    MalformedJson = "malformed_json",
+    /// An op name this version does not know.
+    UnsupportedOp = "unsupported_op",
+    /// An op's `sku` is absent or empty.
+    MissingSku = "missing_sku",
+    /// A quantity is not positive, unparsable, too precise or too large.
+    InvalidQty = "invalid_qty",
+    /// External pricing and no price given.
+    MissingUnitPriceQ = "missing_unit_price_q",
+    /// No line with that id.
+    UnknownLineId = "unknown_line_id",
+    /// Merging a line into itself.
+    InvalidMerge = "invalid_merge",
+    /// Merging lines of different SKUs.
+    SkuMismatch = "sku_mismatch",
+    /// A `set_data` path the rules refuse.
+    InvalidPath = "invalid_path",
+    /// The session key exists in several channels and no `channel_code` was given.
+    ChannelCodeRequired = "channel_code_required",
+    /// The request names a channel that does not exist.
+    UnknownChannel = "unknown_channel",
+    /// A list cursor that is not ours.
+    InvalidCursor = "invalid_cursor",
+    /// No token, or a token nobody issued.
+    Unauthenticated = "unauthenticated",
+    /// The token's role or channels do not allow it.
+    Forbidden = "forbidden",
+    /// No such route.
+    NotFound = "not_found",
+    /// No such session.
+    SessionNotFound = "session_not_found",
+    /// No such order.
+    OrderNotFound = "order_not_found",
+    /// No such channel.
+    ChannelNotFound = "channel_not_found",
+    /// No such directive.
+    DirectiveNotFound = "directive_not_found",
+    /// No such issue in the session.
+    IssueNotFound = "issue_not_found",
+    /// The issue offers no such action.
+    ActionNotFound = "action_not_found",
+    /// The route does not take that method.
+    MethodNotAllowed = "method_not_allowed",
+    /// The session is already sealed into an order.
+    AlreadyCommitted = "already_committed",
+    /// The session was abandoned.
+    AlreadyAbandoned = "already_abandoned",
+    /// The channel's sessions cannot be edited here.
+    Locked = "locked",
+    /// A required check has no result.
+    MissingCheck = "missing_check",
+    /// A required check ran against an older rev.
+    StaleCheck = "stale_check",
+    /// A hold of a required check has lapsed.
+    HoldExpired = "hold_expired",
+    /// Blocking issues remain.
+    BlockingIssues = "blocking_issues",
+    /// The session has no lines.
+    EmptySession = "empty_session",
+    /// Another commit with this idempotency key is running.
+    InProgress = "in_progress",
+    /// The idempotency key was used for another session.
+    IdempotencyConflict = "idempotency_conflict",
+    /// The session changed since the action was offered.
+    StaleAction = "stale_action",
+    /// The action has nothing to apply.
+    NoOps = "no_ops",
+    /// No resolver for the issue's source.
+    NoResolver = "no_resolver",
+    /// The order flow does not allow that transition.
+    InvalidTransition = "invalid_transition",
+    /// The order is in a final status.
+    TerminalStatus = "terminal_status",
+    /// The client-chosen session key is taken.
+    SessionExists = "session_exists",
+    /// The channel does not accept new sessions.
+    ChannelInactive = "channel_inactive",
+    /// An `If-Match` precondition failed.
+    PreconditionFailed = "precondition_failed",
+    /// The body is larger than the limit.
+    PayloadTooLarge = "payload_too_large",
+    /// The body was not sent as `application/json`.
+    UnsupportedMediaType = "unsupported_media_type",
+    /// Too many requests for the token and route class.
+    RateLimited = "rate_limited",
+    /// The server failed; details are logged, never sent.
+    InternalError = "internal_error",
+    /// An issue resolver failed without a code.
+    ResolverError = "resolver_error",
+}
+
+impl Code {
+    /// The code's family. Exhaustive on purpose: a new code must be given one here.
+    pub const fn kind(self) -> ErrorKind {
+        match self {
+            Code::ValidationError
+            | Code::MalformedJson
+            | Code::UnsupportedOp
+            | Code::MissingSku
+            | Code::InvalidQty
+            | Code::MissingUnitPriceQ
+            | Code::UnknownLineId
+            | Code::InvalidMerge
+            | Code::SkuMismatch
+            | Code::InvalidPath
+            | Code::ChannelCodeRequired
+            | Code::UnknownChannel
+            | Code::InvalidCursor => ErrorKind::BadRequest,
+            Code::Unauthenticated => ErrorKind::Unauthenticated,
+            Code::Forbidden => ErrorKind::Forbidden,
+            Code::NotFound
+            | Code::SessionNotFound
+            | Code::OrderNotFound
+            | Code::ChannelNotFound
+            | Code::DirectiveNotFound
+            | Code::IssueNotFound
+            | Code::ActionNotFound => ErrorKind::NotFound,
+            Code::MethodNotAllowed => ErrorKind::MethodNotAllowed,
+            Code::AlreadyCommitted
+            | Code::AlreadyAbandoned
+            | Code::Locked
+            | Code::MissingCheck
+            | Code::StaleCheck
+            | Code::HoldExpired
+            | Code::BlockingIssues
+            | Code::EmptySession
+            | Code::InProgress
+            | Code::IdempotencyConflict
+            | Code::StaleAction
+            | Code::NoOps
+            | Code::NoResolver
+            | Code::InvalidTransition
+            | Code::TerminalStatus
+            | Code::SessionExists
+            | Code::ChannelInactive => ErrorKind::Conflict,
+            Code::PreconditionFailed => ErrorKind::PreconditionFailed,
+            Code::PayloadTooLarge => ErrorKind::PayloadTooLarge,
+            Code::UnsupportedMediaType => ErrorKind::UnsupportedMediaType,
+            Code::RateLimited => ErrorKind::RateLimited,
+            Code::InternalError | Code::ResolverError => ErrorKind::Internal,
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A built-in code as a [`Rejection`]'s string: `Rejection::new(Code::StaleAction, "…")`.
+impl From<Code> for String {
+    fn from(code: Code) -> String {
+        code.as_str().to_owned()
+    }
+}
+
+/// The code an error reports: one of the project's [`Code`]s, or one an extension defined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode<'a> {
+    /// A code of the project.
+    Known(Code),
+    /// A code of an extension's own (a [`Rejection`]'s); it is a bad request.
+    Custom(&'a str),
+}
+
+impl<'a> ErrorCode<'a> {
+    /// Reads a code string: a project code when it is one (so an extension refusing with
+    /// `stale_action` is a conflict, as docs/reference.md §8 says), else the extension's own.
+    pub fn of(code: &'a str) -> ErrorCode<'a> {
+        Code::parse(code).map_or(ErrorCode::Custom(code), ErrorCode::Known)
+    }
+
+    /// The wire string.
+    pub fn as_str(self) -> &'a str {
+        match self {
+            ErrorCode::Known(code) => code.as_str(),
+            ErrorCode::Custom(code) => code,
+        }
+    }
+
+    /// The family: the code's, or [`ErrorKind::BadRequest`] for an extension's own code.
+    pub fn kind(self) -> ErrorKind {
+        match self {
+            ErrorCode::Known(code) => code.kind(),
+            ErrorCode::Custom(_) => ErrorKind::BadRequest,
+        }
+    }
+
+    /// The project code, if it is one.
+    pub fn known(self) -> Option<Code> {
+        match self {
+            ErrorCode::Known(code) => Some(code),
+            ErrorCode::Custom(_) => None,
+        }
+    }
+}
+
+impl From<Code> for ErrorCode<'_> {
+    fn from(code: Code) -> Self {
+        ErrorCode::Known(code)
+    }
+}
+
+impl PartialEq<Code> for ErrorCode<'_> {
+    fn eq(&self, other: &Code) -> bool {
+        *self == ErrorCode::Known(*other)
+    }
+}
+
+impl fmt::Display for ErrorCode<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
 /// An error with a stable code, a human message (its `Display`) and a JSON context.
 pub trait DomainError: std::error::Error {
-    /// The stable code, e.g. `unknown_line_id`.
-    fn code(&self) -> &str;
+    /// The stable code: a [`Code`], unless an extension refused with one of its own.
+    fn code(&self) -> ErrorCode<'_>;
     /// Structured details; values keep their JSON types.
     fn context(&self) -> Map<String, Value>;
     /// The code's family.
     fn kind(&self) -> ErrorKind {
-        kind_of(self.code())
+        self.code().kind()
     }
 }
 
@@ -121,19 +356,24 @@ impl std::error::Error for FieldErrors {}
 #[derive(Clone, Debug, PartialEq, thiserror::Error, Serialize, Deserialize)]
 #[error("{message}")]
 pub struct Rejection {
-    /// The extension's code (HTTP 400 unless it is one of the codes of docs/reference.md §11).
+    /// The extension's code: a bad request (400) unless it is one of the project's [`Code`]s
+    /// (docs/reference.md §8), whose family it then takes.
     pub code: String,
     /// Human message.
     pub message: String,
     /// Details.
     #[serde(default)]
     pub context: Map<String, Value>,
+    /// The family the extension chose for its own code ([`Rejection::with_kind`]); `None` follows
+    /// the default of [`ErrorCode::kind`]. Not serialised: it is the server's decision, not data.
+    #[serde(skip)]
+    pub kind: Option<ErrorKind>,
 }
 
 impl Rejection {
     /// A rejection without context.
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> Rejection {
-        Rejection { code: code.into(), message: message.into(), context: Map::new() }
+        Rejection { code: code.into(), message: message.into(), context: Map::new(), kind: None }
     }
 
     /// Adds one context entry.
@@ -141,14 +381,23 @@ impl Rejection {
         self.context.insert(key.to_owned(), value.into());
         self
     }
+
+    /// Gives the extension's own code a family other than a bad request (say, a conflict).
+    pub fn with_kind(mut self, kind: ErrorKind) -> Rejection {
+        self.kind = Some(kind);
+        self
+    }
 }
 
 impl DomainError for Rejection {
-    fn code(&self) -> &str {
-        &self.code
+    fn code(&self) -> ErrorCode<'_> {
+        ErrorCode::of(&self.code)
     }
     fn context(&self) -> Map<String, Value> {
         self.context.clone()
+    }
+    fn kind(&self) -> ErrorKind {
+        self.kind.unwrap_or_else(|| self.code().kind())
     }
 }
 
@@ -170,8 +419,8 @@ pub enum StoreError {
 }
 
 impl DomainError for StoreError {
-    fn code(&self) -> &'static str {
-        "internal_error"
+    fn code(&self) -> ErrorCode<'_> {
+        Code::InternalError.into()
     }
     fn context(&self) -> Map<String, Value> {
         Map::new()
@@ -188,12 +437,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kinds_follow_the_spec_table() {
-        assert_eq!(kind_of("unknown_line_id"), ErrorKind::BadRequest);
-        assert_eq!(kind_of("my_validator_code"), ErrorKind::BadRequest);
-        assert_eq!(kind_of("session_not_found"), ErrorKind::NotFound);
-        assert_eq!(kind_of("locked"), ErrorKind::Conflict);
-        assert_eq!(kind_of("precondition_failed"), ErrorKind::PreconditionFailed);
-        assert_eq!(kind_of("resolver_error"), ErrorKind::Internal);
+    fn every_code_round_trips_through_its_wire_string() {
+        for &code in Code::ALL {
+            assert_eq!(Code::parse(code.as_str()), Some(code), "{code}");
+            assert_eq!(ErrorCode::of(code.as_str()), code);
+        }
+        let mut wires: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        wires.sort_unstable();
+        wires.dedup();
+        assert_eq!(wires.len(), Code::ALL.len(), "two codes share a wire string");
+    }
+
+    #[test]
+    fn an_extension_code_is_a_bad_request_unless_it_is_a_project_code() {
+        assert_eq!(Code::parse("my_validator_code"), None);
+        assert_eq!(Rejection::new("my_validator_code", "no").kind(), ErrorKind::BadRequest);
+        assert_eq!(Rejection::new("my_validator_code", "no").code().as_str(), "my_validator_code");
+        assert_eq!(Rejection::new("stale_action", "no").code(), Code::StaleAction);
+        assert_eq!(Rejection::new("stale_action", "no").kind(), ErrorKind::Conflict);
+        assert_eq!(Rejection::new("resolver_error", "no").kind(), ErrorKind::Internal);
+        let own = Rejection::new("out_of_stock", "gone").with_kind(ErrorKind::Conflict);
+        assert_eq!((own.code().as_str(), own.kind()), ("out_of_stock", ErrorKind::Conflict));
+    }
+
+    #[test]
+    fn kinds_follow_the_api_table() {
+        assert_eq!(Code::UnknownLineId.kind(), ErrorKind::BadRequest);
+        assert_eq!(Code::SessionNotFound.kind(), ErrorKind::NotFound);
+        assert_eq!(Code::Locked.kind(), ErrorKind::Conflict);
+        assert_eq!(Code::PreconditionFailed.kind(), ErrorKind::PreconditionFailed);
+        assert_eq!(Code::ResolverError.kind(), ErrorKind::Internal);
+        assert_eq!(StoreError::Other("x".into()).code(), Code::InternalError);
     }
 }

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use crate::channel::{Channel, PricingPolicy};
 use crate::context::Ctx;
 use crate::directive::{Directive, HandlerError, HandlerOutcome};
-use crate::error::Rejection;
+use crate::error::{Code, Rejection};
 use crate::money::{Qty, qty_or_zero};
 use crate::ops::Op;
 use crate::order::Order;
@@ -557,13 +557,13 @@ impl IssueResolver for ActionResolver {
             .and_then(Value::as_array)
             .and_then(|actions| actions.iter().find(|a| a.get("id").and_then(Value::as_str) == Some(action_id)))
             .ok_or_else(|| {
-                Rejection::new("action_not_found", format!("issue {issue_id} has no action {action_id}"))
+                Rejection::new(Code::ActionNotFound, format!("issue {issue_id} has no action {action_id}"))
                     .with("issue_id", issue_id)
                     .with("action_id", action_id)
             })?;
         if let Some(action_rev) = action.get("rev").and_then(Value::as_i64) {
             if action_rev != session.rev {
-                return Err(Rejection::new("stale_action", "the session changed since this action was offered")
+                return Err(Rejection::new(Code::StaleAction, "the session changed since this action was offered")
                     .with("action_rev", action_rev)
                     .with("session_rev", session.rev)
                     .into());
@@ -571,7 +571,7 @@ impl IssueResolver for ActionResolver {
         }
         let ops = action.get("ops").cloned().unwrap_or(Value::Array(Vec::new()));
         if ops.as_array().is_none_or(Vec::is_empty) {
-            return Err(Rejection::new("no_ops", "this action has nothing to apply")
+            return Err(Rejection::new(Code::NoOps, "this action has nothing to apply")
                 .with("action_id", action_id)
                 .into());
         }

@@ -80,7 +80,7 @@ pub mod prelude {
     pub use crate::commit::{CommitError, CommitOutcome, CommitReceipt, CommitSettings};
     pub use crate::context::{Caller, Ctx};
     pub use crate::directive::{Directive, DirectiveStatus, HandlerError, HandlerOutcome, NewDirective, RetryPolicy};
-    pub use crate::error::{DomainError, ErrorKind, FieldErrors, Rejection, StoreError};
+    pub use crate::error::{Code, DomainError, ErrorCode, ErrorKind, FieldErrors, Rejection, StoreError};
     pub use crate::ext::{Extensions, ExtensionsBuilder};
     pub use crate::ids::{IdGen, RandomIds};
     pub use crate::input::{ChannelCode, HandleRef, HandleType, IdempotencyKey, SessionKey, SessionRef, Sku};

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use crate::channel::{Channel, EditPolicy};
 use crate::context::Ctx;
 use crate::directive::NewDirective;
-use crate::error::{DomainError, FieldErrors, Rejection, StoreError, ctx};
+use crate::error::{Code, DomainError, ErrorCode, ErrorKind, FieldErrors, Rejection, StoreError, ctx};
 use crate::ext::{Extensions, ValidatorStage};
 use crate::ids::IdGen;
 use crate::ops::{Op, OpApplier, OpError};
@@ -78,16 +78,16 @@ pub enum ModifyError {
 }
 
 impl DomainError for ModifyError {
-    fn code(&self) -> &str {
+    fn code(&self) -> ErrorCode<'_> {
         match self {
-            ModifyError::Validation(_) => "validation_error",
-            ModifyError::UnknownChannel { .. } => "unknown_channel",
-            ModifyError::SessionNotFound { .. } => "session_not_found",
-            ModifyError::ChannelCodeRequired { .. } => "channel_code_required",
-            ModifyError::PreconditionFailed { .. } => "precondition_failed",
-            ModifyError::AlreadyCommitted { .. } => "already_committed",
-            ModifyError::AlreadyAbandoned { .. } => "already_abandoned",
-            ModifyError::Locked { .. } => "locked",
+            ModifyError::Validation(_) => Code::ValidationError.into(),
+            ModifyError::UnknownChannel { .. } => Code::UnknownChannel.into(),
+            ModifyError::SessionNotFound { .. } => Code::SessionNotFound.into(),
+            ModifyError::ChannelCodeRequired { .. } => Code::ChannelCodeRequired.into(),
+            ModifyError::PreconditionFailed { .. } => Code::PreconditionFailed.into(),
+            ModifyError::AlreadyCommitted { .. } => Code::AlreadyCommitted.into(),
+            ModifyError::AlreadyAbandoned { .. } => Code::AlreadyAbandoned.into(),
+            ModifyError::Locked { .. } => Code::Locked.into(),
             ModifyError::Op(e) => e.code(),
             ModifyError::Rejected(e) => e.code(),
             ModifyError::Store(e) => e.code(),
@@ -115,6 +115,14 @@ impl DomainError for ModifyError {
             ModifyError::Op(e) => e.context(),
             ModifyError::Rejected(e) => e.context(),
             ModifyError::Store(e) => e.context(),
+        }
+    }
+
+    // A rejection may carry a family of its own; the code alone would not tell it.
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ModifyError::Rejected(e) => e.kind(),
+            _ => self.code().kind(),
         }
     }
 }

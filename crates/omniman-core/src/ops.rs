@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use crate::channel::PricingPolicy;
-use crate::error::{DomainError, FieldErrors, ctx};
+use crate::error::{Code, DomainError, ErrorCode, FieldErrors, ctx};
 use crate::ids::IdGen;
 use crate::money::{Qty, QtyError};
 use crate::session::{Item, Session};
@@ -363,7 +363,7 @@ impl<'de> Deserialize<'de> for Op {
     }
 }
 
-/// The semantic error codes of ops (docs/reference.md §4).
+/// The semantic error codes of ops (docs/reference.md §4), a subset of [`Code`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OpErrorCode {
     /// `sku` absent or empty.
@@ -385,18 +385,23 @@ pub enum OpErrorCode {
 }
 
 impl OpErrorCode {
-    /// The stable code.
-    pub fn as_str(self) -> &'static str {
+    /// The project code it is.
+    pub const fn code(self) -> Code {
         match self {
-            OpErrorCode::MissingSku => "missing_sku",
-            OpErrorCode::InvalidQty => "invalid_qty",
-            OpErrorCode::MissingUnitPriceQ => "missing_unit_price_q",
-            OpErrorCode::UnknownLineId => "unknown_line_id",
-            OpErrorCode::InvalidMerge => "invalid_merge",
-            OpErrorCode::SkuMismatch => "sku_mismatch",
-            OpErrorCode::InvalidPath => "invalid_path",
-            OpErrorCode::UnsupportedOp => "unsupported_op",
+            OpErrorCode::MissingSku => Code::MissingSku,
+            OpErrorCode::InvalidQty => Code::InvalidQty,
+            OpErrorCode::MissingUnitPriceQ => Code::MissingUnitPriceQ,
+            OpErrorCode::UnknownLineId => Code::UnknownLineId,
+            OpErrorCode::InvalidMerge => Code::InvalidMerge,
+            OpErrorCode::SkuMismatch => Code::SkuMismatch,
+            OpErrorCode::InvalidPath => Code::InvalidPath,
+            OpErrorCode::UnsupportedOp => Code::UnsupportedOp,
         }
+    }
+
+    /// The stable wire string.
+    pub const fn as_str(self) -> &'static str {
+        self.code().as_str()
     }
 }
 
@@ -417,8 +422,8 @@ pub struct OpError {
 }
 
 impl DomainError for OpError {
-    fn code(&self) -> &str {
-        self.code.as_str()
+    fn code(&self) -> ErrorCode<'_> {
+        self.code.code().into()
     }
     fn context(&self) -> Map<String, Value> {
         self.context.clone()

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::channel::Channel;
-use crate::error::{DomainError, StoreError, ctx};
+use crate::error::{Code, DomainError, ErrorCode, StoreError, ctx};
 use crate::money::Qty;
 use crate::session::Item;
 
@@ -313,12 +313,12 @@ pub enum TransitionError {
 }
 
 impl DomainError for TransitionError {
-    fn code(&self) -> &str {
+    fn code(&self) -> ErrorCode<'_> {
         match self {
-            TransitionError::OrderNotFound { .. } => "order_not_found",
-            TransitionError::TerminalStatus { .. } => "terminal_status",
-            TransitionError::InvalidTransition { .. } => "invalid_transition",
-            TransitionError::Validation(_) => "validation_error",
+            TransitionError::OrderNotFound { .. } => Code::OrderNotFound.into(),
+            TransitionError::TerminalStatus { .. } => Code::TerminalStatus.into(),
+            TransitionError::InvalidTransition { .. } => Code::InvalidTransition.into(),
+            TransitionError::Validation(_) => Code::ValidationError.into(),
             TransitionError::Store(e) => e.code(),
         }
     }

@@ -16,7 +16,7 @@ use crate::commit::{
     CommitError, CommitOutcome, CommitReceipt, CommitSettings, StoredAnswer, channel_currency, plan_commit,
 };
 use crate::context::{Caller, Ctx};
-use crate::error::{DomainError, FieldErrors, StoreError, ctx};
+use crate::error::{Code, DomainError, ErrorCode, ErrorKind, FieldErrors, StoreError, ctx};
 use crate::ext::{Extensions, ResolverFailure};
 use crate::idempotency::{IdempotencyDecision, commit_scope, decide};
 use crate::ids::{IdGen, RandomIds};
@@ -110,12 +110,12 @@ pub enum OpenError {
 }
 
 impl DomainError for OpenError {
-    fn code(&self) -> &str {
+    fn code(&self) -> ErrorCode<'_> {
         match self {
-            OpenError::Validation(_) => "validation_error",
-            OpenError::UnknownChannel { .. } => "unknown_channel",
-            OpenError::ChannelInactive { .. } => "channel_inactive",
-            OpenError::SessionExists { .. } => "session_exists",
+            OpenError::Validation(_) => Code::ValidationError.into(),
+            OpenError::UnknownChannel { .. } => Code::UnknownChannel.into(),
+            OpenError::ChannelInactive { .. } => Code::ChannelInactive.into(),
+            OpenError::SessionExists { .. } => Code::SessionExists.into(),
             OpenError::Rejected(e) => e.code(),
             OpenError::Store(e) => e.code(),
         }
@@ -130,6 +130,14 @@ impl DomainError for OpenError {
             OpenError::SessionExists { session_key } => ctx([("session_key", session_key.as_str().into())]),
             OpenError::Rejected(e) => e.context(),
             OpenError::Store(e) => e.context(),
+        }
+    }
+
+    // A rejection may carry a family of its own; the code alone would not tell it.
+    fn kind(&self) -> ErrorKind {
+        match self {
+            OpenError::Rejected(e) => e.kind(),
+            _ => self.code().kind(),
         }
     }
 }

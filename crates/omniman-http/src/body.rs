@@ -239,6 +239,8 @@ impl Query {
 
 #[cfg(test)]
 mod tests {
+    use omniman_core::error::Code;
+
     use super::*;
 
     #[test]
@@ -254,11 +256,11 @@ mod tests {
     #[test]
     fn objects_only() {
         assert!(parse_object(br#"{"a":1}"#).is_ok());
-        assert_eq!(parse_object(b"[1]").unwrap_err().code(), "validation_error");
-        assert_eq!(parse_object(b"{").unwrap_err().code(), "malformed_json");
-        assert_eq!(parse_object(b"\xff\xfe").unwrap_err().code(), "malformed_json");
-        assert_eq!(parse_object(b"").unwrap_err().code(), "malformed_json");
-        assert_eq!(parse_object(br#"{"n": 1e999}"#).unwrap_err().code(), "malformed_json");
+        assert_eq!(parse_object(b"[1]").unwrap_err().code(), Code::ValidationError);
+        assert_eq!(parse_object(b"{").unwrap_err().code(), Code::MalformedJson);
+        assert_eq!(parse_object(b"\xff\xfe").unwrap_err().code(), Code::MalformedJson);
+        assert_eq!(parse_object(b"").unwrap_err().code(), Code::MalformedJson);
+        assert_eq!(parse_object(br#"{"n": 1e999}"#).unwrap_err().code(), Code::MalformedJson);
     }
 
     #[test]
@@ -268,7 +270,7 @@ mod tests {
         assert_eq!(f.required("channel_code", 64), "pos");
         let _ = f.string("idempotency_key", 128);
         let err = f.finish().unwrap_err();
-        assert_eq!(err.code(), "validation_error");
+        assert_eq!(err.code(), Code::ValidationError);
         let text = serde_json::to_string(&err.body()).unwrap();
         assert!(text.contains("idempotency_kye"), "{text}");
         assert!(text.contains("unknown field (this route reads: channel_code, idempotency_key)"), "{text}");

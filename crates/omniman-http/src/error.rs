@@ -1,16 +1,16 @@
 //! One error type for every failure the API reports.
 //!
-//! Domain errors come from the core through [`DomainError`]: their status is the HTTP status of
-//! their [`ErrorKind`], so the code → family table lives in the core only
-//! ([`omniman_core::error::kind_of`]). The few failures that only exist at the HTTP layer
-//! (authentication, transport, routing) have their own constructors.
+//! Every answer's status is the HTTP status of its code's [`ErrorKind`] ([`status_of`]), so the
+//! code → family table lives in the core only ([`Code::kind`]). Domain errors come from the core
+//! through [`DomainError`]; the failures that only exist at the HTTP layer (authentication,
+//! transport, routing) have their own constructors, with codes from the same [`Code`] enum.
 
 use std::fmt;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use omniman_core::error::{DomainError, ErrorKind, FieldErrors, kind_of};
+use omniman_core::error::{Code, DomainError, ErrorCode, ErrorKind, FieldErrors};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -40,37 +40,65 @@ pub struct ErrorDetail {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiError {
     status: StatusCode,
-    code: String,
+    code: WireCode,
     message: String,
     context: Map<String, Value>,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
-/// The HTTP status of a domain error family.
+/// An answer's code, owned: a project code, or the string of an extension's rejection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum WireCode {
+    Known(Code),
+    Custom(String),
+}
+
+impl WireCode {
+    fn borrow(&self) -> ErrorCode<'_> {
+        match self {
+            WireCode::Known(code) => ErrorCode::Known(*code),
+            WireCode::Custom(code) => ErrorCode::Custom(code),
+        }
+    }
+}
+
+/// The HTTP status of an error family. Exhaustive on purpose: a new family needs a status here.
 pub fn status_of(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+        ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
 impl ApiError {
-    /// An error with an explicit status (HTTP-layer failures only).
-    fn with_status(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code: code.to_owned(), message: message.into(), context: Map::new(), headers: Vec::new() }
+    /// A coded error whose status follows the code's family (e.g. `channel_not_found` → 404).
+    pub fn coded(code: Code, message: impl Into<String>, context: Map<String, Value>) -> ApiError {
+        ApiError {
+            status: status_of(code.kind()),
+            code: WireCode::Known(code),
+            message: message.into(),
+            context,
+            headers: Vec::new(),
+        }
     }
 
-    /// A coded error whose status follows the core's code table (e.g. `channel_not_found` → 404).
-    pub fn coded(code: &str, message: impl Into<String>, context: Map<String, Value>) -> ApiError {
-        ApiError { context, ..ApiError::with_status(status_of(kind_of(code)), code, message) }
+    /// A coded error without context.
+    fn bare(code: Code, message: impl Into<String>) -> ApiError {
+        ApiError::coded(code, message, Map::new())
     }
 
     /// `validation_error` with `context.fields`.
     pub fn validation(fields: &FieldErrors) -> ApiError {
-        ApiError::coded("validation_error", fields.to_string(), fields.to_context())
+        ApiError::coded(Code::ValidationError, fields.to_string(), fields.to_context())
     }
 
     /// `validation_error` for a single field.
@@ -80,39 +108,34 @@ impl ApiError {
 
     /// 400 `malformed_json`: the body is not JSON (or not UTF-8).
     pub fn malformed_json(message: impl Into<String>, context: Map<String, Value>) -> ApiError {
-        ApiError::coded("malformed_json", message, context)
+        ApiError::coded(Code::MalformedJson, message, context)
     }
 
     /// 400 `invalid_cursor`.
     pub fn invalid_cursor() -> ApiError {
-        ApiError::coded("invalid_cursor", "the cursor is not valid for this list", Map::new())
+        ApiError::bare(Code::InvalidCursor, "the cursor is not valid for this list")
     }
 
     /// 401 `unauthenticated`, with `WWW-Authenticate: Bearer`.
     pub fn unauthenticated(message: impl Into<String>) -> ApiError {
-        ApiError::with_status(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+        ApiError::bare(Code::Unauthenticated, message)
             .header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
     }
 
     /// 403 `forbidden`.
     pub fn forbidden(message: impl Into<String>) -> ApiError {
-        ApiError::with_status(StatusCode::FORBIDDEN, "forbidden", message)
+        ApiError::bare(Code::Forbidden, message)
     }
 
     /// 404 `not_found`: no route.
     pub fn route_not_found(path: &str) -> ApiError {
-        ApiError::with_status(StatusCode::NOT_FOUND, "not_found", format!("no route for {path}"))
-            .with_context("path", path)
+        ApiError::bare(Code::NotFound, format!("no route for {path}")).with_context("path", path)
     }
 
     /// 405 `method_not_allowed`, keeping the `Allow` header.
     pub fn method_not_allowed(method: &str, allow: Option<HeaderValue>) -> ApiError {
-        let mut err = ApiError::with_status(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("method {method} is not allowed here"),
-        )
-        .with_context("method", method);
+        let mut err = ApiError::bare(Code::MethodNotAllowed, format!("method {method} is not allowed here"))
+            .with_context("method", method);
         if let Some(allow) = allow {
             if let Ok(text) = allow.to_str() {
                 let methods: Vec<Value> =
@@ -126,27 +149,19 @@ impl ApiError {
 
     /// 413 `payload_too_large`.
     pub fn payload_too_large(limit: usize) -> ApiError {
-        ApiError::with_status(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body is larger than {limit} bytes"),
-        )
-        .with_context("limit_bytes", limit)
+        ApiError::bare(Code::PayloadTooLarge, format!("the body is larger than {limit} bytes"))
+            .with_context("limit_bytes", limit)
     }
 
     /// 415 `unsupported_media_type`.
     pub fn unsupported_media_type(found: Option<&str>) -> ApiError {
-        ApiError::with_status(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "the body must be JSON sent as Content-Type: application/json",
-        )
-        .with_context("content_type", found.map_or(Value::Null, Value::from))
+        ApiError::bare(Code::UnsupportedMediaType, "the body must be JSON sent as Content-Type: application/json")
+            .with_context("content_type", found.map_or(Value::Null, Value::from))
     }
 
     /// 429 `rate_limited`, with `Retry-After` (seconds).
     pub fn rate_limited(class: &str, retry_after_secs: u64) -> ApiError {
-        ApiError::with_status(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; slow down")
+        ApiError::bare(Code::RateLimited, "too many requests; slow down")
             .with_context("route_class", class)
             .with_context("retry_after", retry_after_secs)
             .header(header::RETRY_AFTER, HeaderValue::from(retry_after_secs))
@@ -155,7 +170,7 @@ impl ApiError {
     /// 500 `internal_error`; the detail is logged, never sent.
     pub fn internal(detail: &dyn fmt::Display) -> ApiError {
         tracing::error!(error = %detail, "internal error");
-        ApiError::coded("internal_error", "internal server error", Map::new())
+        ApiError::bare(Code::InternalError, "internal server error")
     }
 
     /// Adds a context entry.
@@ -171,8 +186,8 @@ impl ApiError {
     }
 
     /// The stable code.
-    pub fn code(&self) -> &str {
-        &self.code
+    pub fn code(&self) -> ErrorCode<'_> {
+        self.code.borrow()
     }
 
     /// The message.
@@ -189,7 +204,7 @@ impl ApiError {
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
             error: ErrorDetail {
-                code: self.code.clone(),
+                code: self.code.borrow().as_str().to_owned(),
                 message: self.message.clone(),
                 context: self.context.clone(),
             },
@@ -199,14 +214,17 @@ impl ApiError {
 
 impl<E: DomainError> From<E> for ApiError {
     fn from(err: E) -> ApiError {
-        let kind = err.kind();
-        if kind == ErrorKind::Internal && err.code() == "internal_error" {
+        let code = err.code();
+        if code == Code::InternalError {
             // Storage failures: log the detail, send nothing about the internals.
             return ApiError::internal(&err);
         }
         ApiError {
-            status: status_of(kind),
-            code: err.code().to_owned(),
+            status: status_of(err.kind()),
+            code: match code {
+                ErrorCode::Known(code) => WireCode::Known(code),
+                ErrorCode::Custom(code) => WireCode::Custom(code.to_owned()),
+            },
             message: err.to_string(),
             context: err.context(),
             headers: Vec::new(),
@@ -216,7 +234,7 @@ impl<E: DomainError> From<E> for ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}): {}", self.code, self.status.as_u16(), self.message)
+        write!(f, "{} ({}): {}", self.code(), self.status.as_u16(), self.message)
     }
 }
 
@@ -236,6 +254,8 @@ impl ResponseError for ApiError {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use omniman_core::error::{Rejection, StoreError};
     use omniman_core::modify::ModifyError;
 
@@ -244,19 +264,63 @@ mod tests {
     #[test]
     fn statuses_follow_the_core_kinds() {
         let err = ApiError::from(ModifyError::SessionNotFound { session_key: "S".into() });
-        assert_eq!((err.status_code(), err.code()), (StatusCode::NOT_FOUND, "session_not_found"));
+        assert_eq!((err.status_code(), err.code()), (StatusCode::NOT_FOUND, Code::SessionNotFound.into()));
         assert_eq!(err.context()["session_key"], "S");
         let err = ApiError::from(Rejection::new("my_code", "no").with("n", 1));
         assert_eq!((err.status_code(), err.context()["n"].clone()), (StatusCode::BAD_REQUEST, Value::from(1)));
-        assert_eq!(ApiError::coded("channel_not_found", "x", Map::new()).status_code(), StatusCode::NOT_FOUND);
-        assert_eq!(ApiError::coded("locked", "x", Map::new()).status_code(), StatusCode::CONFLICT);
+        assert_eq!(err.body().error.code, "my_code");
+        let err = ApiError::from(Rejection::new("sold_out", "no").with_kind(ErrorKind::Conflict));
+        assert_eq!((err.status_code(), err.code().as_str()), (StatusCode::CONFLICT, "sold_out"));
+        assert_eq!(ApiError::coded(Code::ChannelNotFound, "x", Map::new()).status_code(), StatusCode::NOT_FOUND);
+        assert_eq!(ApiError::coded(Code::Locked, "x", Map::new()).status_code(), StatusCode::CONFLICT);
     }
 
     #[test]
     fn storage_failures_are_500_without_details() {
         let err = ApiError::from(StoreError::Unavailable("postgres://secret@db refused".into()));
-        assert_eq!((err.status_code(), err.code()), (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"));
+        assert_eq!((err.status_code(), err.code()), (StatusCode::INTERNAL_SERVER_ERROR, Code::InternalError.into()));
         assert!(!err.message().contains("secret"));
         assert!(err.context().is_empty());
+    }
+
+    /// The `| HTTP | Codes |` table of docs/api.md, "Errors": status → the codes in backticks,
+    /// leaving out parenthesised notes (they quote headers such as `Allow`).
+    fn documented_statuses() -> BTreeMap<String, u16> {
+        let doc = include_str!("../../../docs/api.md");
+        let table = &doc[doc.find("| HTTP | Codes |").expect("docs/api.md has the error table")..];
+        let mut codes = BTreeMap::new();
+        for row in table.lines().skip(2).take_while(|line| line.starts_with('|')) {
+            let (status, listed) = row.trim_matches('|').split_once('|').expect("two columns");
+            let status: u16 = status.trim().parse().expect("a status");
+            let mut depth = 0;
+            let outside_notes: String = listed
+                .chars()
+                .filter(|&c| {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    depth == 0 && c != ')'
+                })
+                .collect();
+            for code in outside_notes.split('`').skip(1).step_by(2) {
+                assert!(codes.insert(code.to_owned(), status).is_none(), "{code} is listed twice");
+            }
+        }
+        codes
+    }
+
+    #[test]
+    fn every_code_has_the_status_docs_api_md_gives_it() {
+        let documented = documented_statuses();
+        for &code in Code::ALL {
+            let status = status_of(code.kind()).as_u16();
+            assert_eq!(documented.get(code.as_str()), Some(&status), "{code} answers {status}");
+            assert_eq!(ApiError::coded(code, "x", Map::new()).status_code().as_u16(), status);
+        }
+        for name in documented.keys() {
+            assert!(Code::parse(name).is_some(), "docs/api.md lists {name}, which is no Code");
+        }
     }
 }

@@ -170,7 +170,7 @@ impl Metrics {
     pub fn observe_statements(&self, method: &actix_web::http::Method, route: &str, statements: u64) {
         let labels = RouteLabels { method: method_label(method).to_owned(), route: route.to_owned() };
         // Counts are small integers: the conversion is exact.
-        #[allow(clippy::cast_precision_loss)]
+        #[expect(clippy::cast_precision_loss)]
         self.statements.get_or_create(&labels).observe(statements as f64);
     }
 

@@ -58,7 +58,7 @@ fn rate_limit_headers(status: &RateLimitStatus) -> [(HeaderName, HeaderValue); 4
 /// plain float conversion prints noise such as `0.050065000000000005`.
 pub(crate) fn millis(duration: Duration) -> f64 {
     // Whole microseconds are exact in an f64 far beyond any request's duration.
-    #[allow(clippy::cast_precision_loss)]
+    #[expect(clippy::cast_precision_loss)]
     let micros = duration.as_micros() as f64;
     micros / 1000.0
 }
@@ -146,7 +146,7 @@ pub(crate) async fn limit_body(
 }
 
 /// Turns actix's empty 405 into the JSON error, keeping its `Allow` header.
-#[allow(clippy::unnecessary_wraps)] // the signature `ErrorHandlers` expects
+#[expect(clippy::unnecessary_wraps)] // the signature `ErrorHandlers` expects
 pub(crate) fn method_not_allowed<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
     let allow = res.headers().get(header::ALLOW).cloned();
     let method = res.request().method().to_string();

@@ -211,7 +211,7 @@ pub(crate) struct RateLimiter {
 
 fn ceil_secs(secs: f64) -> u64 {
     // Non-negative and bounded by the window, so the conversion cannot truncate meaningfully.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let whole = secs.max(0.0).ceil() as u64;
     whole
 }
@@ -250,7 +250,7 @@ impl RateLimiter {
             Some(ceil_secs((1.0 - bucket.tokens) / per_sec).max(1))
         };
         // Whole tokens left, at most `requests`.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let remaining = bucket.tokens.floor().max(0.0) as u32;
         Some(RateLimitStatus {
             class,

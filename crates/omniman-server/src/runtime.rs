@@ -113,7 +113,7 @@ pub(crate) fn redact(url: &str) -> String {
 }
 
 /// A duration in (possibly fractional) minutes; negative and non-finite values are zero.
-#[allow(clippy::cast_possible_truncation)] // rounded and clamped first
+#[expect(clippy::cast_possible_truncation)] // rounded and clamped first
 pub(crate) fn minutes(m: f64) -> chrono::TimeDelta {
     let millis = if m.is_finite() && m > 0.0 { (m * 60_000.0).round() } else { 0.0 };
     // Bounded by the f64 → i64 conversion's saturation; a century is plenty.

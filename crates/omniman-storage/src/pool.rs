@@ -137,7 +137,7 @@ impl Database {
     }
 
     /// Check out a PostgreSQL connection (`None` on SQLite). It counts its statements into the
-    /// current [`StatementCounter`](crate::StatementCounter) scope, if any.
+    /// current [`StatementCounter`] scope, if any.
     pub async fn get_pg(&self) -> Result<Option<PgConn>, StorageError> {
         match self {
             Database::Postgres(pool) => checkout(pool).await.map(Some),
@@ -146,7 +146,7 @@ impl Database {
     }
 
     /// Check out a SQLite connection (`None` on PostgreSQL). It counts its statements into the
-    /// current [`StatementCounter`](crate::StatementCounter) scope, if any.
+    /// current [`StatementCounter`] scope, if any.
     pub async fn get_sqlite(&self) -> Result<Option<SqliteConn>, StorageError> {
         match self {
             Database::Sqlite(pool) => checkout(pool).await.map(Some),

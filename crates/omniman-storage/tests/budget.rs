@@ -8,6 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Map, Value, json};
 
+use common::t;
 use omniman_core::directive::{DirectiveStatus, DirectiveUpdate, NewDirective};
 use omniman_core::ext::{Extensions, StockBackend};
 use omniman_core::money::Qty;
@@ -19,7 +20,6 @@ use omniman_core::ports::{
 };
 use omniman_core::prelude::{Caller, ManualClock, Omniman, OpenSession};
 use omniman_core::testing;
-use omniman_core::testing::epoch;
 use omniman_storage::test_support::TestDb;
 use omniman_storage::{Backend, Database, StatementCounter};
 
@@ -31,10 +31,6 @@ db_tests!(
     service_operations,
     stock_backend
 );
-
-fn t(secs: i64) -> DateTime<Utc> {
-    epoch() + TimeDelta::seconds(secs)
-}
 
 /// Runs `fut`, asserts it ran exactly `n` statements, returns its output.
 async fn exactly<F: std::future::Future>(n: u64, what: &str, fut: F) -> F::Output {

@@ -8,10 +8,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
 use diesel_async::SimpleAsyncConnection;
 use serde_json::{Map, Value, json};
 
+use common::t;
 use omniman_core::directive::NewDirective;
 use omniman_core::ext::Extensions;
 use omniman_core::ops::Op;
@@ -20,7 +20,6 @@ use omniman_core::ports::{ChannelStore, DirectiveFilter, DirectiveQueue, Idempot
 use omniman_core::prelude::{Caller, CommitError, Omniman, OpenSession};
 use omniman_core::session::SessionState;
 use omniman_core::testing;
-use omniman_core::testing::epoch;
 use omniman_storage::test_support::TestDb;
 use omniman_storage::{Database, StorageConfig};
 
@@ -34,10 +33,6 @@ db_tests!(
 );
 
 const N: usize = 50;
-
-fn t(secs: i64) -> DateTime<Utc> {
-    epoch() + TimeDelta::seconds(secs)
-}
 
 fn caller() -> Caller {
     Caller::external("till")

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Map, Value, json};
 
+use common::t;
 use omniman_core::channel::{Channel, ChannelSpec};
 use omniman_core::commit::{CommitOutcome, CommitSettings, plan_commit};
 use omniman_core::context::{Caller, Ctx};
@@ -26,7 +27,6 @@ use omniman_core::ports::{
 use omniman_core::prelude::{ManualClock, Omniman, OpenSession};
 use omniman_core::session::{Item, Session, SessionState};
 use omniman_core::testing;
-use omniman_core::testing::epoch;
 
 /// Generates, for each test function, `mod <name> { memory(), sqlite(), postgres() }`.
 macro_rules! contract {
@@ -70,10 +70,6 @@ contract!(
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
-
-fn t(secs: i64) -> DateTime<Utc> {
-    epoch() + TimeDelta::seconds(secs)
-}
 
 fn obj(value: Value) -> Map<String, Value> {
     match value {

@@ -1,20 +1,17 @@
 //! Behaviour that depends on the async runtime: PostgreSQL wake-ups for idle workers, and
 //! store calls abandoned by their caller on a single-threaded runtime (as actix-web runs).
 
+mod common;
+
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Map;
 
+use common::t;
 use omniman_core::directive::NewDirective;
 use omniman_core::page::PageRequest;
 use omniman_core::ports::{ChannelStore, DirectiveFilter, DirectiveQueue};
-use omniman_core::testing::epoch;
 use omniman_storage::test_support::TestDb;
-
-fn t(secs: i64) -> DateTime<Utc> {
-    epoch() + TimeDelta::seconds(secs)
-}
 
 fn directive() -> NewDirective {
     NewDirective { topic: "x".into(), payload: Map::new(), available_at: t(0) }

@@ -1,8 +1,14 @@
 //! Worker behaviour (docs/reference.md §9) on the in-memory queue.
+//!
+//! Tests about timeouts, concurrency and draining run on paused Tokio time
+//! (`start_paused = true`): the clock jumps to the next timer whenever every task waits, so a
+//! handler that "sleeps" a minute costs nothing and the elapsed times asserted are exact.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use chrono::{TimeDelta, Utc};
 use omniman_core::directive::{Directive, DirectiveStatus, HandlerError, HandlerOutcome, NewDirective};
@@ -165,13 +171,15 @@ async fn transient_errors_back_off_then_fail_after_max_attempts() {
     assert_eq!(runs.load(Ordering::SeqCst), 5);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn handler_timeout_counts_as_transient_failure() {
     let store = Arc::new(InMemoryStore::new());
     enqueue(&store, "slow", 1).await;
-    let (handlers, _) = probe("slow", Behaviour::Sleep(Duration::from_secs(5)));
-    let config = WorkerConfig { handler_timeout: Duration::from_millis(50), ..WorkerConfig::default() };
-    Worker::new(store.clone(), handlers, config).run_once().await.unwrap();
+    let (handlers, _) = probe("slow", Behaviour::Sleep(Duration::from_secs(3600)));
+    let started = Instant::now();
+    Worker::new(store.clone(), handlers, WorkerConfig::default()).run_once().await.unwrap();
+    // The default handler timeout, not the handler's hour.
+    assert_eq!(started.elapsed(), WorkerConfig::default().handler_timeout);
     let d = &store.all_directives()[0];
     assert_eq!(d.status, DirectiveStatus::Queued);
     assert!(d.last_error.contains("timed out"), "{}", d.last_error);
@@ -196,20 +204,20 @@ async fn reaper_requeues_directives_stuck_in_running() {
     assert_eq!((d.status, d.attempts), (DirectiveStatus::Done, 2));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn runs_handlers_concurrently_up_to_the_limit() {
     let store = Arc::new(InMemoryStore::new());
-    enqueue(&store, "slow", 4).await;
-    let (handlers, _) = probe("slow", Behaviour::Sleep(Duration::from_millis(200)));
-    let config = WorkerConfig { concurrency: 4, ..WorkerConfig::default() };
-    let started = std::time::Instant::now();
+    enqueue(&store, "slow", 6).await;
+    let (handlers, _) = probe("slow", Behaviour::Sleep(Duration::from_secs(10)));
+    let config = WorkerConfig { concurrency: 3, ..WorkerConfig::default() };
+    let started = Instant::now();
     let report = Worker::new(store.clone(), handlers, config).run_once().await.unwrap();
-    assert_eq!(report.done, 4);
-    // Four 200 ms handlers one after another would take 800 ms.
-    assert!(started.elapsed() < Duration::from_millis(700), "{:?}", started.elapsed());
+    assert_eq!(report.done, 6);
+    // Six 10 s handlers, three at a time: two rounds (one at a time would take 60 s, all at once 10 s).
+    assert_eq!(started.elapsed(), Duration::from_secs(20));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn idle_worker_wakes_on_signal_and_drains_on_shutdown() {
     let store = Arc::new(InMemoryStore::new());
     let (handlers, runs) = probe("greet", Behaviour::Done);
@@ -219,40 +227,41 @@ async fn idle_worker_wakes_on_signal_and_drains_on_shutdown() {
     let handle = worker.spawn();
     tokio::time::sleep(Duration::from_millis(50)).await;
     enqueue(&store, "greet", 3).await;
+    let signalled = Instant::now();
     wakeup.notify_one();
-    // Far less than the 30 s poll interval: the signal woke it.
-    for _ in 0..100 {
-        if runs.load(Ordering::SeqCst) == 3 {
-            break;
-        }
+    while runs.load(Ordering::SeqCst) < 3 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    // Far less than the 30 s poll interval: the signal woke it, not the poll.
+    assert!(signalled.elapsed() < Duration::from_secs(1), "{:?}", signalled.elapsed());
     let total = handle.shutdown().await;
     assert_eq!(total.done, 3);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn shutdown_lets_running_handlers_finish() {
     let store = Arc::new(InMemoryStore::new());
     enqueue(&store, "slow", 1).await;
-    let (handlers, _) = probe("slow", Behaviour::Sleep(Duration::from_millis(300)));
+    let (handlers, _) = probe("slow", Behaviour::Sleep(Duration::from_secs(20)));
     let handle = Worker::new(store.clone(), handlers, WorkerConfig::default()).spawn();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(statuses(&store), [DirectiveStatus::Running]);
     handle.shutdown().await;
     assert_eq!(statuses(&store), [DirectiveStatus::Done]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn shutdown_past_the_drain_timeout_leaves_nothing_running() {
     let store = Arc::new(InMemoryStore::new());
     enqueue(&store, "stuck", 3).await;
-    let (handlers, _) = probe("stuck", Behaviour::Sleep(Duration::from_secs(60)));
-    let config = WorkerConfig { concurrency: 1, drain_timeout: Duration::from_millis(100), ..WorkerConfig::default() };
+    let (handlers, _) = probe("stuck", Behaviour::Sleep(Duration::from_secs(3600)));
+    let config = WorkerConfig { concurrency: 1, handler_timeout: Duration::from_secs(7200), ..WorkerConfig::default() };
     let handle = Worker::new(store.clone(), handlers, config).spawn();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let shutting_down = Instant::now();
     handle.shutdown().await;
+    // It waited the drain timeout (30 s by default), not the hour the handler wanted.
+    assert_eq!(shutting_down.elapsed(), WorkerConfig::default().drain_timeout);
     let all = store.all_directives();
     assert!(all.iter().all(|d| d.status == DirectiveStatus::Queued), "{all:?}");
     // The interrupted one counted its attempt; the two never started did not.

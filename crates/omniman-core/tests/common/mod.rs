@@ -1,7 +1,7 @@
 //! Shared fixtures of the acceptance tests: a service over the in-memory store with a manual clock
 //! and seeded ids, channel builders, and small JSON helpers.
 
-#![allow(dead_code)] // each test binary uses a different subset
+#![allow(dead_code)] // not `expect`: each test binary uses a different subset, some use them all
 
 use std::sync::Arc;
 
@@ -238,5 +238,5 @@ pub(crate) fn item(line_id: &str, sku: &str, qty: &str, unit_price_q: i64) -> It
 
 /// The error's code, context and kind, for compact assertions.
 pub(crate) fn code_of(error: &impl DomainError) -> String {
-    error.code().to_owned()
+    error.code().to_string()
 }

@@ -91,7 +91,7 @@ pub(crate) async fn get_directive<S: Store + 'static>(
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
     let not_found = || {
-        ApiError::coded("directive_not_found", format!("directive {id} not found"), Map::new())
+        ApiError::coded(omniman_core::error::Code::DirectiveNotFound, format!("directive {id} not found"), Map::new())
             .with_context("directive_id", id.as_str())
     };
     let Ok(numeric) = id.parse::<i64>() else { return Err(not_found()) };

@@ -121,7 +121,7 @@ pub(crate) async fn get_channel<S: Store + 'static>(
 ) -> Result<HttpResponse, ApiError> {
     who.require_channel(&code)?;
     let channel = state.hub.store().channel_by_code(&code).await?.ok_or_else(|| {
-        ApiError::coded("channel_not_found", format!("channel {code} not found"), Map::new())
+        ApiError::coded(omniman_core::error::Code::ChannelNotFound, format!("channel {code} not found"), Map::new())
             .with_context("channel_code", code.as_str())
     })?;
     Ok(HttpResponse::Ok().json(ChannelView::from(&channel)))

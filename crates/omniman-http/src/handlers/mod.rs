@@ -35,7 +35,9 @@ impl IfMatch {
     /// normalise it, e.g. drop a `W/` prefix).
     pub(crate) fn as_sent(if_match: Option<&IfMatch>, err: ApiError) -> ApiError {
         match if_match {
-            Some(m) if err.code() == "precondition_failed" => err.with_context("expected", m.raw.as_str()),
+            Some(m) if err.code() == omniman_core::error::Code::PreconditionFailed => {
+                err.with_context("expected", m.raw.as_str())
+            }
             _ => err,
         }
     }

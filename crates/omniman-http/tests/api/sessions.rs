@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::common::{self, ADMIN, CLIENT, get, post};
 
-#[allow(clippy::needless_pass_by_value)] // called with `json!` literals
+#[expect(clippy::needless_pass_by_value)] // called with `json!` literals
 fn modify_body(channel: &str, ops: Value) -> Value {
     json!({"channel_code": channel, "ops": ops})
 }

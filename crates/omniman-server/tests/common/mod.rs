@@ -1,5 +1,7 @@
 //! Runs the real `omniman` binary for end-to-end tests.
 
+// `allow`, not `expect`: each test binary uses a different subset of these helpers, so in
+// some of them nothing is dead and an `expect` would be unfulfilled.
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::TcpListener;

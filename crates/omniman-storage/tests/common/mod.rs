@@ -1,9 +1,17 @@
 //! Helpers shared by the integration tests.
 
+// `allow`, not `expect`: each test binary uses a different subset of these helpers, so in
+// some of them nothing is dead and an `expect` would be unfulfilled.
 #![allow(dead_code, unreachable_pub)]
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
+use omniman_core::testing::epoch;
 use omniman_storage::StorageError;
+
+/// `secs` seconds after the shared test epoch: the time helper of every test here.
+pub fn t(secs: i64) -> DateTime<Utc> {
+    epoch() + TimeDelta::seconds(secs)
+}
 
 /// A fixed instant with sub-second precision (microseconds: PostgreSQL's resolution).
 pub fn t0() -> DateTime<Utc> {
@@ -23,6 +31,9 @@ pub fn storage(e: diesel::result::Error) -> StorageError {
 macro_rules! backend_test {
     ($name:ident, |$db:ident, $conn:ident, $s:ident| $body:block) => {
         mod $name {
+            // The `allow`s below stay `allow`: whether a generated body uses the import, the
+            // connection or the helper macro depends on the body, so `expect` would be
+            // unfulfilled in some expansions.
             #[allow(unused_imports)]
             use super::*;
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use omniman_core::Omniman;
 use omniman_core::directive::{Directive, HandlerError, HandlerOutcome};
-use omniman_core::error::DomainError;
+use omniman_core::error::{Code, DomainError};
 use omniman_core::ext::{BackendError, DirectiveHandler, HandlerCtx};
 use omniman_core::ports::Store;
 use serde::{Deserialize, Serialize};
@@ -275,7 +275,7 @@ async fn intent_id<S: Store + 'static>(
         Ok(session) => {
             Ok(session.data.get("payment").and_then(|p| p.get("intent_id")).and_then(Value::as_str).map(str::to_owned))
         }
-        Err(e) if e.code() == "internal_error" => Err(transient(e)),
+        Err(e) if e.code() == Code::InternalError => Err(transient(e)),
         Err(_) => Ok(None),
     }
 }

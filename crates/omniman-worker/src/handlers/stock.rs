@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use omniman_core::Omniman;
 use omniman_core::directive::{Directive, HandlerError, HandlerOutcome};
-use omniman_core::error::DomainError;
+use omniman_core::error::{Code, DomainError};
 use omniman_core::ext::{
     Alternative, Availability, BackendError, DirectiveHandler, HandlerCtx, HoldResult, StockBackend,
 };
@@ -113,7 +113,7 @@ impl<S: Store + 'static> DirectiveHandler for StockHoldHandler<S> {
         let expected_rev = directive.payload.get("rev").and_then(Value::as_i64).unwrap_or(-1);
         let session = match self.hub.get_session(Some(&at.channel), &at.key).await {
             Ok(s) => s,
-            Err(e) if e.code() == "internal_error" => return Err(transient(e)),
+            Err(e) if e.code() == Code::InternalError => return Err(transient(e)),
             Err(_) => return Ok(HandlerOutcome::failed(format!("Session not found: {at}"))),
         };
         if session.rev != expected_rev {
@@ -228,7 +228,7 @@ impl<S: Store + 'static> DirectiveHandler for StockCommitHandler<S> {
                             .cloned()
                             .unwrap_or_default();
                     }
-                    Err(e) if e.code() == "internal_error" => return Err(transient(e)),
+                    Err(e) if e.code() == Code::InternalError => return Err(transient(e)),
                     Err(_) => {}
                 }
             }
