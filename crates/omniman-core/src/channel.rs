@@ -343,7 +343,7 @@ impl ChannelConfig {
         }
         if let Some(v) = raw.get("order_data_keys").filter(|v| !v.is_null()) {
             let keys = string_list(v, "order_data_keys")?;
-            if let Some(reserved) = keys.iter().find(|k| crate::ops::is_reserved_root(k)) {
+            if let Some(reserved) = keys.iter().find(|k| crate::data_path::is_reserved_root(k)) {
                 return Err(ConfigError::new(
                     "order_data_keys",
                     format!("'{reserved}' is a reserved session-data root and is never copied to orders"),

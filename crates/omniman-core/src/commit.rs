@@ -8,13 +8,13 @@ use serde_json::{Map, Value, json};
 
 use crate::channel::Channel;
 use crate::context::Ctx;
+use crate::data_path::is_reserved_root;
 use crate::directive::NewDirective;
 use crate::error::{Code, DomainError, ErrorCode, ErrorKind, FieldErrors, Rejection, StoreError, ctx};
 use crate::ext::{Extensions, ValidatorStage};
 use crate::idempotency::{IdempotencyRecord, done_record};
 use crate::ids::IdGen;
 use crate::modify::{ModifyError, ensure_open};
-use crate::ops::is_reserved_root;
 use crate::order::{NewEvent, Order, OrderFlow, OrderItem, StatusTimestamps};
 use crate::session::{Precondition, Session, SessionState};
 

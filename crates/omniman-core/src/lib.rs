@@ -52,6 +52,7 @@ pub mod checks;
 pub mod clock;
 pub mod commit;
 pub mod context;
+pub mod data_path;
 pub mod directive;
 pub mod error;
 pub mod ext;

@@ -10,7 +10,7 @@ use omniman_core::directive::{Directive, DirectiveStatus, NewDirective};
 use omniman_core::error::StoreError;
 use omniman_core::idempotency::{IdempotencyRecord, IdempotencyStatus};
 use omniman_core::order::{Order, OrderEvent, OrderItem, StatusTimestamps};
-use omniman_core::ports::{ApiToken, OrderSummary, Role};
+use omniman_core::ports::OrderSummary;
 use omniman_core::session::{Item, Session, SessionState};
 use serde_json::{Map, Value};
 
@@ -556,92 +556,8 @@ impl IdempotencyValues {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Tokens
+mod holds;
+mod tokens;
 
-/// `api_tokens.*`, in column order.
-#[derive(Debug, Queryable)]
-pub(crate) struct TokenRow {
-    pub id: i64,
-    pub name: String,
-    pub token_hash: String,
-    pub role: String,
-    pub channels: Option<Value>,
-    pub created_at: DateTime<Utc>,
-    pub revoked_at: Option<DateTime<Utc>>,
-    pub rate_limits: Option<String>,
-}
-
-impl TokenRow {
-    pub(crate) fn into_token(self) -> Result<ApiToken, StoreError> {
-        let role = match self.role.as_str() {
-            "client" => Role::Client,
-            "admin" => Role::Admin,
-            other => return Err(corrupt("token role", other)),
-        };
-        let channels = self
-            .channels
-            .map(serde_json::from_value::<Vec<String>>)
-            .transpose()
-            .map_err(|e| corrupt("token channels", e))?;
-        Ok(ApiToken {
-            id: self.id,
-            name: self.name,
-            token_hash: self.token_hash,
-            role,
-            channels,
-            created_at: self.created_at,
-            revoked_at: self.revoked_at,
-            rate_limits: self.rate_limits,
-        })
-    }
-}
-
-/// The values a token insert writes.
-#[derive(Debug, Clone)]
-pub(crate) struct TokenValues {
-    pub name: String,
-    pub token_hash: String,
-    pub role: &'static str,
-    pub channels: Option<Value>,
-    pub created_at: DateTime<Utc>,
-    pub revoked_at: Option<DateTime<Utc>>,
-    pub rate_limits: Option<String>,
-}
-
-impl TokenValues {
-    pub(crate) fn new(t: &ApiToken) -> TokenValues {
-        TokenValues {
-            name: t.name.clone(),
-            token_hash: t.token_hash.clone(),
-            role: t.role.as_str(),
-            channels: t.channels.as_ref().map(|c| Value::from(c.clone())),
-            created_at: ts(t.created_at),
-            revoked_at: ts_opt(t.revoked_at),
-            rate_limits: t.rate_limits.clone(),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Stock
-
-// The statuses of a stock hold. The core names no hold status (a hold is the stock backend's own
-// row), so the storage crate spells them here, once.
-/// A hold that counts against its SKU's level (until it expires).
-pub(crate) const HOLD_ACTIVE: &str = "active";
-/// A hold given back.
-pub(crate) const HOLD_RELEASED: &str = "released";
-/// A hold whose quantity left the level with a committed order.
-pub(crate) const HOLD_FULFILLED: &str = "fulfilled";
-
-/// The values a hold insert writes (the hold starts `active`).
-#[derive(Debug, Clone)]
-pub(crate) struct HoldValues {
-    pub hold_id: String,
-    pub sku: String,
-    pub qty_milli: i64,
-    pub reference: Option<String>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub now: DateTime<Utc>,
-}
+pub(crate) use holds::*;
+pub(crate) use tokens::*;
