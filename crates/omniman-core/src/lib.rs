@@ -90,6 +90,6 @@ pub mod prelude {
     pub use crate::ops::{Op, PathRules};
     pub use crate::order::{Order, OrderEvent, TransitionError};
     pub use crate::ports::Store;
-    pub use crate::service::{ImportSession, Omniman, OpenError, OpenSession, Opened, Transitioned};
+    pub use crate::service::{ImportSession, Omniman, OpenError, OpenSession, Opened, ReadError, Transitioned};
     pub use crate::session::{Item, Precondition, Session, SessionState};
 }

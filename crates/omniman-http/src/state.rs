@@ -75,7 +75,7 @@ pub(crate) trait TokenLookup: Send + Sync {
 
 impl<S: Store> TokenLookup for Omniman<S> {
     fn token_by_hash<'a>(&'a self, token_hash: &'a str) -> BoxFuture<'a, StoreResult<Option<ApiToken>>> {
-        Box::pin(self.store().token_by_hash(token_hash))
+        Box::pin(Omniman::token_by_hash(self, token_hash))
     }
 }
 

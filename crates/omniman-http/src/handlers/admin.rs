@@ -64,7 +64,7 @@ pub(crate) async fn list_directives<S: Store + 'static>(
     errors.into_result().map_err(|e| ApiError::validation(&e))?;
     let page = pagination::request(&query, limit)?;
     let filter = DirectiveFilter { topic: query.owned("topic"), status };
-    let rows = state.hub.store().list_directives(&filter, &page).await?;
+    let rows = state.hub.directives(&filter, &page).await?;
     let (next, previous) = pagination::links(&req, &query, &rows);
     let results = rows.items.iter().map(DirectiveSummaryView::from).collect();
     Ok(HttpResponse::Ok().json(DirectiveList { next, previous, results }))
@@ -95,7 +95,7 @@ pub(crate) async fn get_directive<S: Store + 'static>(
             .with_context("directive_id", id.as_str())
     };
     let Ok(numeric) = id.parse::<i64>() else { return Err(not_found()) };
-    let directive = state.hub.store().directive(numeric).await?.ok_or_else(not_found)?;
+    let directive = state.hub.directive(numeric).await?;
     Ok(HttpResponse::Ok().json(DirectiveView::from(&directive)))
 }
 
@@ -116,7 +116,7 @@ pub(crate) async fn metrics<S: Store + 'static>(
     state: web::Data<AppState<S>>,
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
-    match state.hub.store().directive_counts().await {
+    match state.hub.directive_counts().await {
         Ok(counts) => state.metrics.set_directive_counts(&counts),
         // The request metrics are still worth serving when the queue cannot be read.
         Err(e) => tracing::warn!(error = %e, "directive counts unavailable for metrics"),

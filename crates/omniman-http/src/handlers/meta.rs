@@ -7,7 +7,6 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use omniman_core::error::FieldErrors;
 use omniman_core::ports::Store;
-use serde_json::Map;
 use utoipa_swagger_ui::Config;
 
 use crate::auth::Principal;
@@ -89,8 +88,7 @@ pub(crate) async fn list_channels<S: Store + 'static>(
     let limit = pagination::page_size(&query, &mut errors);
     errors.into_result().map_err(|e| ApiError::validation(&e))?;
     let page = pagination::request(&query, limit)?;
-    let channels: Vec<_> =
-        state.hub.store().list_channels().await?.into_iter().filter(|c| who.may_use(&c.code)).collect();
+    let channels: Vec<_> = state.hub.channels().await?.into_iter().filter(|c| who.may_use(&c.code)).collect();
     let rows = pagination::slice(channels, &page);
     let (next, previous) = pagination::links(&req, &query, &rows);
     Ok(HttpResponse::Ok().json(ChannelList {
@@ -120,10 +118,7 @@ pub(crate) async fn get_channel<S: Store + 'static>(
     code: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     who.require_channel(&code)?;
-    let channel = state.hub.store().channel_by_code(&code).await?.ok_or_else(|| {
-        ApiError::coded(omniman_core::error::Code::ChannelNotFound, format!("channel {code} not found"), Map::new())
-            .with_context("channel_code", code.as_str())
-    })?;
+    let channel = state.hub.channel(&code).await?;
     Ok(HttpResponse::Ok().json(ChannelView::from(&channel)))
 }
 

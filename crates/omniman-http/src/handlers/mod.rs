@@ -9,7 +9,6 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
 use omniman_core::channel::Channel;
-use omniman_core::modify::ModifyError;
 use omniman_core::ports::Store;
 use omniman_core::session::{Precondition, Session};
 
@@ -66,17 +65,12 @@ pub(crate) async fn channel_scope<S: Store + 'static>(
     who: &Principal,
     requested: Option<&str>,
 ) -> Result<Option<Vec<Channel>>, ApiError> {
-    let store = state.hub.store();
     if let Some(code) = requested {
         who.require_channel(code)?;
-        let channel = store
-            .channel_by_code(code)
-            .await?
-            .ok_or_else(|| ModifyError::UnknownChannel { channel_code: code.to_owned() })?;
-        return Ok(Some(vec![channel]));
+        return Ok(Some(vec![state.hub.named_channel(code).await?]));
     }
     let Some(codes) = &who.channels else { return Ok(None) };
-    let channels = store.list_channels().await?;
+    let channels = state.hub.channels().await?;
     Ok(Some(channels.into_iter().filter(|c| codes.contains(&c.code)).collect()))
 }
 

@@ -102,7 +102,7 @@ pub(crate) async fn list_orders<S: Store + 'static>(
     if let Some(status) = query.get("status") {
         let channels = match &scope {
             Some(channels) => channels.clone(),
-            None => state.hub.store().list_channels().await?,
+            None => state.hub.channels().await?,
         };
         if !channels.iter().any(|c| OrderFlow::for_channel(c).names(status)) {
             let message =
@@ -119,7 +119,7 @@ pub(crate) async fn list_orders<S: Store + 'static>(
         created_after,
         created_before,
     };
-    let rows = state.hub.store().list_orders(&filter, &page).await?;
+    let rows = state.hub.orders(&filter, &page).await?;
     let (next, previous) = pagination::links(&req, &query, &rows);
     let results = rows.items.iter().map(OrderSummaryView::from).collect();
     Ok(HttpResponse::Ok().json(OrderList { next, previous, results }))
@@ -149,16 +149,16 @@ pub(crate) async fn stream<S: Store + 'static>(
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
     let query = Query::parse_known(&req, &["since"])?;
-    let store = state.hub.store();
+    let hub = &state.hub;
     let Some(raw) = query.get("since") else {
-        return Ok(HttpResponse::Ok().json(StreamView { orders: Vec::new(), last_id: store.max_order_id().await? }));
+        return Ok(HttpResponse::Ok().json(StreamView { orders: Vec::new(), last_id: hub.last_order_id().await? }));
     };
     let since: i64 = raw.trim().parse().map_err(|_| ApiError::field("since", "must be an integer order id"))?;
-    let rows = store.orders_after(since, STREAM_BATCH).await?;
+    let rows = hub.orders_after(since, STREAM_BATCH).await?;
     let names: HashMap<i64, String> = if rows.is_empty() {
         HashMap::new()
     } else {
-        store.list_channels().await?.into_iter().map(|c| (c.id, c.display_name().to_owned())).collect()
+        hub.channels().await?.into_iter().map(|c| (c.id, c.display_name().to_owned())).collect()
     };
     let last_id = rows.last().map_or(since, |o| o.id);
     let orders = rows

@@ -136,7 +136,7 @@ pub(crate) async fn list_sessions<S: Store + 'static>(
         handle_type: query.owned("handle_type"),
         handle_ref: query.owned("handle_ref"),
     };
-    let rows = state.hub.store().list_sessions(&filter, &page).await?;
+    let rows = state.hub.sessions(&filter, &page).await?;
     let (next, previous) = pagination::links(&req, &query, &rows);
     let results = rows.items.iter().map(SessionSummaryView::from).collect();
     Ok(HttpResponse::Ok().json(SessionList { next, previous, results }))

@@ -63,10 +63,10 @@ impl<S: Store + 'static> DirectiveHandler for WebhookHandler<S> {
         let Some(channel_code) = payload_str(directive, "channel_code") else {
             return Ok(HandlerOutcome::failed("payload lacks channel_code"));
         };
-        let channel = match omniman_core::ports::ChannelStore::channel_by_code(self.hub.store(), channel_code).await {
-            Ok(Some(c)) => c,
-            Ok(None) => return Ok(HandlerOutcome::failed(format!("unknown channel {channel_code}"))),
-            Err(e) => return Err(HandlerError(e.to_string())),
+        let channel = match self.hub.channel(channel_code).await {
+            Ok(c) => c,
+            Err(omniman_core::service::ReadError::Store(e)) => return Err(HandlerError(e.to_string())),
+            Err(_) => return Ok(HandlerOutcome::failed(format!("unknown channel {channel_code}"))),
         };
         let config = channel.config.raw().get("webhooks");
         let Some(url) = config.and_then(|c| c.get("url")).and_then(Value::as_str) else {

@@ -27,6 +27,10 @@ use crate::order::{NewEvent, Order, OrderEvent, OrderFlow, TransitionError, plan
 use crate::ports::{CommitWrite, InsertSession, Store};
 use crate::session::{Precondition, Session, SessionState};
 
+mod reads;
+
+pub use reads::ReadError;
+
 /// How many times a lost compare-and-set is retried before giving up with `Contention`.
 const MAX_ATTEMPTS: usize = 200;
 
@@ -349,24 +353,6 @@ impl<S: Store> Omniman<S> {
             return Err(ModifyError::UnknownChannel { channel_code: at.channel.to_string() });
         }
         Err(ModifyError::SessionNotFound { session_key: at.key.to_string() })
-    }
-
-    /// A session by key; without `channel_code` the key must be unambiguous.
-    pub async fn get_session(
-        &self,
-        channel_code: Option<&ChannelCode>,
-        session_key: &SessionKey,
-    ) -> Result<Session, ModifyError> {
-        if let Some(channel) = channel_code {
-            let at = SessionRef { channel: channel.clone(), key: session_key.clone() };
-            return self.load(&at).await.map(|(_, s)| s);
-        }
-        let mut found = self.store.sessions_by_key(session_key).await?;
-        match found.len() {
-            0 => Err(ModifyError::SessionNotFound { session_key: session_key.to_string() }),
-            1 => Ok(found.remove(0)),
-            _ => Err(ModifyError::ChannelCodeRequired { session_key: session_key.to_string() }),
-        }
     }
 
     /// Applies a batch of ops (docs/reference.md §5) and returns the stored session.
