@@ -26,7 +26,7 @@ use omniman_core::directive::{
     Directive, DirectiveStatus, DirectiveUpdate, HandlerError, HandlerOutcome, NewDirective, RetryPolicy, RunResult,
     decide_outcome,
 };
-use omniman_core::ext::{DirectiveHandler, Extensions, ExtensionsBuilder, HandlerCtx};
+use omniman_core::ext::{DirectiveHandler, HandlerCtx, HandlerRegistry};
 use omniman_core::ports::DirectiveQueue;
 use omniman_storage::test_support::TestDb;
 use omniman_storage::{Database, StatementCounter, StorageConfig};
@@ -169,8 +169,8 @@ impl DirectiveHandler for Stamp {
     }
 }
 
-fn extensions(handler: Arc<dyn DirectiveHandler>) -> Arc<Extensions> {
-    Arc::new(ExtensionsBuilder::new().handler(handler).expect("one handler").build())
+fn registry(handler: Arc<dyn DirectiveHandler>) -> Arc<HandlerRegistry> {
+    Arc::new(HandlerRegistry::new().register(handler).expect("one handler"))
 }
 
 fn count(counts: &[(DirectiveStatus, i64)], status: DirectiveStatus) -> usize {
@@ -222,7 +222,7 @@ async fn throughput(backend: Backend, workers: usize, tuning: Tuning) -> Option<
         pools.push(another_pool(&test_db, tuning).await);
     }
     let runs = Arc::new(AtomicUsize::new(0));
-    let handlers = extensions(Arc::new(Noop { runs: runs.clone() }));
+    let handlers = registry(Arc::new(Noop { runs: runs.clone() }));
 
     let start = Instant::now();
     let handles: Vec<_> = pools
@@ -307,7 +307,7 @@ async fn latency(backend: Backend, tuning: Tuning) {
     let (started_tx, mut started_rx) = mpsc::unbounded_channel();
     let worker = Worker::new(
         Arc::new(worker_db.clone()),
-        extensions(Arc::new(Stamp { started: started_tx })),
+        registry(Arc::new(Stamp { started: started_tx })),
         worker_config(IDLE_POLL),
     )
     .with_wakeup(wakeup.clone())

@@ -284,7 +284,6 @@ pub struct ExtensionsBuilder {
     modifiers: Vec<Arc<dyn Modifier>>,
     validators: Vec<Arc<dyn Validator>>,
     checks: Vec<Arc<dyn Check>>,
-    handlers: HashMap<String, Arc<dyn DirectiveHandler>>,
     resolvers: HashMap<String, Arc<dyn IssueResolver>>,
     hooks: Vec<Arc<dyn Hooks>>,
 }
@@ -325,16 +324,6 @@ impl ExtensionsBuilder {
         self
     }
 
-    /// Adds a directive handler; a topic may have only one.
-    pub fn handler(mut self, handler: Arc<dyn DirectiveHandler>) -> Result<ExtensionsBuilder, DuplicateRegistration> {
-        let topic = handler.topic().to_owned();
-        if self.handlers.contains_key(&topic) {
-            return Err(DuplicateRegistration { kind: "handler topic", key: topic });
-        }
-        self.handlers.insert(topic, handler);
-        Ok(self)
-    }
-
     /// Adds an issue resolver; a source may have only one.
     pub fn resolver(mut self, resolver: Arc<dyn IssueResolver>) -> Result<ExtensionsBuilder, DuplicateRegistration> {
         let source = resolver.source().to_owned();
@@ -357,20 +346,19 @@ impl ExtensionsBuilder {
             modifiers: self.modifiers,
             validators: self.validators,
             checks: self.checks,
-            handlers: self.handlers,
             resolvers: self.resolvers,
             hooks: self.hooks,
         }
     }
 }
 
-/// The immutable registry of extensions.
+/// The immutable registry of the service's extensions: what modify, commit and resolve call.
+/// Directive handlers live in a [`HandlerRegistry`], the one a worker runs.
 #[derive(Clone, Default)]
 pub struct Extensions {
     modifiers: Vec<Arc<dyn Modifier>>,
     validators: Vec<Arc<dyn Validator>>,
     checks: Vec<Arc<dyn Check>>,
-    handlers: HashMap<String, Arc<dyn DirectiveHandler>>,
     resolvers: HashMap<String, Arc<dyn IssueResolver>>,
     hooks: Vec<Arc<dyn Hooks>>,
 }
@@ -380,7 +368,6 @@ impl fmt::Debug for Extensions {
         f.debug_struct("Extensions")
             .field("modifiers", &self.modifiers.iter().map(|m| m.code()).collect::<Vec<_>>())
             .field("validators", &self.validators.iter().map(|v| v.code()).collect::<Vec<_>>())
-            .field("handlers", &self.handlers.keys().collect::<Vec<_>>())
             .field("resolvers", &self.resolvers.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
@@ -402,18 +389,6 @@ impl Extensions {
         self.checks.iter().map(AsRef::as_ref).find(|c| c.code() == code)
     }
 
-    /// The handler of a topic.
-    pub fn handler(&self, topic: &str) -> Option<&Arc<dyn DirectiveHandler>> {
-        self.handlers.get(topic)
-    }
-
-    /// Every topic with a handler, sorted.
-    pub fn handler_topics(&self) -> Vec<&str> {
-        let mut topics: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
-        topics.sort_unstable();
-        topics
-    }
-
     /// The resolver of an issue source.
     pub fn resolver(&self, source: &str) -> Option<&Arc<dyn IssueResolver>> {
         self.resolvers.get(source)
@@ -422,6 +397,66 @@ impl Extensions {
     /// Every registered hooks object.
     pub fn hooks(&self) -> impl Iterator<Item = &dyn Hooks> {
         self.hooks.iter().map(AsRef::as_ref)
+    }
+}
+
+/// The directive handlers a worker runs, one per topic. Kept apart from the service's
+/// [`Extensions`] so that a handler can only be registered where a worker looks for it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use omniman_core::directive::{Directive, HandlerError, HandlerOutcome};
+/// use omniman_core::ext::{DirectiveHandler, HandlerCtx, HandlerRegistry};
+///
+/// struct Noop;
+/// #[async_trait::async_trait]
+/// impl DirectiveHandler for Noop {
+///     fn topic(&self) -> &str { "noop" }
+///     async fn handle(&self, _: &Directive, _: &HandlerCtx) -> Result<HandlerOutcome, HandlerError> {
+///         Ok(HandlerOutcome::done())
+///     }
+/// }
+/// let registry = HandlerRegistry::new().register(Arc::new(Noop)).unwrap();
+/// assert_eq!(registry.topics(), ["noop"]);
+/// assert!(registry.register(Arc::new(Noop)).is_err(), "one handler per topic");
+/// ```
+#[derive(Clone, Default)]
+pub struct HandlerRegistry {
+    handlers: HashMap<String, Arc<dyn DirectiveHandler>>,
+}
+
+impl fmt::Debug for HandlerRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandlerRegistry").field("topics", &self.topics()).finish()
+    }
+}
+
+impl HandlerRegistry {
+    /// An empty registry.
+    pub fn new() -> HandlerRegistry {
+        HandlerRegistry::default()
+    }
+
+    /// Adds a handler; a topic may have only one.
+    pub fn register(mut self, handler: Arc<dyn DirectiveHandler>) -> Result<HandlerRegistry, DuplicateRegistration> {
+        let topic = handler.topic().to_owned();
+        if self.handlers.contains_key(&topic) {
+            return Err(DuplicateRegistration { kind: "handler topic", key: topic });
+        }
+        self.handlers.insert(topic, handler);
+        Ok(self)
+    }
+
+    /// The handler of a topic.
+    pub fn handler(&self, topic: &str) -> Option<&Arc<dyn DirectiveHandler>> {
+        self.handlers.get(topic)
+    }
+
+    /// Every topic with a handler, sorted.
+    pub fn topics(&self) -> Vec<&str> {
+        let mut topics: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
+        topics.sort_unstable();
+        topics
     }
 }
 

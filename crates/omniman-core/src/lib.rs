@@ -82,7 +82,7 @@ pub mod prelude {
     pub use crate::context::{Caller, Ctx};
     pub use crate::directive::{Directive, DirectiveStatus, HandlerError, HandlerOutcome, NewDirective, RetryPolicy};
     pub use crate::error::{Code, DomainError, ErrorCode, ErrorKind, FieldErrors, Rejection, StoreError};
-    pub use crate::ext::{Extensions, ExtensionsBuilder};
+    pub use crate::ext::{Extensions, ExtensionsBuilder, HandlerRegistry};
     pub use crate::ids::{IdGen, RandomIds};
     pub use crate::input::{ChannelCode, HandleRef, HandleType, IdempotencyKey, SessionKey, SessionRef, Sku};
     pub use crate::modify::{ModifyError, apply_ops};

@@ -23,7 +23,7 @@ use futures_executor::block_on;
 use serde_json::{Map, json};
 
 use omniman_core::directive::{DirectiveUpdate, RunResult, decide_outcome, decide_reap, manual_retry};
-use omniman_core::ext::{DirectiveHandler, HandlerCtx};
+use omniman_core::ext::{DirectiveHandler, HandlerCtx, HandlerRegistry};
 use omniman_core::ports::DirectiveQueue;
 use omniman_core::prelude::*;
 
@@ -93,8 +93,8 @@ fn scripted(
 
 /// One worker cycle: claim up to `limit` directives of `topics` (default: every registered topic),
 /// run each through its handler, and record the outcomes. Returns (done, failed) counts.
-fn run_cycle(world: &World, ext: &Extensions, topics: Option<Vec<String>>, limit: usize) -> (usize, usize) {
-    let topics = topics.unwrap_or_else(|| ext.handler_topics().into_iter().map(str::to_owned).collect());
+fn run_cycle(world: &World, ext: &HandlerRegistry, topics: Option<Vec<String>>, limit: usize) -> (usize, usize) {
+    let topics = topics.unwrap_or_else(|| ext.topics().into_iter().map(str::to_owned).collect());
     if topics.is_empty() {
         return (0, 0);
     }
@@ -115,12 +115,12 @@ fn run_cycle(world: &World, ext: &Extensions, topics: Option<Vec<String>>, limit
     (done, failed)
 }
 
-fn ext_with(handlers: Vec<Arc<dyn DirectiveHandler>>) -> Extensions {
-    let mut builder = ExtensionsBuilder::new();
+fn ext_with(handlers: Vec<Arc<dyn DirectiveHandler>>) -> HandlerRegistry {
+    let mut registry = HandlerRegistry::new();
     for handler in handlers {
-        builder = builder.handler(handler).expect("distinct topics");
+        registry = registry.register(handler).expect("distinct topics");
     }
-    builder.build()
+    registry
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -464,7 +464,7 @@ fn worker_topic_filter_runs_only_those_topics() {
 #[test]
 fn worker_forced_onto_an_unknown_topic_leaves_it_queued() {
     let world = world();
-    let ext = Extensions::default();
+    let ext = HandlerRegistry::default();
     let [id] = enqueue(&world, &[new_directive("nobody.handles", world.clock.now())])[..] else { panic!("one id") };
     assert_eq!(run_cycle(&world, &ext, Some(vec!["nobody.handles".into()]), 50), (0, 0));
     let d = stored(&world, id);
@@ -475,7 +475,7 @@ fn worker_forced_onto_an_unknown_topic_leaves_it_queued() {
 fn worker_without_handlers_or_with_an_empty_queue_does_nothing_without_error() {
     let world = world();
     enqueue(&world, &[new_directive("t", world.clock.now())]);
-    assert_eq!(run_cycle(&world, &Extensions::default(), None, 50), (0, 0));
+    assert_eq!(run_cycle(&world, &HandlerRegistry::default(), None, 50), (0, 0));
     assert_eq!(world.directives()[0].status, DirectiveStatus::Queued);
     let (handler, runs) = scripted("other", || Ok(HandlerOutcome::done()));
     assert_eq!(run_cycle(&world, &ext_with(vec![handler]), None, 50), (0, 0));

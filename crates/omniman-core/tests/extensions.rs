@@ -22,8 +22,8 @@ use serde_json::{Value, json};
 use omniman_core::directive::Directive;
 use omniman_core::error::ErrorKind;
 use omniman_core::ext::{
-    ActionResolver, DirectiveHandler, HandlerCtx, Hooks, IssueResolver, ItemPricingModifier, Modifier, PriceList,
-    ResolverFailure, SessionTotalModifier, Validator, ValidatorStage,
+    ActionResolver, DirectiveHandler, HandlerCtx, HandlerRegistry, Hooks, IssueResolver, ItemPricingModifier, Modifier,
+    PriceList, ResolverFailure, SessionTotalModifier, Validator, ValidatorStage,
 };
 use omniman_core::modify::prepare_import;
 use omniman_core::prelude::*;
@@ -287,8 +287,8 @@ impl IssueResolver for NoopResolver {
 
 #[test]
 fn a_duplicate_handler_topic_is_refused_naming_the_key() {
-    let builder = ExtensionsBuilder::new().handler(Arc::new(NoopHandler("stock.hold"))).expect("first");
-    let Err(e) = builder.handler(Arc::new(NoopHandler("stock.hold"))) else {
+    let registry = HandlerRegistry::new().register(Arc::new(NoopHandler("stock.hold"))).expect("first");
+    let Err(e) = registry.register(Arc::new(NoopHandler("stock.hold"))) else {
         panic!("duplicate topic accepted");
     };
     assert_eq!(e.key, "stock.hold");
@@ -309,18 +309,17 @@ fn a_duplicate_resolver_source_is_refused_naming_the_key() {
 
 #[test]
 fn unknown_topic_or_source_finds_nothing_and_known_ones_are_found() {
-    let ext = ExtensionsBuilder::new()
-        .handler(Arc::new(NoopHandler("b.topic")))
-        .and_then(|b| b.handler(Arc::new(NoopHandler("a.topic"))))
-        .and_then(|b| b.resolver(Arc::new(NoopResolver("stock"))))
-        .expect("distinct keys")
-        .build();
-    assert!(ext.handler("unknown").is_none());
+    let handlers = HandlerRegistry::new()
+        .register(Arc::new(NoopHandler("b.topic")))
+        .and_then(|r| r.register(Arc::new(NoopHandler("a.topic"))))
+        .expect("distinct topics");
+    let ext = ExtensionsBuilder::new().resolver(Arc::new(NoopResolver("stock"))).expect("one source").build();
+    assert!(handlers.handler("unknown").is_none());
     assert!(ext.resolver("unknown").is_none());
     assert!(ext.check("unknown").is_none());
-    assert_eq!(ext.handler("a.topic").map(|h| h.topic().to_owned()), Some("a.topic".to_owned()));
+    assert_eq!(handlers.handler("a.topic").map(|h| h.topic().to_owned()), Some("a.topic".to_owned()));
     assert_eq!(ext.resolver("stock").map(|r| r.source().to_owned()), Some("stock".to_owned()));
-    assert_eq!(ext.handler_topics(), ["a.topic", "b.topic"]);
+    assert_eq!(handlers.topics(), ["a.topic", "b.topic"]);
 }
 
 #[test]
@@ -341,8 +340,7 @@ fn clearing_the_builder_empties_everything() {
         .validator(RefuseSku { code: "v", stage: ValidatorStage::Draft, refused_sku: "A" })
         .check(Fraud)
         .hooks(Quiet)
-        .handler(Arc::new(NoopHandler("t")))
-        .and_then(|b| b.resolver(Arc::new(NoopResolver("s"))))
+        .resolver(Arc::new(NoopResolver("s")))
         .expect("distinct keys")
         .clear()
         .build();
@@ -351,7 +349,6 @@ fn clearing_the_builder_empties_everything() {
         assert_eq!(ext.validators(stage).count(), 0);
     }
     assert!(ext.check("fraud").is_none());
-    assert!(ext.handler("t").is_none() && ext.handler_topics().is_empty());
     assert!(ext.resolver("s").is_none());
     assert_eq!(ext.hooks().count(), 0);
 }

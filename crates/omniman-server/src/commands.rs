@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use chrono::{TimeDelta, Utc};
 use omniman_core::channel::{Channel, ChannelSpec};
 use omniman_core::directive::{DirectiveStatus, RetryPolicy, operator_retry};
-use omniman_core::ext::Extensions;
+use omniman_core::ext::HandlerRegistry;
 use omniman_core::money::{Qty, QtyError};
 use omniman_core::page::PageRequest;
 use omniman_core::ports::{
@@ -252,7 +252,8 @@ pub(crate) async fn directives(command: DirectivesCommand) -> anyhow::Result<()>
                 policy: RetryPolicy { max_attempts: max_attempts.max(1), ..RetryPolicy::default() },
                 ..WorkerConfig::default()
             };
-            let worker = Worker::new(std::sync::Arc::new(database), std::sync::Arc::new(Extensions::default()), config);
+            let worker =
+                Worker::new(std::sync::Arc::new(database), std::sync::Arc::new(HandlerRegistry::default()), config);
             println!("reaped: {}", worker.reap().await?);
         }
     }

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use omniman_core::Omniman;
 use omniman_core::commit::CommitSettings;
 use omniman_core::ext::{
-    ActionResolver, ChannelPrices, Extensions, ExtensionsBuilder, Hooks, ItemPricingModifier, SessionTotalModifier,
-    StockBackend,
+    ActionResolver, ChannelPrices, Extensions, ExtensionsBuilder, HandlerRegistry, Hooks, ItemPricingModifier,
+    SessionTotalModifier, StockBackend,
 };
 use omniman_core::order::Order;
 use omniman_core::session::Session;
@@ -190,17 +190,16 @@ pub(crate) fn stock_backend(database: &Database) -> Arc<dyn StockBackend> {
 }
 
 /// The workers' registry: every bundled handler.
-pub(crate) fn handlers(hub: &Arc<Omniman<Database>>) -> anyhow::Result<Extensions> {
+pub(crate) fn handlers(hub: &Arc<Omniman<Database>>) -> anyhow::Result<HandlerRegistry> {
     let stock = stock_backend(hub.store());
     // The bundled payment provider is the mock; a deployment plugs its provider here.
     let payments = Arc::new(MockPayments::new());
-    Ok(ExtensionsBuilder::new()
-        .handler(Arc::new(StockHoldHandler::new(hub.clone(), stock.clone())))?
-        .handler(Arc::new(StockCommitHandler::new(hub.clone(), stock)))?
-        .handler(Arc::new(PaymentCaptureHandler::new(hub.clone(), payments.clone())))?
-        .handler(Arc::new(PaymentRefundHandler::new(hub.clone(), payments)))?
-        .handler(Arc::new(WebhookHandler::new(hub.clone())))?
-        .build())
+    Ok(HandlerRegistry::new()
+        .register(Arc::new(StockHoldHandler::new(hub.clone(), stock.clone())))?
+        .register(Arc::new(StockCommitHandler::new(hub.clone(), stock)))?
+        .register(Arc::new(PaymentCaptureHandler::new(hub.clone(), payments.clone())))?
+        .register(Arc::new(PaymentRefundHandler::new(hub.clone(), payments)))?
+        .register(Arc::new(WebhookHandler::new(hub.clone())))?)
 }
 
 /// Readiness: the database answers; the in-process directive workers (when there are any) are

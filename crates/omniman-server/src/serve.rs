@@ -105,7 +105,7 @@ pub(crate) async fn demo(db: &DbArgs) -> anyhow::Result<()> {
 
 fn start_workers(
     database: &Database,
-    handlers: omniman_core::ext::Extensions,
+    handlers: omniman_core::ext::HandlerRegistry,
     config: WorkerConfig,
     wakeup: Arc<Notify>,
 ) -> WorkerHandle {

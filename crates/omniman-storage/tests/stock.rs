@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use omniman_core::directive::{DirectiveStatus, manual_retry};
-use omniman_core::ext::{ActionResolver, Availability, ExtensionsBuilder, HoldResult, StockBackend};
+use omniman_core::ext::{ActionResolver, Availability, ExtensionsBuilder, HandlerRegistry, HoldResult, StockBackend};
 use omniman_core::money::Qty;
 use omniman_core::page::PageRequest;
 use omniman_core::ports::{ChannelStore, DirectiveFilter, DirectiveQueue};
@@ -384,12 +384,11 @@ async fn stock_check_end_to_end(test_db: &TestDb) {
     let ext = ExtensionsBuilder::new().resolver(Arc::new(ActionResolver::new("stock"))).unwrap().build();
     let hub = Arc::new(Omniman::new(db.clone(), ext));
     let stock: Arc<dyn StockBackend> = Arc::new(db.clone());
-    let handlers = ExtensionsBuilder::new()
-        .handler(Arc::new(StockHoldHandler::new(hub.clone(), stock.clone())))
+    let handlers = HandlerRegistry::new()
+        .register(Arc::new(StockHoldHandler::new(hub.clone(), stock.clone())))
         .unwrap()
-        .handler(Arc::new(StockCommitHandler::new(hub.clone(), stock.clone())))
-        .unwrap()
-        .build();
+        .register(Arc::new(StockCommitHandler::new(hub.clone(), stock.clone())))
+        .unwrap();
     let worker = Worker::new(Arc::new(db.clone()), Arc::new(handlers), WorkerConfig::default());
     let directives = async |topic: &str| {
         let filter = DirectiveFilter { topic: Some(topic.to_owned()), ..DirectiveFilter::default() };

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use omniman_core::directive::{Directive, HandlerError, HandlerOutcome, NewDirective};
-use omniman_core::ext::{DirectiveHandler, ExtensionsBuilder, HandlerCtx};
+use omniman_core::ext::{DirectiveHandler, HandlerCtx, HandlerRegistry};
 use omniman_core::memory::InMemoryStore;
 use omniman_core::ports::{ChannelStore, DirectiveQueue};
 use omniman_core::prelude::*;
@@ -66,7 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Handlers live in the registry handed to the worker.
     let ticket = Arc::new(KitchenTicket { printed: AtomicUsize::new(0) });
-    let handlers = ExtensionsBuilder::new().handler(ticket.clone())?.build();
+    let handlers = HandlerRegistry::new().register(ticket.clone())?;
     let worker = Worker::new(Arc::new(store.clone()), Arc::new(handlers), WorkerConfig::default());
     // One batch; a long-running process calls `worker.spawn()` instead and, on shutdown,
     // `.shutdown().await` on the handle it returns.
@@ -81,7 +81,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(refused.last_error, "payload lacks order_ref");
 
     // A topic has one handler.
-    let twice = ExtensionsBuilder::new().handler(ticket.clone())?.handler(ticket);
+    let twice = HandlerRegistry::new().register(ticket.clone())?.register(ticket);
     assert_eq!(twice.unwrap_err().to_string(), "handler topic 'kitchen.ticket' is already registered");
     Ok(())
 }

@@ -29,7 +29,7 @@
 //! let store = Arc::new(InMemoryStore::new());
 //! let now = chrono::Utc::now();
 //! store.enqueue(&[NewDirective { topic: "greet".into(), payload: Default::default(), available_at: now }]).await.unwrap();
-//! let handlers = Arc::new(ExtensionsBuilder::new().handler(Arc::new(Greet)).unwrap().build());
+//! let handlers = Arc::new(HandlerRegistry::new().register(Arc::new(Greet)).unwrap());
 //! let worker = Worker::new(store.clone(), handlers, WorkerConfig::default());
 //! let report = worker.run_once().await.unwrap();
 //! assert_eq!(report.done, 1);

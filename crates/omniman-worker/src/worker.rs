@@ -13,7 +13,7 @@ use omniman_core::directive::{
     Directive, DirectiveStatus, DirectiveUpdate, HandlerError, RetryPolicy, RunResult, decide_outcome, decide_reap,
 };
 use omniman_core::error::StoreError;
-use omniman_core::ext::{Extensions, HandlerCtx};
+use omniman_core::ext::{HandlerCtx, HandlerRegistry};
 use omniman_core::ports::DirectiveQueue;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -86,7 +86,7 @@ impl CycleReport {
 /// Claims and runs directives from a [`DirectiveQueue`].
 pub struct Worker<Q> {
     queue: Arc<Q>,
-    handlers: Arc<Extensions>,
+    handlers: Arc<HandlerRegistry>,
     config: WorkerConfig,
     clock: Arc<dyn Clock>,
     wakeup: Arc<Notify>,
@@ -241,7 +241,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 impl<Q: DirectiveQueue + 'static> Worker<Q> {
     /// A worker over `queue`, running `handlers`.
-    pub fn new(queue: Arc<Q>, handlers: Arc<Extensions>, config: WorkerConfig) -> Worker<Q> {
+    pub fn new(queue: Arc<Q>, handlers: Arc<HandlerRegistry>, config: WorkerConfig) -> Worker<Q> {
         let config = WorkerConfig {
             batch_size: config.batch_size.max(1),
             concurrency: config.concurrency.max(1),
@@ -280,7 +280,7 @@ impl<Q: DirectiveQueue + 'static> Worker<Q> {
         match &self.config.topics {
             Some(forced) if !forced.is_empty() => Some(forced.clone()),
             _ => {
-                let registered: Vec<String> = self.handlers.handler_topics().into_iter().map(str::to_owned).collect();
+                let registered: Vec<String> = self.handlers.topics().into_iter().map(str::to_owned).collect();
                 (!registered.is_empty()).then_some(registered)
             }
         }
@@ -487,7 +487,7 @@ mod tests {
     use omniman_core::directive::{
         Directive, DirectiveStatus, DirectiveUpdate, HandlerError, HandlerOutcome, NewDirective,
     };
-    use omniman_core::ext::{DirectiveHandler, Extensions, ExtensionsBuilder, HandlerCtx};
+    use omniman_core::ext::{DirectiveHandler, HandlerCtx, HandlerRegistry};
     use omniman_core::memory::InMemoryStore;
     use omniman_core::page::{Page, PageRequest};
     use omniman_core::ports::{DirectiveFilter, DirectiveQueue, StoreResult};
@@ -520,8 +520,8 @@ mod tests {
         }
     }
 
-    fn registry() -> Arc<Extensions> {
-        Arc::new(ExtensionsBuilder::new().handler(Arc::new(Panics)).unwrap().handler(Arc::new(Fine)).unwrap().build())
+    fn registry() -> Arc<HandlerRegistry> {
+        Arc::new(HandlerRegistry::new().register(Arc::new(Panics)).unwrap().register(Arc::new(Fine)).unwrap())
     }
 
     fn directive(topic: &str) -> NewDirective {

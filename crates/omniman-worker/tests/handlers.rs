@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use omniman_core::directive::{Directive, DirectiveStatus, NewDirective};
 use omniman_core::ext::{
-    ActionResolver, Alternative, Availability, BackendError, ExtensionsBuilder, HoldResult, StockBackend,
+    ActionResolver, Alternative, Availability, BackendError, ExtensionsBuilder, HandlerRegistry, HoldResult,
+    StockBackend,
 };
 use omniman_core::memory::InMemoryStore;
 use omniman_core::money::Qty;
@@ -193,18 +194,17 @@ fn shop(config: Value) -> Shop {
     let spy = Arc::new(SpyStock { inner: stock.clone(), ..SpyStock::default() });
     let payments = Arc::new(MockPayments::new());
     let pay_spy = Arc::new(SpyPayments { inner: payments.clone(), ..SpyPayments::default() });
-    let handlers = ExtensionsBuilder::new()
-        .handler(Arc::new(StockHoldHandler::new(hub.clone(), spy.clone())))
+    let handlers = HandlerRegistry::new()
+        .register(Arc::new(StockHoldHandler::new(hub.clone(), spy.clone())))
         .unwrap()
-        .handler(Arc::new(StockCommitHandler::new(hub.clone(), spy.clone())))
+        .register(Arc::new(StockCommitHandler::new(hub.clone(), spy.clone())))
         .unwrap()
-        .handler(Arc::new(PaymentCaptureHandler::new(hub.clone(), pay_spy.clone())))
+        .register(Arc::new(PaymentCaptureHandler::new(hub.clone(), pay_spy.clone())))
         .unwrap()
-        .handler(Arc::new(PaymentRefundHandler::new(hub.clone(), pay_spy.clone())))
+        .register(Arc::new(PaymentRefundHandler::new(hub.clone(), pay_spy.clone())))
         .unwrap()
-        .handler(Arc::new(WebhookHandler::new(hub.clone())))
-        .unwrap()
-        .build();
+        .register(Arc::new(WebhookHandler::new(hub.clone())))
+        .unwrap();
     let worker = Worker::new(Arc::new(store), Arc::new(handlers), WorkerConfig::default());
     Shop { hub, stock, spy, payments, pay_spy, worker, caller: Caller::external("till") }
 }

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use chrono::{TimeDelta, Utc};
 use omniman_core::directive::{Directive, DirectiveStatus, HandlerError, HandlerOutcome, NewDirective};
-use omniman_core::ext::{DirectiveHandler, Extensions, ExtensionsBuilder, HandlerCtx};
+use omniman_core::ext::{DirectiveHandler, HandlerCtx, HandlerRegistry};
 use omniman_core::memory::InMemoryStore;
 use omniman_core::ports::DirectiveQueue;
 use omniman_worker::{Worker, WorkerConfig};
@@ -57,10 +57,10 @@ impl DirectiveHandler for Probe {
     }
 }
 
-fn probe(topic: &'static str, behaviour: Behaviour) -> (Arc<Extensions>, Arc<AtomicUsize>) {
+fn probe(topic: &'static str, behaviour: Behaviour) -> (Arc<HandlerRegistry>, Arc<AtomicUsize>) {
     let runs = Arc::new(AtomicUsize::new(0));
     let handler = Arc::new(Probe { topic, runs: runs.clone(), behaviour });
-    (Arc::new(ExtensionsBuilder::new().handler(handler).unwrap().build()), runs)
+    (Arc::new(HandlerRegistry::new().register(handler).unwrap()), runs)
 }
 
 async fn enqueue(store: &InMemoryStore, topic: &str, n: usize) {
@@ -125,8 +125,10 @@ async fn forced_unknown_topic_stays_queued_without_counting_an_attempt() {
 async fn no_handlers_or_empty_queue_is_not_an_error() {
     let store = Arc::new(InMemoryStore::new());
     enqueue(&store, "greet", 1).await;
-    let report =
-        Worker::new(store.clone(), Arc::new(Extensions::default()), WorkerConfig::default()).run_once().await.unwrap();
+    let report = Worker::new(store.clone(), Arc::new(HandlerRegistry::default()), WorkerConfig::default())
+        .run_once()
+        .await
+        .unwrap();
     assert_eq!(report.claimed, 0);
     assert_eq!(statuses(&store), [DirectiveStatus::Queued]);
     let (handlers, _) = probe("greet", Behaviour::Done);
