@@ -110,18 +110,27 @@ impl Qty {
     }
 }
 
+/// A number as JSON writes one, without its sign: digits with an optional fraction and an
+/// optional exponent (which may carry a sign). No `+` in front, no padding, no other notation.
+fn is_plain_decimal(text: &str) -> bool {
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    let (mantissa, exponent) = match text.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) => (mantissa, Some(exponent.strip_prefix(['+', '-']).unwrap_or(exponent))),
+        None => (text, None),
+    };
+    let (integer, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    digits(integer)
+        && digits(fraction)
+        && !(integer.is_empty() && fraction.is_empty())
+        && exponent.is_none_or(|e| !e.is_empty() && digits(e))
+}
+
 impl FromStr for Qty {
     type Err = QtyError;
 
     fn from_str(s: &str) -> Result<Qty, QtyError> {
-        let s = s.trim();
-        let plain = s.strip_prefix(['+', '-']).unwrap_or(s);
-        let well_formed = !plain.is_empty()
-            && plain
-                .bytes()
-                .all(|b| b.is_ascii_digit() || b == b'.' || b == b'e' || b == b'E' || b == b'+' || b == b'-')
-            && plain.bytes().any(|b| b.is_ascii_digit());
-        if !well_formed {
+        let plain = s.strip_prefix('-').unwrap_or(s);
+        if !is_plain_decimal(plain) {
             return Err(QtyError::NotANumber);
         }
         // Integer digits are bounded before parsing so huge inputs cannot overflow the decimal.
@@ -270,6 +279,15 @@ mod tests {
         assert_eq!(Qty::from_json(&json!("NaN")), Err(QtyError::NotANumber));
         assert_eq!(Qty::from_json(&json!(true)), Err(QtyError::NotANumber));
         assert_eq!(Qty::from_json(&json!(null)), Err(QtyError::NotANumber));
+    }
+
+    #[test]
+    fn qty_strings_are_plain_numbers_without_a_plus_sign_or_padding() {
+        for padded in ["+1", " 1", "1 ", "\t2\n", "+1e2", "+0.5", "1e2 ", "1_000", "0x10"] {
+            assert_eq!(Qty::from_json(&json!(padded)), Err(QtyError::NotANumber), "{padded:?}");
+        }
+        assert_eq!(Qty::from_json(&json!("1e+2")).unwrap().millis(), 100_000, "an exponent may carry its sign");
+        assert_eq!(Qty::from_json(&json!("-1")), Err(QtyError::NotPositive));
     }
 
     #[test]

@@ -295,12 +295,15 @@ pub(crate) async fn stock(command: StockCommand) -> anyhow::Result<()> {
 /// A quantity on hand for `stock set`: `Some` positive quantity, or `None` for zero (sold out).
 /// Negative quantities are refused: holds, not the level, account for what is promised.
 fn parse_on_hand(text: &str) -> anyhow::Result<Option<Qty>> {
+    // A command-line argument may be padded or carry a `+`; the API's quantities may not.
+    let text = text.trim();
+    let text = text.strip_prefix('+').unwrap_or(text);
     match text.parse::<Qty>() {
         Ok(qty) => Ok(Some(qty)),
         // Not positive: zero (however written, `-0` included) or negative.
-        Err(QtyError::NotPositive) => match text.trim().strip_prefix('-').map(str::parse::<Qty>) {
+        Err(QtyError::NotPositive) => match text.strip_prefix('-').map(str::parse::<Qty>) {
             Some(Ok(_) | Err(QtyError::TooLarge | QtyError::TooPrecise)) => {
-                bail!("quantity on hand cannot be negative ({}); use 0 for sold out", text.trim())
+                bail!("quantity on hand cannot be negative ({text}); use 0 for sold out")
             }
             _ => Ok(None),
         },
