@@ -31,6 +31,12 @@ mod reads;
 
 pub use reads::ReadError;
 
+/// What a lookup of a session by channel and key did not find.
+enum Missing {
+    Channel,
+    Session,
+}
+
 /// How many times a lost compare-and-set is retried before giving up with `Contention`.
 const MAX_ATTEMPTS: usize = 200;
 
@@ -345,14 +351,22 @@ impl<S: Store> Omniman<S> {
 
     /// Loads a session and its channel, or says which of the two is missing.
     async fn load(&self, at: &SessionRef) -> Result<(Channel, Session), ModifyError> {
+        self.find(at).await?.map_err(|missing| match missing {
+            Missing::Channel => ModifyError::UnknownChannel { channel_code: at.channel.to_string() },
+            Missing::Session => ModifyError::SessionNotFound { session_key: at.key.to_string() },
+        })
+    }
+
+    /// A session and its channel, or which of the two is missing.
+    async fn find(&self, at: &SessionRef) -> Result<Result<(Channel, Session), Missing>, StoreError> {
         if let Some(found) = self.store.load_session(&at.channel, &at.key).await? {
-            return Ok(found);
+            return Ok(Ok(found));
         }
         // Only the failure path pays for the second read.
         if self.store.channel_by_code(&at.channel).await?.is_none() {
-            return Err(ModifyError::UnknownChannel { channel_code: at.channel.to_string() });
+            return Ok(Err(Missing::Channel));
         }
-        Err(ModifyError::SessionNotFound { session_key: at.key.to_string() })
+        Ok(Err(Missing::Session))
     }
 
     /// Applies a batch of ops (docs/reference.md §5) and returns the stored session.

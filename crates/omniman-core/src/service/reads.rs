@@ -3,11 +3,11 @@
 
 use serde_json::{Map, Value};
 
-use super::Omniman;
+use super::{Missing, Omniman};
 use crate::channel::Channel;
 use crate::directive::{Directive, DirectiveStatus};
 use crate::error::{Code, DomainError, ErrorCode, StoreError, ctx};
-use crate::input::{ChannelCode, SessionKey};
+use crate::input::{ChannelCode, SessionKey, SessionRef};
 use crate::page::{Page, PageRequest};
 use crate::ports::{ApiToken, DirectiveFilter, OrderFilter, OrderSummary, SessionFilter, Store};
 use crate::session::Session;
@@ -85,14 +85,12 @@ impl<S: Store> Omniman<S> {
     ) -> Result<Session, ReadError> {
         let not_found = || ReadError::SessionNotFound { session_key: session_key.to_string() };
         if let Some(channel) = channel_code {
-            if let Some((_, session)) = self.store.load_session(channel, session_key).await? {
-                return Ok(session);
-            }
-            // Only the failure path pays for the second read.
-            if self.store.channel_by_code(channel).await?.is_none() {
-                return Err(ReadError::UnknownChannel { channel_code: channel.to_string() });
-            }
-            return Err(not_found());
+            let at = SessionRef { channel: channel.clone(), key: session_key.clone() };
+            return match self.find(&at).await? {
+                Ok((_, session)) => Ok(session),
+                Err(Missing::Channel) => Err(ReadError::UnknownChannel { channel_code: channel.to_string() }),
+                Err(Missing::Session) => Err(not_found()),
+            };
         }
         let mut found = self.store.sessions_by_key(session_key).await?;
         match found.len() {

@@ -32,10 +32,7 @@ pub(crate) fn internal() -> Caller {
     Caller::internal("tester")
 }
 
-/// A session's address; panics on a malformed code or key.
-pub(crate) fn at(channel_code: &str, key: &str) -> SessionRef {
-    SessionRef::parse(channel_code, key).expect("a well-formed channel code and key")
-}
+pub(crate) use omniman_core::testing::{at, idem};
 
 /// Any parsed input type from a literal (`parsed::<SessionKey>("S1")`); panics when malformed.
 pub(crate) fn parsed<T>(raw: &str) -> T
@@ -43,11 +40,6 @@ where
     T: for<'a> TryFrom<&'a str, Error = omniman_core::input::InvalidInput>,
 {
     T::try_from(raw).unwrap_or_else(|e| panic!("{raw:?}: {e}"))
-}
-
-/// An idempotency key; panics when malformed.
-pub(crate) fn idem(key: &str) -> IdempotencyKey {
-    IdempotencyKey::parse(key).expect("a well-formed idempotency key")
 }
 
 /// A commit's answer as the HTTP layer sends it: status and body.

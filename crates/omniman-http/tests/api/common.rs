@@ -109,10 +109,7 @@ pub(crate) async fn hub_with(ext: Extensions) -> Hub {
     hub
 }
 
-/// A session's address; panics on a malformed code or key.
-pub(crate) fn at(channel_code: &str, key: &str) -> omniman_core::input::SessionRef {
-    omniman_core::input::SessionRef::parse(channel_code, key).expect("a well-formed channel code and key")
-}
+pub(crate) use omniman_core::testing::at;
 
 /// The default state.
 pub(crate) async fn state() -> AppState<InMemoryStore> {
