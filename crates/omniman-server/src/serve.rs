@@ -134,7 +134,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("{token}");
     } else if database.list_channels().await?.is_empty() {
         tracing::warn!(
-            "the database has no channels yet: run `omniman demo` for two example channels, or `omniman channels apply FILE`"
+            "the database has no channels yet: run `omniman demo` for the example channels, or `omniman channels apply FILE`"
         );
     }
     let wakeup = Arc::new(Notify::new());
