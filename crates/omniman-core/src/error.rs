@@ -327,6 +327,13 @@ impl FieldErrors {
         errors
     }
 
+    /// Adds every problem of `other`, keeping its paths.
+    pub fn merge(&mut self, other: FieldErrors) {
+        for (path, messages) in other.0 {
+            self.0.entry(path).or_default().extend(messages);
+        }
+    }
+
     /// `Ok(())` when empty, else the errors.
     pub fn into_result(self) -> Result<(), FieldErrors> {
         if self.is_empty() { Ok(()) } else { Err(self) }

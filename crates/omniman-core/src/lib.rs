@@ -56,6 +56,7 @@ pub mod data_path;
 pub mod directive;
 pub mod error;
 pub mod ext;
+pub mod fields;
 pub mod idempotency;
 pub mod ids;
 pub mod input;

@@ -8,6 +8,7 @@ use crate::context::Ctx;
 use crate::directive::NewDirective;
 use crate::error::{Code, DomainError, ErrorCode, ErrorKind, FieldErrors, Rejection, StoreError, ctx};
 use crate::ext::{Extensions, ValidatorStage};
+use crate::fields::FieldReader;
 use crate::ids::IdGen;
 use crate::ops::{Op, OpApplier, OpError};
 use crate::session::{Precondition, Session, SessionState, set_key};
@@ -327,64 +328,33 @@ pub fn parse_import_items(value: &Value) -> Result<Vec<crate::session::Item>, Fi
     let mut errors = FieldErrors::default();
     let mut items = Vec::with_capacity(list.len());
     for (i, entry) in list.iter().enumerate() {
-        let path = |field: &str| format!("items[{i}].{field}");
         let Value::Object(fields) = entry else {
             errors.add(format!("items[{i}]"), "must be an object");
             continue;
         };
-        let text = |field: &str, max: usize, required: bool, errors: &mut FieldErrors| -> String {
-            match fields.get(field) {
-                Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= max => s.clone(),
-                Some(Value::String(s)) if s.is_empty() && !required => String::new(),
-                None | Some(Value::Null) if !required => String::new(),
-                None | Some(Value::String(_) | Value::Null) => {
-                    errors.add(path(field), format!("required, 1 to {max} characters"));
-                    String::new()
-                }
-                Some(_) => {
-                    errors.add(path(field), "must be a string");
-                    String::new()
-                }
-            }
-        };
-        let integer = |field: &str, errors: &mut FieldErrors| -> Option<i64> {
-            match fields.get(field) {
-                None | Some(Value::Null) => None,
-                Some(v) => {
-                    let n = v.as_i64();
-                    if n.is_none() {
-                        errors.add(path(field), "must be an integer within 64 bits");
-                    }
-                    n
-                }
-            }
-        };
-        let line_id = text("line_id", 64, false, &mut errors);
-        let sku = text("sku", 64, true, &mut errors);
-        let name = text("name", 200, false, &mut errors);
-        let qty = match fields.get("qty").map(crate::money::Qty::from_json) {
+        let mut f = FieldReader::at(format!("items[{i}]"), fields);
+        let line_id = f.string("line_id", 64).unwrap_or_default();
+        let sku = f.non_empty("sku", 64);
+        let name = f.string("name", 200).unwrap_or_default();
+        let qty = match f.raw("qty").map(crate::money::Qty::from_json) {
             Some(Ok(q)) => Some(q),
             Some(Err(e)) => {
-                errors.add(path("qty"), e.to_string());
+                f.error("qty", e.to_string());
                 None
             }
             None => {
-                errors.add(path("qty"), "this field is required");
+                f.error("qty", "this field is required");
                 None
             }
         };
-        let unit_price_q = integer("unit_price_q", &mut errors);
-        let line_total_q = integer("line_total_q", &mut errors);
-        let meta = match fields.get("meta") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(m)) => m.clone(),
-            Some(_) => {
-                errors.add(path("meta"), "must be an object");
-                Map::new()
+        let unit_price_q = f.integer("unit_price_q");
+        let line_total_q = f.integer("line_total_q");
+        let meta = f.object("meta").cloned().unwrap_or_default();
+        match (f.finish(), qty) {
+            (Ok(()), Some(qty)) => {
+                items.push(crate::session::Item { line_id, sku, name, qty, unit_price_q, line_total_q, meta });
             }
-        };
-        if let Some(qty) = qty {
-            items.push(crate::session::Item { line_id, sku, name, qty, unit_price_q, line_total_q, meta });
+            (result, _) => errors.merge(result.err().unwrap_or_default()),
         }
     }
     errors.into_result().map(|()| items)

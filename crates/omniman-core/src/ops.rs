@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::channel::PricingPolicy;
 use crate::error::{Code, DomainError, ErrorCode, FieldErrors, ctx};
+use crate::fields::FieldReader;
 use crate::ids::IdGen;
 use crate::money::{Qty, QtyError};
 use crate::session::{Item, Session};
@@ -123,85 +124,31 @@ pub enum Op {
     },
 }
 
-/// Reads the fields of one op object, recording shape errors under `ops[i].field`.
-struct Fields<'a> {
-    obj: &'a Map<String, Value>,
-    prefix: &'a str,
-    errors: &'a mut FieldErrors,
-}
-
-impl Fields<'_> {
-    fn path(&self, key: &str) -> String {
-        format!("{}.{key}", self.prefix)
-    }
-
-    fn string(&mut self, key: &str, max_chars: usize, required: bool) -> Option<String> {
-        match self.obj.get(key) {
-            None | Some(Value::Null) => {
-                if required {
-                    self.errors.add(self.path(key), "this field is required");
-                }
-                None
-            }
-            Some(Value::String(s)) if s.chars().count() > max_chars => {
-                self.errors.add(self.path(key), format!("at most {max_chars} characters"));
-                None
-            }
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => {
-                self.errors.add(self.path(key), "must be a string");
-                None
-            }
-        }
-    }
-
-    fn line_id(&mut self, key: &str) -> String {
-        self.string(key, 64, true).unwrap_or_default()
+/// The op-specific readers over the shared [`FieldReader`].
+impl FieldReader<'_> {
+    fn line_id(&mut self, key: &'static str) -> String {
+        self.required(key, 64)
     }
 
     /// `sku` is special: absence and emptiness are the semantic `missing_sku`, not shape errors.
     fn sku(&mut self) -> String {
-        self.string("sku", 64, false).unwrap_or_default()
+        self.string("sku", 64).unwrap_or_default()
     }
 
+    /// Any value, `null` included, is kept, so that a bad one surfaces in batch order as
+    /// `invalid_qty`.
     fn qty(&mut self) -> QtyInput {
-        match self.obj.get("qty") {
+        match self.as_sent("qty") {
             None => {
-                self.errors.add(self.path("qty"), "this field is required");
+                self.error("qty", "this field is required");
                 QtyInput::Invalid(Value::Null)
             }
             Some(v) => QtyInput::from_json(v),
         }
     }
 
-    fn price(&mut self) -> Option<i64> {
-        match self.obj.get("unit_price_q") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64(),
-            Some(Value::Number(n)) if n.is_f64() => {
-                self.errors.add(self.path("unit_price_q"), "must be an integer number of quanta");
-                None
-            }
-            Some(Value::Number(_)) => {
-                self.errors.add(self.path("unit_price_q"), "out of range for a 64-bit integer");
-                None
-            }
-            Some(_) => {
-                self.errors.add(self.path("unit_price_q"), "must be an integer");
-                None
-            }
-        }
-    }
-
     fn meta(&mut self) -> Option<Map<String, Value>> {
-        match self.obj.get("meta") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(m)) => Some(m.clone()),
-            Some(_) => {
-                self.errors.add(self.path("meta"), "must be an object");
-                None
-            }
-        }
+        self.object("meta").cloned()
     }
 }
 
@@ -225,25 +172,18 @@ impl Op {
             errors.add(prefix.to_owned(), "must be an object");
             return None;
         };
-        let name = match obj.get("op") {
-            Some(Value::String(s)) => s.as_str(),
-            Some(_) => {
-                errors.add(format!("{prefix}.op"), "must be a string");
-                return None;
-            }
-            None => {
-                errors.add(format!("{prefix}.op"), "this field is required");
-                return None;
-            }
-        };
-        let before = errors.0.len();
-        let mut f = Fields { obj, prefix, errors };
-        let op = match name {
+        let mut f = FieldReader::at(prefix, obj);
+        let name = f.required("op", usize::MAX);
+        if !f.is_clean() {
+            errors.merge(f.finish().err().unwrap_or_default());
+            return None;
+        }
+        let op = match name.as_str() {
             "add_line" => Op::AddLine {
                 sku: f.sku(),
                 qty: f.qty(),
-                unit_price_q: f.price(),
-                name: f.string("name", 200, false),
+                unit_price_q: f.integer("unit_price_q"),
+                name: f.string("name", 200),
                 meta: f.meta(),
             },
             "remove_line" => Op::RemoveLine { line_id: f.line_id("line_id") },
@@ -251,15 +191,15 @@ impl Op {
             "replace_sku" => Op::ReplaceSku {
                 line_id: f.line_id("line_id"),
                 sku: f.sku(),
-                unit_price_q: f.price(),
-                name: f.string("name", 200, false),
+                unit_price_q: f.integer("unit_price_q"),
+                name: f.string("name", 200),
                 meta: f.meta(),
             },
             "set_data" => {
-                let path = f.string("path", 128, true).unwrap_or_default();
-                let value = obj.get("value").cloned().unwrap_or(Value::Null);
+                let path = f.required("path", 128);
+                let value = f.raw("value").cloned().unwrap_or(Value::Null);
                 if value.is_null() {
-                    f.errors.add(f.path("value"), "this field is required and may not be null");
+                    f.error("value", "this field is required and may not be null");
                 }
                 Op::SetData { path, value }
             }
@@ -268,7 +208,13 @@ impl Op {
             }
             other => Op::Unsupported { op: other.to_owned() },
         };
-        (errors.0.len() == before).then_some(op)
+        match f.finish() {
+            Ok(()) => Some(op),
+            Err(problems) => {
+                errors.merge(problems);
+                None
+            }
+        }
     }
 
     /// Shape-checks a whole batch (a JSON array of ops), reporting every problem at once.

@@ -1,16 +1,13 @@
 //! Request bodies and query strings, read by hand so that every failure gets its own code.
 //!
-//! A body is read as bytes (bounded by the configured limit), checked for UTF-8, parsed into a
-//! `serde_json::Value` and then read field by field, recording problems under their paths.
-//! A top-level field the route never reads is refused as unknown (a misspelt `idempotency_key`
-//! must not silently commit without one); inside ops, `data` and `meta` the core's own rules
-//! apply (unknown op fields are ignored, docs/reference.md §4).
+//! A body is read as bytes (bounded by the configured limit), checked for UTF-8 and parsed into
+//! a JSON object, which `requests` then reads field by field.
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, web};
 use futures_util::StreamExt;
 use omniman_core::error::FieldErrors;
-use omniman_core::input::InvalidInput;
+use omniman_core::fields::MAX_UNKNOWN_REPORTED;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
@@ -78,110 +75,6 @@ pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError>
     match value {
         Value::Object(map) => Ok(map),
         _ => Err(ApiError::field("body", "must be a JSON object")),
-    }
-}
-
-/// Unknown fields named in one error, at most.
-const MAX_UNKNOWN_REPORTED: usize = 10;
-
-/// Reads typed fields out of a JSON object, recording shape errors by path.
-#[derive(Debug)]
-pub(crate) struct Fields<'a> {
-    map: &'a Map<String, Value>,
-    errors: FieldErrors,
-    /// Every key the route asked for, known or not: what `finish` accepts.
-    asked: Vec<&'static str>,
-}
-
-impl<'a> Fields<'a> {
-    pub(crate) fn new(map: &'a Map<String, Value>) -> Fields<'a> {
-        Fields { map, errors: FieldErrors::default(), asked: Vec::new() }
-    }
-
-    /// The raw value of a field (absent and `null` are the same).
-    pub(crate) fn raw(&mut self, key: &'static str) -> Option<&'a Value> {
-        if !self.asked.contains(&key) {
-            self.asked.push(key);
-        }
-        self.map.get(key).filter(|v| !v.is_null())
-    }
-
-    /// An optional string field parsed into an input type (`SessionKey::parse`…); a problem is
-    /// recorded under the field's name.
-    pub(crate) fn parsed<T>(
-        &mut self,
-        key: &'static str,
-        parse: impl FnOnce(String) -> Result<T, InvalidInput>,
-    ) -> Option<T> {
-        let raw = self.string(key, usize::MAX)?;
-        self.errors.take(key, parse(raw))
-    }
-
-    /// A value parsed elsewhere (a path segment…), or `None` with its problem recorded at `path`.
-    pub(crate) fn take<T>(&mut self, path: &str, parsed: Result<T, InvalidInput>) -> Option<T> {
-        self.errors.take(path, parsed)
-    }
-
-    /// Records a problem.
-    pub(crate) fn error(&mut self, path: &str, message: &str) {
-        self.errors.add(path, message);
-    }
-
-    /// An optional string of at most `max` characters.
-    pub(crate) fn string(&mut self, key: &'static str, max: usize) -> Option<String> {
-        match self.raw(key) {
-            None => None,
-            Some(Value::String(s)) if s.chars().count() > max => {
-                self.errors.add(key, format!("at most {max} characters"));
-                None
-            }
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => {
-                self.errors.add(key, "must be a string");
-                None
-            }
-        }
-    }
-
-    /// A required non-empty string of at most `max` characters.
-    pub(crate) fn required(&mut self, key: &'static str, max: usize) -> String {
-        match self.raw(key) {
-            None => {
-                self.errors.add(key, "this field is required");
-                String::new()
-            }
-            Some(Value::String(s)) if s.is_empty() => {
-                self.errors.add(key, "may not be empty");
-                String::new()
-            }
-            Some(_) => self.string(key, max).unwrap_or_default(),
-        }
-    }
-
-    /// `Ok` when no problem was recorded and every field of the body was one the route reads,
-    /// else `validation_error`.
-    pub(crate) fn finish(mut self) -> Result<(), ApiError> {
-        let mut asked = self.asked;
-        // A body of junk keys gets a bounded answer.
-        let unknown: Vec<&String> =
-            self.map.keys().filter(|k| !asked.contains(&k.as_str())).take(MAX_UNKNOWN_REPORTED).collect();
-        if !unknown.is_empty() {
-            asked.sort_unstable();
-            let message = format!("unknown field (this route reads: {})", asked.join(", "));
-            for key in unknown {
-                self.errors.add(key.as_str(), message.clone());
-            }
-        }
-        self.errors.into_result().map_err(|f| ApiError::validation(&f))
-    }
-
-    /// Adds problems found elsewhere (e.g. the ops batch).
-    pub(crate) fn merge(&mut self, other: FieldErrors) {
-        for (path, messages) in other.0 {
-            for message in messages {
-                self.errors.add(path.clone(), message);
-            }
-        }
     }
 }
 
@@ -261,28 +154,5 @@ mod tests {
         assert_eq!(parse_object(b"\xff\xfe").unwrap_err().code(), Code::MalformedJson);
         assert_eq!(parse_object(b"").unwrap_err().code(), Code::MalformedJson);
         assert_eq!(parse_object(br#"{"n": 1e999}"#).unwrap_err().code(), Code::MalformedJson);
-    }
-
-    #[test]
-    fn fields_the_route_never_reads_are_refused() {
-        let body = parse_object(br#"{"channel_code": "pos", "idempotency_kye": "K1", "note": null}"#).unwrap();
-        let mut f = Fields::new(&body);
-        assert_eq!(f.required("channel_code", 64), "pos");
-        let _ = f.string("idempotency_key", 128);
-        let err = f.finish().unwrap_err();
-        assert_eq!(err.code(), Code::ValidationError);
-        let text = serde_json::to_string(&err.body()).unwrap();
-        assert!(text.contains("idempotency_kye"), "{text}");
-        assert!(text.contains("unknown field (this route reads: channel_code, idempotency_key)"), "{text}");
-        assert!(!text.contains("\"channel_code\":"), "read fields are not reported: {text}");
-
-        let mut f = Fields::new(&body);
-        let _ = (f.raw("channel_code"), f.raw("idempotency_kye"), f.raw("note"));
-        assert!(f.finish().is_ok(), "every field was read");
-
-        let junk: Map<String, Value> = (0..1000).map(|i| (format!("k{i}"), Value::Null)).collect();
-        let err = Fields::new(&junk).finish().unwrap_err();
-        let fields = err.context()["fields"].as_object().unwrap().len();
-        assert_eq!(fields, MAX_UNKNOWN_REPORTED, "a bounded answer to a body of junk keys");
     }
 }

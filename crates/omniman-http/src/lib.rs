@@ -29,6 +29,7 @@ mod middleware;
 mod openapi;
 mod pagination;
 mod ratelimit;
+pub mod requests;
 mod routes;
 mod state;
 pub mod views;

@@ -12,13 +12,13 @@ use utoipa::IntoParams;
 
 use super::{channel_ids, channel_scope};
 use crate::auth::Principal;
-use crate::body::{Fields, Query, read_json};
+use crate::body::Query;
 use crate::error::{ApiError, ErrorBody};
 use crate::pagination;
+use crate::requests::{TransitionRequest, read_body};
 use crate::state::AppState;
 use crate::views::{
-    EventList, EventView, OrderList, OrderSummaryView, OrderView, StreamEntryView, StreamView, TransitionRequest,
-    TransitionedView,
+    EventList, EventView, OrderList, OrderSummaryView, OrderView, StreamEntryView, StreamView, TransitionedView,
 };
 
 /// Query parameters of `GET /api/orders`.
@@ -226,18 +226,15 @@ pub(crate) async fn transition<S: Store + 'static>(
     order_ref: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_json(&req, payload, state.config.body_limit).await?;
-    let mut f = Fields::new(&body);
-    let status = f.required("status", usize::MAX);
-    let note = f.string("note", usize::MAX);
-    f.finish()?;
+    let body: TransitionRequest = read_body(&req, payload, state.config.body_limit).await?;
     // A token limited to some channels must see the order's channel before touching it (one
     // more read, for such tokens only).
     if who.channels.is_some() {
         let (channel, _) = state.hub.order(&order_ref).await?;
         who.require_channel(&channel.code)?;
     }
-    let moved = state.hub.transition_order(&order_ref, &status, note.as_deref(), &state.caller(&who.name)).await?;
+    let moved =
+        state.hub.transition_order(&order_ref, &body.status, body.note.as_deref(), &state.caller(&who.name)).await?;
     Ok(HttpResponse::Ok().json(TransitionedView {
         order: OrderView::new(&moved.channel, &moved.order),
         previous_status: moved.previous_status,

@@ -4,75 +4,25 @@ use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use omniman_core::error::FieldErrors;
-use omniman_core::input::{ChannelCode, HandleRef, HandleType, IdempotencyKey, SessionKey, SessionRef};
-use omniman_core::ops::Op;
+use omniman_core::input::{ChannelCode, SessionKey, SessionRef};
 use omniman_core::ports::{SessionFilter, Store};
-use omniman_core::service::OpenSession;
 use omniman_core::session::SessionState;
-use serde_json::Value;
 use utoipa::IntoParams;
 
 use super::{IfMatch, channel_ids, channel_scope, if_match, if_none_match, session_response};
 use crate::auth::Principal;
-use crate::body::{Fields, Query, read_json};
+use crate::body::Query;
 use crate::error::{ApiError, ErrorBody};
 use crate::pagination;
-use crate::state::AppState;
-use crate::views::{
-    AbandonRequest, CommitRequest, CommitResultView, CreateSessionRequest, ImportSessionRequest, ModifyRequest,
-    ResolveRequest, SessionList, SessionSummaryView, SessionView,
+use crate::requests::{
+    AbandonRequest, CommitRequest, CreateSessionRequest, ImportSessionRequest, ModifyRequest, ResolveRequest, path_key,
+    read_body, read_body_with,
 };
-
-/// Keys that name literal routes and so can never be session keys.
-const RESERVED_KEYS: &[&str] = &["import"];
+use crate::state::AppState;
+use crate::views::{CommitResultView, SessionList, SessionSummaryView, SessionView};
 
 /// Query parameters of `GET /api/sessions`.
 const LIST_PARAMS: &[&str] = &["channel_code", "state", "handle_type", "handle_ref", "cursor", "page_size"];
-
-/// The required `channel_code` of a session POST, from the body or the query string; when both
-/// name one, they must name the same channel. `None` when a problem was recorded.
-fn channel_code(fields: &mut Fields<'_>, req: &HttpRequest) -> Result<Option<ChannelCode>, ApiError> {
-    let from_query = Query::parse_known(req, &["channel_code"])?.owned("channel_code");
-    let raw = match (fields.string("channel_code", usize::MAX), from_query) {
-        (Some(body), Some(query)) if body != query => {
-            let message =
-                format!("the body names '{body}' and the query string '{query}': send one, or the same in both");
-            fields.error("channel_code", &message);
-            return Ok(None);
-        }
-        (Some(code), _) | (None, Some(code)) => code,
-        (None, None) => {
-            fields.error("channel_code", "this field is required (in the body or as ?channel_code=)");
-            return Ok(None);
-        }
-    };
-    Ok(fields.take("channel_code", ChannelCode::parse(raw)))
-}
-
-/// The session a POST addresses: its channel (as [`channel_code`] reads it) and the key in the
-/// path. `None` when a problem was recorded.
-fn session_ref(fields: &mut Fields<'_>, req: &HttpRequest, key: &str) -> Result<Option<SessionRef>, ApiError> {
-    let channel = channel_code(fields, req)?;
-    let key = fields.take("session_key", SessionKey::parse(key));
-    Ok(channel.zip(key).map(|(channel, key)| SessionRef { channel, key }))
-}
-
-/// The channel, key and handles of an open or an import; `None` when a problem was recorded.
-fn open_request(f: &mut Fields<'_>, req: &HttpRequest) -> Result<Option<OpenSession>, ApiError> {
-    let channel_code = channel_code(f, req)?;
-    let session_key = f.parsed("session_key", SessionKey::parse);
-    if session_key.as_ref().is_some_and(|k| RESERVED_KEYS.contains(&k.as_str())) {
-        f.error("session_key", "is reserved (it names a route)");
-    }
-    let handle_type = f.parsed("handle_type", HandleType::parse);
-    let handle_ref = f.parsed("handle_ref", HandleRef::parse);
-    Ok(channel_code.map(|channel_code| OpenSession { channel_code, session_key, handle_type, handle_ref }))
-}
-
-/// What `Fields::finish` has checked is there.
-fn checked<T>(value: Option<T>) -> Result<T, ApiError> {
-    value.ok_or_else(|| ApiError::field("body", "a field could not be read"))
-}
 
 // Describes the query string to the document only: the handler reads the query itself so that
 // every problem gets its own error code.
@@ -166,13 +116,9 @@ pub(crate) async fn create_session<S: Store + 'static>(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_json(&req, payload, state.config.body_limit).await?;
-    let mut f = Fields::new(&body);
-    let request = open_request(&mut f, &req)?;
-    f.finish()?;
-    let request = checked(request)?;
+    let request: CreateSessionRequest = read_body(&req, payload, state.config.body_limit).await?;
     who.require_channel(&request.channel_code)?;
-    let opened = state.hub.open_session(request, &state.caller(&who.name)).await?;
+    let opened = state.hub.open_session(request.into(), &state.caller(&who.name)).await?;
     let status = if opened.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(session_response(status, &opened.session))
 }
@@ -201,34 +147,8 @@ pub(crate) async fn import_session<S: Store + 'static>(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
-    let body = read_json(&req, payload, state.config.body_limit).await?;
-    let mut f = Fields::new(&body);
-    let open = open_request(&mut f, &req)?;
-    let items = match f.raw("items") {
-        None => {
-            f.error("items", "this field is required");
-            Vec::new()
-        }
-        Some(raw) => omniman_core::modify::parse_import_items(raw).unwrap_or_else(|errors| {
-            for (path, messages) in errors.0 {
-                for message in messages {
-                    f.error(&path, &message);
-                }
-            }
-            Vec::new()
-        }),
-    };
-    let data = match f.raw("data") {
-        None => None,
-        Some(serde_json::Value::Object(map)) => Some(map.clone()),
-        Some(_) => {
-            f.error("data", "must be an object");
-            None
-        }
-    };
-    f.finish()?;
-    let request = omniman_core::service::ImportSession { open: checked(open)?, items, data };
-    let session = state.hub.import_session(request, &state.caller(&who.name)).await?;
+    let request: ImportSessionRequest = read_body(&req, payload, state.config.body_limit).await?;
+    let session = state.hub.import_session(request.into(), &state.caller(&who.name)).await?;
     Ok(session_response(StatusCode::CREATED, &session))
 }
 
@@ -262,8 +182,10 @@ pub(crate) async fn get_session<S: Store + 'static>(
     let mut errors = FieldErrors::default();
     let channel_code = query.owned("channel_code").and_then(|c| errors.take("channel_code", ChannelCode::parse(c)));
     let key = errors.take("session_key", SessionKey::parse(key.into_inner()));
-    errors.into_result().map_err(|e| ApiError::validation(&e))?;
-    let key = checked(key)?;
+    let key = match (key, errors.into_result()) {
+        (Some(key), Ok(())) => key,
+        (_, result) => return Err(ApiError::validation(&result.err().unwrap_or_default())),
+    };
     if let Some(code) = &channel_code {
         who.require_channel(code)?;
     }
@@ -305,30 +227,14 @@ pub(crate) async fn modify<S: Store + 'static>(
     key: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_json(&req, payload, state.config.body_limit).await?;
-    let mut f = Fields::new(&body);
-    let at = session_ref(&mut f, &req, &key)?;
-    let ops = match f.raw("ops") {
-        None => {
-            f.error("ops", "this field is required");
-            Vec::new()
-        }
-        Some(Value::Array(list)) if list.is_empty() => {
-            f.error("ops", "must contain at least one op");
-            Vec::new()
-        }
-        Some(value) => Op::parse_batch(value).unwrap_or_else(|errors| {
-            f.merge(errors);
-            Vec::new()
-        }),
-    };
-    f.finish()?;
-    let at = checked(at)?;
+    let (body, key) =
+        read_body_with::<ModifyRequest, _>(&req, payload, state.config.body_limit, path_key(key.into_inner())).await?;
+    let at = SessionRef { channel: body.channel_code, key };
     who.require_channel(&at.channel)?;
     let pre = if_match(&req);
     let session = state
         .hub
-        .modify(&at, &ops, pre.as_ref().map(|m| &m.precondition), &state.caller(&who.name))
+        .modify(&at, &body.ops, pre.as_ref().map(|m| &m.precondition), &state.caller(&who.name))
         .await
         .map_err(|e| IfMatch::as_sent(pre.as_ref(), e.into()))?;
     Ok(session_response(StatusCode::OK, &session))
@@ -363,18 +269,20 @@ pub(crate) async fn resolve<S: Store + 'static>(
     key: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_json(&req, payload, state.config.body_limit).await?;
-    let mut f = Fields::new(&body);
-    let at = session_ref(&mut f, &req, &key)?;
-    let issue_id = f.required("issue_id", 64);
-    let action_id = f.required("action_id", 64);
-    f.finish()?;
-    let at = checked(at)?;
+    let (body, key) =
+        read_body_with::<ResolveRequest, _>(&req, payload, state.config.body_limit, path_key(key.into_inner())).await?;
+    let at = SessionRef { channel: body.channel_code, key };
     who.require_channel(&at.channel)?;
     let pre = if_match(&req);
     let session = state
         .hub
-        .resolve_issue(&at, &issue_id, &action_id, pre.as_ref().map(|p| &p.precondition), &state.caller(&who.name))
+        .resolve_issue(
+            &at,
+            &body.issue_id,
+            &body.action_id,
+            pre.as_ref().map(|p| &p.precondition),
+            &state.caller(&who.name),
+        )
         .await
         .map_err(|e| IfMatch::as_sent(pre.as_ref(), e.into()))?;
     Ok(session_response(StatusCode::OK, &session))
@@ -410,18 +318,15 @@ pub(crate) async fn commit<S: Store + 'static>(
     key: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_json(&req, payload, state.config.body_limit).await?;
-    let mut f = Fields::new(&body);
-    let at = session_ref(&mut f, &req, &key)?;
-    let idempotency_key = f.parsed("idempotency_key", IdempotencyKey::parse);
-    f.finish()?;
-    let at = checked(at)?;
+    let (body, key) =
+        read_body_with::<CommitRequest, _>(&req, payload, state.config.body_limit, path_key(key.into_inner())).await?;
+    let at = SessionRef { channel: body.channel_code, key };
     who.require_channel(&at.channel)?;
     let pre = if_match(&req);
     let caller = state.caller(&who.name);
     let outcome = state
         .hub
-        .commit(&at, idempotency_key.as_ref(), pre.as_ref().map(|m| &m.precondition), &caller)
+        .commit(&at, body.idempotency_key.as_ref(), pre.as_ref().map(|m| &m.precondition), &caller)
         .await
         .map_err(|e| IfMatch::as_sent(pre.as_ref(), e.into()))?;
     let status = StatusCode::from_u16(outcome.http_status()).unwrap_or(StatusCode::OK);
@@ -456,11 +361,9 @@ pub(crate) async fn abandon<S: Store + 'static>(
     key: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_json(&req, payload, state.config.body_limit).await?;
-    let mut f = Fields::new(&body);
-    let at = session_ref(&mut f, &req, &key)?;
-    f.finish()?;
-    let at = checked(at)?;
+    let (body, key) =
+        read_body_with::<AbandonRequest, _>(&req, payload, state.config.body_limit, path_key(key.into_inner())).await?;
+    let at = SessionRef { channel: body.channel_code, key };
     who.require_channel(&at.channel)?;
     let pre = if_match(&req);
     let session = state

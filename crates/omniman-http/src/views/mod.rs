@@ -1,4 +1,4 @@
-//! The JSON shapes of requests and responses (docs/api.md, Routes), with their OpenAPI schemas,
+//! The JSON shapes of responses (docs/api.md, Routes), with their OpenAPI schemas,
 //! one module per resource as in `handlers/`.
 //!
 //! Responses are built from the core's types here and nowhere else. Timestamps are RFC 3339 in
@@ -18,9 +18,6 @@ pub use directives::{DirectiveList, DirectiveSummaryView, DirectiveView};
 pub use meta::{HealthView, ReadyCheckView, ReadyView};
 pub use orders::{
     EventList, EventView, OrderItemView, OrderList, OrderSummaryView, OrderView, StreamEntryView, StreamView,
-    TransitionRequest, TransitionedView,
+    TransitionedView,
 };
-pub use sessions::{
-    AbandonRequest, CommitRequest, CommitResultView, CreateSessionRequest, ImportSessionRequest, ItemView,
-    ModifyRequest, ResolveRequest, SessionList, SessionSummaryView, SessionView,
-};
+pub use sessions::{CommitResultView, ItemView, SessionList, SessionSummaryView, SessionView};

@@ -291,13 +291,3 @@ list_view!(
     EventList,
     EventView
 );
-
-/// `POST /api/orders/{ref}/transition`.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)] // the route refuses fields it does not read
-pub struct TransitionRequest {
-    /// The status to move to.
-    pub status: String,
-    /// Recorded in the `status_changed` event (≤ 1000).
-    pub note: Option<String>,
-}

@@ -1,4 +1,4 @@
-//! `/api/sessions…`: sessions, their lines, the commit answer and the request bodies.
+//! `/api/sessions…`: sessions, their lines and the commit answer.
 
 use chrono::{DateTime, Utc};
 use omniman_core::session::{Item, Session};
@@ -207,79 +207,3 @@ list_view!(
     SessionList,
     SessionSummaryView
 );
-
-/// `POST /api/sessions`.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)] // the route refuses fields it does not read
-pub struct CreateSessionRequest {
-    /// The channel.
-    pub channel_code: String,
-    /// Client-chosen key (`[A-Za-z0-9_.:-]{1,64}`, not `import`); generated when absent.
-    pub session_key: Option<String>,
-    /// Handle type (≤ 32). With `handle_ref`, an open session holding both is returned (200).
-    pub handle_type: Option<String>,
-    /// Handle ref (≤ 64).
-    pub handle_ref: Option<String>,
-}
-
-/// `POST /api/sessions/import` (admin).
-#[derive(Clone, Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)] // the route refuses fields it does not read
-pub struct ImportSessionRequest {
-    /// The channel.
-    pub channel_code: String,
-    /// Key (`[A-Za-z0-9_.:-]{1,64}`); generated when absent.
-    pub session_key: Option<String>,
-    /// Handle type (≤ 32).
-    pub handle_type: Option<String>,
-    /// Handle ref (≤ 64).
-    pub handle_ref: Option<String>,
-    /// Lines: `sku`, `qty` required; `line_id`, `name`, `unit_price_q`, `line_total_q`, `meta` optional.
-    #[schema(value_type = Vec<Object>)]
-    pub items: Vec<serde_json::Value>,
-    /// Session data, stored as given (including `checks` and `issues`).
-    #[schema(value_type = Option<Object>)]
-    pub data: Option<serde_json::Value>,
-}
-
-/// `POST /api/sessions/{key}/modify`.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)] // the route refuses fields it does not read
-pub struct ModifyRequest {
-    /// The channel.
-    pub channel_code: String,
-    /// A non-empty batch of ops, e.g. `{"op":"add_line","sku":"TEA","qty":2,"unit_price_q":300}`.
-    #[schema(value_type = Vec<Object>, min_items = 1)]
-    pub ops: Vec<Value>,
-}
-
-/// `POST /api/sessions/{key}/resolve`.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)] // the route refuses fields it does not read
-pub struct ResolveRequest {
-    /// The channel.
-    pub channel_code: String,
-    /// The issue (≤ 64).
-    pub issue_id: String,
-    /// One of the issue's actions (≤ 64).
-    pub action_id: String,
-}
-
-/// `POST /api/sessions/{key}/commit`.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)] // the route refuses fields it does not read
-pub struct CommitRequest {
-    /// The channel.
-    pub channel_code: String,
-    /// 1–128 visible ASCII characters; the same key replays the same answer. Generated (and
-    /// then not replayable) when absent.
-    pub idempotency_key: Option<String>,
-}
-
-/// `POST /api/sessions/{key}/abandon`.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)] // the route refuses fields it does not read
-pub struct AbandonRequest {
-    /// The channel.
-    pub channel_code: String,
-}
