@@ -37,6 +37,8 @@
 //! ```
 
 pub mod handlers;
+mod liveness;
 mod worker;
 
-pub use worker::{CycleReport, Worker, WorkerConfig, WorkerHandle, WorkerLiveness, WorkerState};
+pub use liveness::{WorkerLiveness, WorkerState};
+pub use worker::{CycleReport, Worker, WorkerConfig, WorkerHandle};

@@ -2,8 +2,7 @@ use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::TimeDelta;
 use futures_util::stream::FuturesUnordered;
@@ -17,6 +16,8 @@ use omniman_core::ext::{HandlerCtx, HandlerRegistry};
 use omniman_core::ports::DirectiveQueue;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+
+use crate::liveness::WorkerLiveness;
 
 /// Worker settings; the defaults are those of docs/reference.md §9.
 #[derive(Clone, Debug)]
@@ -123,110 +124,6 @@ impl WorkerHandle {
     /// A cloneable view of the loop's health, for readiness probes.
     pub fn liveness(&self) -> WorkerLiveness {
         self.liveness.clone()
-    }
-}
-
-/// What a [`WorkerLiveness`] says about a worker loop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WorkerState {
-    /// The loop runs and made progress recently.
-    Running {
-        /// Time since its last sign of progress.
-        since_last_beat: Duration,
-    },
-    /// The loop's task is alive but has shown no progress for longer than
-    /// [`WorkerLiveness::stall_after`]: something it awaits hangs.
-    Stalled {
-        /// Time since its last sign of progress.
-        since_last_beat: Duration,
-    },
-    /// The loop is not running: never started, shut down, or ended by a panic.
-    Stopped,
-}
-
-impl WorkerState {
-    /// Whether the loop is running and not stalled.
-    pub fn is_healthy(self) -> bool {
-        matches!(self, WorkerState::Running { .. })
-    }
-}
-
-#[derive(Debug)]
-struct Beats {
-    origin: Instant,
-    /// Milliseconds from `origin` to the last sign of progress.
-    last_beat_ms: AtomicU64,
-    running: AtomicBool,
-}
-
-/// The health of a worker loop, shared with the loop and cheap to clone (from
-/// [`WorkerHandle::liveness`] or [`Worker::liveness`]).
-///
-/// The loop beats at the start of every cycle and whenever a handler finishes, so an idle loop
-/// beats at least once per poll interval and a busy one at least once per handler timeout.
-/// [`state`](WorkerLiveness::state) reports `Stalled` when no beat came for
-/// [`stall_after`](WorkerLiveness::stall_after) = handler timeout + 3 × poll interval, and
-/// `Stopped` once the loop's task has ended (shut down or panicked).
-#[derive(Clone, Debug)]
-pub struct WorkerLiveness {
-    beats: Arc<Beats>,
-    stall_after: Duration,
-}
-
-impl WorkerLiveness {
-    fn new(config: &WorkerConfig) -> WorkerLiveness {
-        let beats = Beats { origin: Instant::now(), last_beat_ms: AtomicU64::new(0), running: AtomicBool::new(false) };
-        WorkerLiveness { beats: Arc::new(beats), stall_after: config.handler_timeout + config.interval * 3 }
-    }
-
-    fn beat(&self) {
-        let ms = u64::try_from(self.beats.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.beats.last_beat_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// Marks the loop running until the returned guard drops (when the loop returns or unwinds).
-    fn enter(&self) -> RunningGuard {
-        self.beat();
-        self.beats.running.store(true, Ordering::Release);
-        RunningGuard(self.clone())
-    }
-
-    /// How long without a beat counts as stalled.
-    pub fn stall_after(&self) -> Duration {
-        self.stall_after
-    }
-
-    /// Whether the loop's task is alive.
-    pub fn is_running(&self) -> bool {
-        self.beats.running.load(Ordering::Acquire)
-    }
-
-    /// The loop's state now.
-    pub fn state(&self) -> WorkerState {
-        self.state_at(Instant::now())
-    }
-
-    /// The loop's state as seen at `now` (not before the last beat).
-    pub fn state_at(&self, now: Instant) -> WorkerState {
-        if !self.is_running() {
-            return WorkerState::Stopped;
-        }
-        let last = self.beats.origin + Duration::from_millis(self.beats.last_beat_ms.load(Ordering::Relaxed));
-        let since_last_beat = now.saturating_duration_since(last);
-        if since_last_beat > self.stall_after {
-            WorkerState::Stalled { since_last_beat }
-        } else {
-            WorkerState::Running { since_last_beat }
-        }
-    }
-}
-
-/// Clears the running flag when the loop's future ends, returns or unwinds.
-struct RunningGuard(WorkerLiveness);
-
-impl Drop for RunningGuard {
-    fn drop(&mut self) {
-        self.0.beats.running.store(false, Ordering::Release);
     }
 }
 
@@ -480,7 +377,7 @@ impl<Q: DirectiveQueue + 'static> Worker<Q> {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use async_trait::async_trait;
     use chrono::{DateTime, Utc};
@@ -492,7 +389,10 @@ mod tests {
     use omniman_core::page::{Page, PageRequest};
     use omniman_core::ports::{DirectiveFilter, DirectiveQueue, StoreResult};
 
-    use super::{Worker, WorkerConfig, WorkerState};
+    use std::time::Instant;
+
+    use super::{Worker, WorkerConfig};
+    use crate::liveness::WorkerState;
 
     struct Panics;
 

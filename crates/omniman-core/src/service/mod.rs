@@ -23,7 +23,7 @@ use crate::ids::{IdGen, RandomIds};
 use crate::input::{ChannelCode, HandleRef, HandleType, IdempotencyKey, SessionKey, SessionRef};
 use crate::modify::{ModifyError, apply_ops, prepare_import};
 use crate::ops::Op;
-use crate::order::{NewEvent, Order, OrderEvent, OrderFlow, TransitionError, plan_transition};
+use crate::order::Order;
 use crate::ports::{CommitWrite, InsertSession, Store};
 use crate::session::{Precondition, Session, SessionState};
 
@@ -55,6 +55,10 @@ macro_rules! until_written {
         Err(StoreError::Contention($what).into())
     }};
 }
+
+mod orders;
+
+pub use orders::Transitioned;
 
 /// A request to open a session.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,17 +163,6 @@ pub struct Opened {
     pub session: Session,
     /// `false` when an open session already held both handle values.
     pub created: bool,
-}
-
-/// A transitioned order, its channel (for `allowed_transitions`) and the status it left.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Transitioned {
-    /// The order after the transition.
-    pub order: Order,
-    /// The order's channel.
-    pub channel: Channel,
-    /// The status before.
-    pub previous_status: String,
 }
 
 /// The application service, generic over its store: every call reads, decides with the pure
@@ -554,69 +547,5 @@ impl<S: Store> Omniman<S> {
                 other => return other.map_err(ResolveError::Session),
             }
         })
-    }
-
-    /// An order with its channel.
-    pub async fn order(&self, order_ref: &str) -> Result<(Channel, Order), TransitionError> {
-        self.store
-            .order_by_ref(order_ref)
-            .await?
-            .ok_or_else(|| TransitionError::OrderNotFound { order_ref: order_ref.to_owned() })
-    }
-
-    /// Moves an order to `new_status` along its channel's flow (docs/reference.md §10).
-    pub async fn transition_order(
-        &self,
-        order_ref: &str,
-        new_status: &str,
-        note: Option<&str>,
-        caller: &Caller,
-    ) -> Result<Transitioned, TransitionError> {
-        let mut errors = FieldErrors::default();
-        if new_status.is_empty() || new_status.chars().count() > 32 {
-            errors.add("status", "must be 1 to 32 characters");
-        }
-        if note.is_some_and(|n| n.chars().count() > 1000) {
-            errors.add("note", "at most 1000 characters");
-        }
-        errors.into_result().map_err(TransitionError::Validation)?;
-        until_written!(format!("order {order_ref}"), {
-            let (channel, order) = self.order(order_ref).await?;
-            let now = self.clock.now();
-            let flow = OrderFlow::for_channel(&channel);
-            let plan = plan_transition(order, &flow, new_status, &caller.actor, note, now)?;
-            if !self.store.transition(&plan).await? {
-                continue;
-            }
-            self.hooks("order_changed", |h| h.order_changed(&plan.order, "status_changed", &caller.actor));
-            Some(Transitioned { order: plan.order, channel, previous_status: plan.expected_status })
-        })
-    }
-
-    /// Appends an event to an order.
-    pub async fn emit_event(
-        &self,
-        order_ref: &str,
-        event_type: &str,
-        actor: &str,
-        payload: Map<String, Value>,
-    ) -> Result<OrderEvent, TransitionError> {
-        if event_type.is_empty() || event_type.chars().count() > 64 {
-            return Err(TransitionError::Validation(FieldErrors::one("type", "must be 1 to 64 characters")));
-        }
-        let (_, order) = self.order(order_ref).await?;
-        let event = NewEvent {
-            event_type: event_type.to_owned(),
-            actor: actor.to_owned(),
-            payload,
-            created_at: self.clock.now(),
-        };
-        Ok(self.store.append_event(order.id, &event).await?)
-    }
-
-    /// Every event of an order, by `seq`.
-    pub async fn order_events(&self, order_ref: &str) -> Result<Vec<OrderEvent>, TransitionError> {
-        let (_, order) = self.order(order_ref).await?;
-        Ok(self.store.list_events(order.id).await?)
     }
 }
