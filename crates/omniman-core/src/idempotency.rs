@@ -113,6 +113,21 @@ pub fn decide(existing: Option<&IdempotencyRecord>, session_key: &str, now: Date
     }
 }
 
+/// Whether a commit for `session_key` may write its record over `existing`: exactly when
+/// [`decide`] lets the commit proceed (`failed`, or `in_progress` past its expiry and not another
+/// session's). Every store's commit transaction claims the key by this rule, so a commit needs
+/// no read of the key before it writes.
+///
+/// ```
+/// use omniman_core::idempotency::{done_record, replaceable};
+/// let now = chrono::Utc::now();
+/// let done = done_record("commit:pos".into(), "k".into(), "S1", 201, serde_json::json!({}), now);
+/// assert!(!replaceable(&done, "S1", now));
+/// ```
+pub fn replaceable(existing: &IdempotencyRecord, session_key: &str, now: DateTime<Utc>) -> bool {
+    decide(Some(existing), session_key, now) == IdempotencyDecision::Proceed
+}
+
 /// A finished record to store with its answer.
 pub fn done_record(
     scope: String,

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use crate::channel::{Channel, ChannelSpec};
 use crate::commit::CommitPlan;
 use crate::directive::{Directive, DirectiveStatus, DirectiveUpdate, NewDirective};
-use crate::idempotency::{IdempotencyRecord, IdempotencyStatus};
+use crate::idempotency::{IdempotencyRecord, IdempotencyStatus, replaceable};
 use crate::order::{NewEvent, Order, OrderEvent, TransitionPlan};
 use crate::page::{Direction, Page, PageRequest};
 use crate::ports::{
@@ -292,7 +292,7 @@ impl OrderStore for InMemoryStore {
     async fn commit(&self, plan: &CommitPlan) -> StoreResult<CommitWrite> {
         let mut state = self.state();
         let scope_key = (plan.idempotency_scope.clone(), plan.idempotency_key.clone());
-        if state.idempotency.get(&scope_key).is_some_and(|r| r.status == IdempotencyStatus::Done) {
+        if state.idempotency.get(&scope_key).is_some_and(|r| !replaceable(r, &plan.session.session_key, plan.now)) {
             return Ok(CommitWrite::KeyTaken);
         }
         match state.sessions.get(&plan.session.id) {

@@ -71,6 +71,18 @@ pub trait SessionStore: Send + Sync {
         channel_code: &str,
         session_key: &str,
     ) -> impl Future<Output = StoreResult<Option<(Channel, Session)>>> + Send;
+    /// The session a write is about to be conditional on, with its channel. A store may answer
+    /// from a cache: every write of a session bumps its `version` and is conditional on the one
+    /// read, so a stale answer costs a retry of the compare-and-set, never a wrong write (the
+    /// service reads again after a lost compare-and-set, and a caching store drops the entry).
+    /// By default, [`load_session`](Self::load_session).
+    fn load_session_to_write(
+        &self,
+        channel_code: &str,
+        session_key: &str,
+    ) -> impl Future<Output = StoreResult<Option<(Channel, Session)>>> + Send {
+        self.load_session(channel_code, session_key)
+    }
     /// Every session with this key, across channels (for addressing without `channel_code`).
     fn sessions_by_key(&self, session_key: &str) -> impl Future<Output = StoreResult<Vec<Session>>> + Send;
     /// The open session holding a handle on a channel.
@@ -111,7 +123,7 @@ pub enum CommitWrite {
     Committed(Order),
     /// The session is no longer open at the expected version: re-read and decide again.
     SessionChanged,
-    /// A `done` record already holds the idempotency key: re-read it and replay.
+    /// A record holds the idempotency key: read it, and replay or refuse as it says.
     KeyTaken,
     /// The order ref collided: plan again with a new ref.
     RefTaken,
@@ -173,7 +185,8 @@ pub trait OrderStore: Send + Sync {
     /// Writes a [`CommitPlan`] in one transaction: order, items (one insert), `created` event,
     /// session (conditional on `expected_version` and `open`), directives (one insert) and the
     /// idempotency record from [`CommitPlan::idempotency_record`] (inserted, or replacing a record
-    /// that is not `done`; a `done` one means [`CommitWrite::KeyTaken`]). Any refusal rolls back all.
+    /// that [`replaceable`](crate::idempotency::replaceable) lets go; any other means
+    /// [`CommitWrite::KeyTaken`]). Any refusal rolls back all.
     fn commit(&self, plan: &CommitPlan) -> impl Future<Output = StoreResult<CommitWrite>> + Send;
     /// The order with its lines and its channel, in one read.
     fn order_by_ref(&self, order_ref: &str) -> impl Future<Output = StoreResult<Option<(Channel, Order)>>> + Send;

@@ -86,16 +86,18 @@ async fn commit_and_order_reads(test_db: &TestDb) {
         (0..5).map(|i| json!({"op": "add_line", "sku": format!("S{i}"), "qty": 1, "unit_price_q": 10})).collect();
     hub.modify(&testing::at("pos", &key), &ops(&Value::Array(lines)), None, &caller).await.unwrap();
 
-    // The service's commit: idempotency read + session read + the store's commit (6).
+    // The service's commit: session read + the store's commit (6). The key is not read first:
+    // the commit transaction claims it.
     let answer = exactly(
-        8,
+        7,
         "service commit",
         Box::pin(hub.commit(&testing::at("pos", &key), Some(&testing::idem("K1")), None, &caller)),
     )
     .await
     .unwrap();
     let order_ref = answer.order_ref().unwrap().to_owned();
-    exactly(1, "replay", Box::pin(hub.commit(&testing::at("pos", &key), Some(&testing::idem("K1")), None, &caller)))
+    // A replay: the session read (committed) + the key's record.
+    exactly(2, "replay", Box::pin(hub.commit(&testing::at("pos", &key), Some(&testing::idem("K1")), None, &caller)))
         .await
         .unwrap();
 

@@ -545,12 +545,15 @@ async fn commit_refusals_write_nothing<S: Store>(store: S) {
     let directives = store.list_directives(&DirectiveFilter::default(), &PageRequest::default()).await.unwrap().items;
     assert_eq!(directives.len(), 1, "only the committed plan's directive");
 
-    // An `in_progress` or `failed` record is replaced by the commit's `done` one.
+    // A commit claims a key only from a record that lets it go (`idempotency::replaceable`): an
+    // unexpired `in_progress` record holds it; one past its expiry, of the same session, does not.
     let mut in_progress = done.clone();
     in_progress.key = "K-5".into();
     in_progress.status = IdempotencyStatus::InProgress;
     in_progress.response_code = None;
     in_progress.response_body = None;
+    in_progress.session_key = Some("S3".into());
+    in_progress.expires_at = Some(t(100));
     assert!(store.save_idempotency_record(&in_progress).await.unwrap());
     let mut third = Session::open(&pos, "S3".into(), None, None, t(0));
     third.items = vec![item("L-1", "C", 1, 10)];
@@ -566,6 +569,9 @@ async fn commit_refusals_write_nothing<S: Store>(store: S) {
         &mut RandomIds::seeded(5),
     )
     .unwrap();
+    assert_eq!(store.commit(&plan5).await.unwrap(), CommitWrite::KeyTaken);
+    in_progress.expires_at = Some(t(5));
+    assert!(store.save_idempotency_record(&in_progress).await.unwrap());
     let CommitWrite::Committed(order5) = store.commit(&plan5).await.unwrap() else { panic!("commit refused") };
     let record = store.idempotency_record("commit:pos", "K-5").await.unwrap().unwrap();
     assert_eq!(record, plan5.idempotency_record(order5.id));

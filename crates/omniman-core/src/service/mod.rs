@@ -37,6 +37,14 @@ enum Missing {
     Session,
 }
 
+/// Whether a session read must be current (what a client is shown) or may come from a cache
+/// (what a conditional write starts from).
+#[derive(Clone, Copy)]
+enum Freshness {
+    Current,
+    MayBeStale,
+}
+
 /// How many times a lost compare-and-set is retried before giving up with `Contention`.
 const MAX_ATTEMPTS: usize = 200;
 
@@ -342,17 +350,26 @@ impl<S: Store> Omniman<S> {
         })
     }
 
-    /// Loads a session and its channel, or says which of the two is missing.
+    /// Loads the session a write will be conditional on, and its channel, or says which of the
+    /// two is missing. The store may answer from a cache (`load_session_to_write`).
     async fn load(&self, at: &SessionRef) -> Result<(Channel, Session), ModifyError> {
-        self.find(at).await?.map_err(|missing| match missing {
+        self.find(at, Freshness::MayBeStale).await?.map_err(|missing| match missing {
             Missing::Channel => ModifyError::UnknownChannel { channel_code: at.channel.to_string() },
             Missing::Session => ModifyError::SessionNotFound { session_key: at.key.to_string() },
         })
     }
 
     /// A session and its channel, or which of the two is missing.
-    async fn find(&self, at: &SessionRef) -> Result<Result<(Channel, Session), Missing>, StoreError> {
-        if let Some(found) = self.store.load_session(&at.channel, &at.key).await? {
+    async fn find(
+        &self,
+        at: &SessionRef,
+        freshness: Freshness,
+    ) -> Result<Result<(Channel, Session), Missing>, StoreError> {
+        let found = match freshness {
+            Freshness::Current => self.store.load_session(&at.channel, &at.key).await?,
+            Freshness::MayBeStale => self.store.load_session_to_write(&at.channel, &at.key).await?,
+        };
+        if let Some(found) = found {
             return Ok(Ok(found));
         }
         // Only the failure path pays for the second read.
@@ -427,23 +444,16 @@ impl<S: Store> Omniman<S> {
     ) -> Result<CommitOutcome, CommitError> {
         let key = idempotency_key.map_or_else(|| self.draw_ids(|ids| ids.idempotency_key()), ToString::to_string);
         let scope = commit_scope(&at.channel);
+        // The key is looked up only when it can change the answer: the session is no longer
+        // open, the commit is refused, or the write found the key taken. A first commit of an
+        // open session is then one transaction (docs/performance.md, round trips).
         until_written!(format!("commit of {at}"), {
             let now = self.clock.now();
-            let record = self.store.idempotency_record(&scope, &key).await?;
-            match decide(record.as_ref(), &at.key, now) {
-                IdempotencyDecision::Replay { code, body } => {
-                    return Ok(CommitOutcome::Replayed(StoredAnswer { code, body }));
-                }
-                IdempotencyDecision::Conflict { .. } => {
-                    return Err(CommitError::IdempotencyConflict { idempotency_key: key.clone() });
-                }
-                IdempotencyDecision::InProgress => {
-                    return Err(CommitError::InProgress { idempotency_key: key.clone() });
-                }
-                IdempotencyDecision::Proceed => {}
-            }
             let (channel, session) = self.load(at).await?;
             if session.state == SessionState::Committed {
+                if let Some(answer) = self.answer_of_used_key(&scope, &key, at, now).await? {
+                    return answer;
+                }
                 let Some(order) = self.store.order_for_session(channel.id, &at.key).await? else {
                     return Err(ModifyError::AlreadyCommitted { session_key: session.session_key }.into());
                 };
@@ -455,16 +465,53 @@ impl<S: Store> Omniman<S> {
                 continue; // someone finished this key meanwhile: read again and replay theirs
             }
             let ctx = self.ctx(caller);
-            let plan = self.draw_ids(|ids| {
+            let plan = match self.draw_ids(|ids| {
                 plan_commit(session, &channel, &key, precondition, &self.ext, &self.settings, &ctx, ids)
-            })?;
+            }) {
+                Ok(plan) => plan,
+                Err(refused) => {
+                    // A key used before answers as it did, whatever the session has become.
+                    if let Some(answer) = self.answer_of_used_key(&scope, &key, at, now).await? {
+                        return answer;
+                    }
+                    return Err(refused);
+                }
+            };
             match self.store.commit(&plan).await? {
                 CommitWrite::Committed(order) => {
                     self.after_commit(&channel, &plan.session, &order, &ctx).await;
                     Some(plan.outcome(order.id))
                 }
-                CommitWrite::SessionChanged | CommitWrite::KeyTaken | CommitWrite::RefTaken => None,
+                CommitWrite::KeyTaken => {
+                    if let Some(answer) = self.answer_of_used_key(&scope, &key, at, now).await? {
+                        return answer;
+                    }
+                    None // the record went away meanwhile: try again
+                }
+                CommitWrite::SessionChanged | CommitWrite::RefTaken => None,
             }
+        })
+    }
+
+    /// What an idempotency key used before answers (docs/reference.md §6): its stored answer
+    /// replayed, `idempotency_conflict` or `in_progress`; `None` when the key is free.
+    async fn answer_of_used_key(
+        &self,
+        scope: &str,
+        key: &str,
+        at: &SessionRef,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Result<CommitOutcome, CommitError>>, StoreError> {
+        let record = self.store.idempotency_record(scope, key).await?;
+        Ok(match decide(record.as_ref(), &at.key, now) {
+            IdempotencyDecision::Replay { code, body } => {
+                Some(Ok(CommitOutcome::Replayed(StoredAnswer { code, body })))
+            }
+            IdempotencyDecision::Conflict { .. } => {
+                Some(Err(CommitError::IdempotencyConflict { idempotency_key: key.to_owned() }))
+            }
+            IdempotencyDecision::InProgress => Some(Err(CommitError::InProgress { idempotency_key: key.to_owned() })),
+            IdempotencyDecision::Proceed => None,
         })
     }
 

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Missing, Omniman};
+use super::{Freshness, Missing, Omniman};
 use crate::channel::Channel;
 use crate::directive::{Directive, DirectiveStatus};
 use crate::error::{Code, DomainError, ErrorCode, StoreError, ctx};
@@ -86,7 +86,7 @@ impl<S: Store> Omniman<S> {
         let not_found = || ReadError::SessionNotFound { session_key: session_key.to_string() };
         if let Some(channel) = channel_code {
             let at = SessionRef { channel: channel.clone(), key: session_key.clone() };
-            return match self.find(&at).await? {
+            return match self.find(&at, Freshness::Current).await? {
                 Ok((_, session)) => Ok(session),
                 Err(Missing::Channel) => Err(ReadError::UnknownChannel { channel_code: channel.to_string() }),
                 Err(Missing::Session) => Err(not_found()),

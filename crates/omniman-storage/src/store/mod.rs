@@ -62,6 +62,15 @@ impl From<DieselError> for CommitAbort {
     }
 }
 
+/// Which existing idempotency record a write may replace.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum KeyRule {
+    /// Any but a `done` one (`save_idempotency_record`: the key's owner records its outcome).
+    UnlessDone,
+    /// Only one that lets a commit claim the key (`omniman_core::idempotency::replaceable`).
+    Claim,
+}
+
 /// How many times a statement that lost a race on an event `seq` is retried.
 const SEQ_RETRIES: usize = 10;
 
@@ -422,7 +431,10 @@ impl IdempotencyStore for Database {
 
     async fn save_idempotency_record(&self, record: &IdempotencyRecord) -> StoreResult<bool> {
         let values = IdempotencyValues::new(record);
-        on_db!(self, |conn, q| Ok(q::upsert_idempotency(conn, values).await.map_err(db_error)? > 0))
+        on_db!(
+            self,
+            |conn, q| Ok(q::upsert_idempotency(conn, values, KeyRule::UnlessDone).await.map_err(db_error)? > 0)
+        )
     }
 
     async fn delete_expired_idempotency(&self, now: DateTime<Utc>) -> StoreResult<u64> {

@@ -18,10 +18,28 @@ macro_rules! idempotency_queries {
                 .optional()
         }
 
-        /// 1 statement: inserts the record or replaces one that is not `done`; 0 rows when a
-        /// `done` record holds the key.
-        pub(crate) async fn upsert_idempotency(conn: &mut Conn, v: IdempotencyValues) -> QueryResult<usize> {
+        /// 1 statement: inserts the record or replaces the existing one when `rule` lets it go;
+        /// 0 rows when the existing record holds the key.
+        pub(crate) async fn upsert_idempotency(
+            conn: &mut Conn,
+            v: IdempotencyValues,
+            rule: KeyRule,
+        ) -> QueryResult<usize> {
+            use diesel::NullableExpressionMethods;
+            use diesel::expression::BoxableExpression;
+            use diesel::sql_types::{Bool, Nullable};
             use s::idempotency_keys::dsl as k;
+            let replaceable: Box<dyn BoxableExpression<s::idempotency_keys::table, Db, SqlType = Nullable<Bool>>> =
+                match rule {
+                    KeyRule::UnlessDone => Box::new(k::status.ne(IdempotencyStatus::Done.as_str()).nullable()),
+                    // `omniman_core::idempotency::replaceable`, in SQL.
+                    KeyRule::Claim => Box::new(
+                        k::status.eq(IdempotencyStatus::Failed.as_str()).nullable().or(k::status
+                            .eq(IdempotencyStatus::InProgress.as_str())
+                            .and(k::expires_at.le(v.created_at))
+                            .and(k::session_key.is_null().or(k::session_key.eq(v.session_key.clone())))),
+                    ),
+                };
             let upsert = diesel::insert_into(k::idempotency_keys)
                 .values((
                     k::scope.eq(v.scope),
@@ -45,9 +63,7 @@ macro_rules! idempotency_queries {
                     k::created_at.eq(excluded(k::created_at)),
                     k::updated_at.eq(excluded(k::updated_at)),
                 ));
-            diesel::query_dsl::methods::FilterDsl::filter(upsert, k::status.ne(IdempotencyStatus::Done.as_str()))
-                .execute(conn)
-                .await
+            diesel::query_dsl::methods::FilterDsl::filter(upsert, replaceable).execute(conn).await
         }
 
         /// 1 statement.

@@ -76,12 +76,12 @@ macro_rules! shared_queries {
         use omniman_core::session::SessionState;
         use serde_json::Value;
 
-        use crate::store::CommitAbort;
         use crate::store::rows::{
             ChannelRow, ChannelValues, DirectiveRow, DirectiveValues, EventRow, HOLD_ACTIVE, HOLD_FULFILLED,
             HOLD_RELEASED, HoldValues, IdempotencyRow, IdempotencyValues, OrderRow, SessionRow, SessionValues,
             SummaryRow, TokenRow, TokenValues, ts, ts_opt, violates,
         };
+        use crate::store::{CommitAbort, KeyRule};
 
         channel_and_token_queries!();
         session_queries!();

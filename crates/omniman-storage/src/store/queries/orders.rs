@@ -78,7 +78,7 @@ macro_rules! order_queries {
                     insert_directives(c, directives).await?;
                 }
                 let record = IdempotencyValues::new(&plan.idempotency_record(order_id));
-                if upsert_idempotency(c, record).await? == 0 {
+                if upsert_idempotency(c, record, KeyRule::Claim).await? == 0 {
                     return Err(CommitAbort::KeyTaken);
                 }
                 Ok(order_id)
