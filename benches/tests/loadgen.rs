@@ -2,11 +2,14 @@
 //! seed workload runs without a failure and its report adds up, down to the orders the server
 //! holds afterwards.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use clap::CommandFactory;
+use omniman_benches::load::Args;
 use serde_json::Value;
 
 const LOADGEN: &str = env!("CARGO_BIN_EXE_omniman-loadgen");
@@ -187,4 +190,13 @@ fn the_text_report_is_the_default() {
     {
         assert!(text.contains(expected), "{expected:?} missing:\n{text}");
     }
+}
+
+#[test]
+fn every_flag_is_documented_in_performance_md() {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/performance.md")).unwrap();
+    let flags: BTreeSet<String> =
+        Args::command().get_arguments().filter_map(|a| a.get_long()).map(|long| format!("`--{long}")).collect();
+    let missing: Vec<&String> = flags.iter().filter(|flag| !doc.contains(flag.as_str())).collect();
+    assert!(missing.is_empty(), "docs/performance.md does not mention {missing:?}");
 }
