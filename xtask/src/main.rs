@@ -34,6 +34,12 @@ const PURITY_EDGE_KINDS: &[&str] = &["normal", "build"];
 /// The package holding the workspace's benchmarks.
 const BENCH_PACKAGE: &str = "omniman-benches";
 
+/// The HTTP load tool, a binary of [`BENCH_PACKAGE`].
+const LOAD_BIN: &str = "omniman-loadgen";
+
+/// The package of the `omniman` binary that `load --spawn` starts.
+const SERVER_PACKAGE: &str = "omniman-server";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "cargo xtask",
@@ -67,6 +73,18 @@ enum Task {
     },
     /// Check that omniman-core depends on no runtime, I/O or driver crate.
     Purity,
+    /// Run the HTTP load tool in release mode:
+    /// `cargo run --release -p omniman-benches --bin omniman-loadgen -- ARGS...`.
+    ///
+    /// With `--spawn` (and no `--server-bin`), `cargo build --release -p omniman-server` runs
+    /// first, so that the tool finds a current `omniman`. This task's own lines go to stderr:
+    /// stdout is the tool's, e.g. its `--json` report. `cargo xtask load -- --help` lists the
+    /// tool's flags.
+    Load {
+        /// Arguments for omniman-loadgen.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+        args: Vec<OsString>,
+    },
 }
 
 /// A step failed; carries the exit code `cargo xtask` should end with.
@@ -82,6 +100,7 @@ fn main() -> ExitCode {
         Task::Ci { test_args } => ci(&ws, &test_args),
         Task::Bench { args } => bench(&ws, &args),
         Task::Purity => purity(&ws),
+        Task::Load { args } => load(&ws, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -115,6 +134,55 @@ fn bench(ws: &Workspace, args: &[OsString]) -> StepResult {
     let mut cmd = ws.cargo(&["bench", "-p", BENCH_PACKAGE]);
     cmd.args(args);
     run_step(cmd)
+}
+
+fn load(ws: &Workspace, args: &[OsString]) -> StepResult {
+    if load_builds_server(args) {
+        let mut build = ws.cargo(&["build", "--release", "-p", SERVER_PACKAGE]);
+        clear_run_env(&mut build);
+        run_step_quietly(build)?;
+    }
+    let mut cmd = ws.cargo(&["run", "--release", "-p", BENCH_PACKAGE, "--bin", LOAD_BIN, "--"]);
+    clear_run_env(&mut cmd);
+    cmd.args(args);
+    run_step_quietly(cmd)
+}
+
+/// Removes the variables `cargo run` set for this process (`CARGO_MANIFEST_DIR`,
+/// `CARGO_PKG_*`, ...) from `cmd`'s environment. Some build scripts (ring's) rebuild when one
+/// of them changes, so without this the release build that `load` shares with a plain
+/// `cargo build --release` would be rebuilt each time one follows the other.
+fn clear_run_env(cmd: &mut Command) {
+    for (name, _) in env::vars_os() {
+        if name.to_str().is_some_and(is_run_env) {
+            cmd.env_remove(name);
+        }
+    }
+}
+
+/// Whether `name` is one of the variables `cargo run` sets for the program it runs (`CARGO`,
+/// the cargo binary, is kept: the steps use it).
+fn is_run_env(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_RUSTC_CURRENT_DIR"
+        )
+}
+
+/// Whether `cargo xtask load ARGS` must build the server first: the tool is to start one
+/// (`--spawn`) and was not told which binary (`--server-bin`).
+fn load_builds_server(args: &[OsString]) -> bool {
+    let has = |flag: &str| {
+        args.iter()
+            .any(|a| a == flag || a.to_str().is_some_and(|a| a.strip_prefix(flag).is_some_and(|r| r.starts_with('='))))
+    };
+    has("--spawn") && !has("--server-bin")
 }
 
 /// Fails if any forbidden crate is reachable from `omniman-core` through
@@ -296,6 +364,24 @@ fn run_step(mut cmd: Command) -> StepResult {
     }
 }
 
+/// Like [`run_step`], but its own lines go to stderr and only a failure is reported, so that
+/// stdout carries nothing but the command's.
+fn run_step_quietly(mut cmd: Command) -> StepResult {
+    let label = label(&cmd);
+    eprintln!("==> {label}");
+    match cmd.status() {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => {
+            eprintln!("    FAILED: {label} ({status})");
+            Err(Failed(exit_code(status.code())))
+        }
+        Err(err) => {
+            eprintln!("    FAILED: could not start {label}: {err}");
+            Err(Failed(1))
+        }
+    }
+}
+
 /// Like [`run_step`], but returns stdout (stderr still streams).
 fn capture_step(mut cmd: Command) -> Result<String, Failed> {
     let label = header(&cmd);
@@ -320,12 +406,18 @@ fn capture_step(mut cmd: Command) -> Result<String, Failed> {
 
 /// Prints the `==> cargo ...` header line for `cmd` and returns its label.
 fn header(cmd: &Command) -> String {
+    let label = label(cmd);
+    println!("==> {label}");
+    label
+}
+
+/// `cargo ARGS...` as a shell would read it.
+fn label(cmd: &Command) -> String {
     let mut label = String::from("cargo");
     for arg in cmd.get_args() {
         label.push(' ');
         label.push_str(&shell_word(arg));
     }
-    println!("==> {label}");
     label
 }
 
@@ -423,5 +515,42 @@ deadpool-runtime v0.1.4
             Task::Bench { args } => assert_eq!(args, ["--bench", "ingest", "--", "--quick"]),
             other => panic!("unexpected task {other:?}"),
         }
+    }
+
+    fn load_args(args: &[&str]) -> Vec<OsString> {
+        let cli = Cli::try_parse_from(["xtask", "load"].iter().chain(args)).unwrap();
+        match cli.task {
+            Task::Load { args } => args,
+            other => panic!("unexpected task {other:?}"),
+        }
+    }
+
+    #[test]
+    fn load_passes_every_arg_to_the_tool() {
+        let args = ["--spawn", "--users", "10", "--duration", "10", "--json", "--server-arg=--http-threads=1"];
+        assert_eq!(load_args(&args), args);
+        assert_eq!(load_args(&["--base-url", "http://127.0.0.1:8000", "--token", "omni_x"]).len(), 4);
+        assert!(load_args(&[]).is_empty());
+    }
+
+    #[test]
+    fn load_clears_only_what_cargo_run_set() {
+        for name in ["CARGO_MANIFEST_DIR", "CARGO_PKG_NAME", "CARGO_PKG_VERSION_MAJOR", "CARGO_BIN_NAME"] {
+            assert!(is_run_env(name), "{name}");
+        }
+        for name in ["CARGO", "CARGO_TARGET_DIR", "CARGO_HOME", "CARGO_INCREMENTAL", "PATH", "DATABASE_URL"] {
+            assert!(!is_run_env(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn load_builds_the_server_only_for_spawn_without_a_binary() {
+        let builds = |args: &[&str]| load_builds_server(&load_args(args));
+        assert!(builds(&["--spawn", "--users", "4"]));
+        assert!(builds(&["--users", "4", "--spawn", "--database-url", "postgres://localhost/postgres"]));
+        assert!(!builds(&["--base-url", "http://127.0.0.1:8000", "--token", "t"]));
+        assert!(!builds(&["--spawn", "--server-bin", "target/debug/omniman"]));
+        assert!(!builds(&["--spawn", "--server-bin=target/debug/omniman"]));
+        assert!(!builds(&["--spawner"]));
     }
 }
