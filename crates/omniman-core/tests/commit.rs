@@ -278,6 +278,9 @@ fn a_key_used_for_another_session_is_idempotency_conflict() {
     let e = commit_err(&world, POS, &b.session_key, "shared");
     assert_eq!((code_of(&e), e.kind()), ("idempotency_conflict".to_owned(), ErrorKind::Conflict));
     assert_eq!(world.session(POS, &b.session_key).state, SessionState::Open);
+    // The key is decided first, even for a session that does not exist.
+    assert_eq!(code_of(&commit_err(&world, POS, "NOPE", "shared")), "idempotency_conflict");
+    assert_eq!(code_of(&commit_err(&world, POS, "NOPE", "unused")), "session_not_found");
 
     save(&world, &pending("running", &a.session_key, IdempotencyStatus::InProgress, None));
     assert_eq!(code_of(&commit_err(&world, POS, &b.session_key, "running")), "idempotency_conflict");

@@ -444,12 +444,22 @@ impl<S: Store> Omniman<S> {
     ) -> Result<CommitOutcome, CommitError> {
         let key = idempotency_key.map_or_else(|| self.draw_ids(|ids| ids.idempotency_key()), ToString::to_string);
         let scope = commit_scope(&at.channel);
-        // The key is looked up only when it can change the answer: the session is no longer
-        // open, the commit is refused, or the write found the key taken. A first commit of an
-        // open session is then one transaction (docs/performance.md, round trips).
+        // The answer is the one of docs/reference.md §6, where the key is decided first; but the
+        // key is looked up only when it can change that answer: the session is missing or no
+        // longer open, the commit is refused, or the write found the key taken. A first commit
+        // of an open session is then one read and one transaction (none of them the key's).
         until_written!(format!("commit of {at}"), {
             let now = self.clock.now();
-            let (channel, session) = self.load(at).await?;
+            let (channel, session) = match self.load(at).await {
+                Ok(found) => found,
+                Err(ModifyError::Store(e)) => return Err(e.into()),
+                Err(missing) => {
+                    if let Some(answer) = self.answer_of_used_key(&scope, &key, at, now).await? {
+                        return answer;
+                    }
+                    return Err(missing.into());
+                }
+            };
             if session.state == SessionState::Committed {
                 if let Some(answer) = self.answer_of_used_key(&scope, &key, at, now).await? {
                     return answer;
