@@ -155,6 +155,11 @@ impl Metrics {
         self.registry.write().unwrap_or_else(PoisonError::into_inner).register(name, help, metric);
     }
 
+    /// Registers metrics read at scrape time (the server's cache counts…), prefixed `omniman_`.
+    pub fn register_collector(&self, collector: impl prometheus_client::collector::Collector) {
+        self.registry.write().unwrap_or_else(PoisonError::into_inner).register_collector(Box::new(collector));
+    }
+
     /// Records one request.
     pub(crate) fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         let labels = RequestLabels { method: method.to_owned(), route: route.to_owned(), status: status.to_string() };

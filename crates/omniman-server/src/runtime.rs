@@ -8,6 +8,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use anyhow::Context;
 use async_trait::async_trait;
+use omniman_cache::{CacheConfig, CachedStore};
 use omniman_core::Omniman;
 use omniman_core::commit::CommitSettings;
 use omniman_core::ext::{
@@ -175,13 +176,55 @@ pub(crate) fn service_extensions(wakeup: Arc<Notify>) -> anyhow::Result<Extensio
         .build())
 }
 
-/// The service over `database`.
+/// What the service runs on: the database behind the in-process cache (docs/performance.md).
+pub(crate) type Store = CachedStore<Database>;
+
+/// The service over `database`, with the cache in front.
 pub(crate) fn hub(
     database: Database,
     wakeup: Arc<Notify>,
     settings: CommitSettings,
-) -> anyhow::Result<Arc<Omniman<Database>>> {
-    Ok(Arc::new(Omniman::new(database, service_extensions(wakeup)?).with_settings(settings)))
+) -> anyhow::Result<Arc<Omniman<Store>>> {
+    let store = CachedStore::new(database, CacheConfig::default());
+    Ok(Arc::new(Omniman::new(store, service_extensions(wakeup)?).with_settings(settings)))
+}
+
+/// The cache's hits, misses and invalidations on `/metrics`, read at scrape time.
+#[derive(Debug)]
+pub(crate) struct CacheMetrics(pub(crate) Store);
+
+impl prometheus_client::collector::Collector for CacheMetrics {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::{MetricType, TypedMetric};
+        let c = self.0.counts();
+        let lookups = [
+            ("token", "hit", c.token_hits),
+            ("token", "miss", c.token_misses),
+            ("channel", "hit", c.channel_hits),
+            ("channel", "miss", c.channel_misses),
+            ("session", "hit", c.session_hits),
+            ("session", "miss", c.session_misses),
+        ];
+        let mut family = encoder.encode_descriptor(
+            "cache_lookups",
+            "Cache lookups by kind (token, channel, session: the session a write starts from) and result",
+            None,
+            MetricType::Counter,
+        )?;
+        for (kind, result, n) in lookups {
+            ConstCounter::new(n).encode(family.encode_family(&[("kind", kind), ("result", result)])?)?;
+        }
+        let invalidations = ConstCounter::new(c.invalidations);
+        let metric = encoder.encode_descriptor(
+            "cache_invalidations",
+            "Cache entries dropped as stale or changed by a write through this process",
+            None,
+            <ConstCounter<u64> as TypedMetric>::TYPE,
+        )?;
+        invalidations.encode(metric)
+    }
 }
 
 /// The stock backend the bundled handlers use.
@@ -190,8 +233,8 @@ pub(crate) fn stock_backend(database: &Database) -> Arc<dyn StockBackend> {
 }
 
 /// The workers' registry: every bundled handler.
-pub(crate) fn handlers(hub: &Arc<Omniman<Database>>) -> anyhow::Result<HandlerRegistry> {
-    let stock = stock_backend(hub.store());
+pub(crate) fn handlers(hub: &Arc<Omniman<Store>>) -> anyhow::Result<HandlerRegistry> {
+    let stock = stock_backend(hub.store().inner());
     // The bundled payment provider is the mock; a deployment plugs its provider here.
     let payments = Arc::new(MockPayments::new());
     Ok(HandlerRegistry::new()

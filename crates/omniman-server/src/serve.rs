@@ -17,7 +17,8 @@ use tokio::sync::Notify;
 
 use crate::cli::{DbArgs, ServeArgs, WorkerArgs};
 use crate::runtime::{
-    DatabasePool, ServerReadiness, count_statements, forward_database_wakeups, handlers, hub, minutes, open_database,
+    CacheMetrics, DatabasePool, ServerReadiness, count_statements, forward_database_wakeups, handlers, hub, minutes,
+    open_database,
 };
 
 /// Resolves when the process receives SIGINT or SIGTERM.
@@ -157,12 +158,14 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         rate_limits,
         ..HttpConfig::default()
     };
+    let cache_metrics = CacheMetrics(hub.store().clone());
     let state = AppState::new(hub, config)
         .with_readiness(Arc::new(ServerReadiness {
             database: database.clone(),
             workers: workers.as_ref().map(WorkerHandle::liveness),
         }))
         .with_pool_probe(Arc::new(DatabasePool(database.clone())));
+    state.metrics().register_collector(cache_metrics);
     let mut server = actix_web::HttpServer::new(move || {
         let metrics = Arc::clone(state.metrics());
         omniman_http::app(state.clone())

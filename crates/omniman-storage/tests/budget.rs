@@ -9,6 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Map, Value, json};
 
 use common::t;
+use omniman_cache::{CacheConfig, CachedStore};
 use omniman_core::directive::{DirectiveStatus, DirectiveUpdate, NewDirective};
 use omniman_core::ext::{Extensions, StockBackend};
 use omniman_core::money::Qty;
@@ -16,7 +17,7 @@ use omniman_core::ops::Op;
 use omniman_core::order::{OrderFlow, plan_transition};
 use omniman_core::page::PageRequest;
 use omniman_core::ports::{
-    ChannelStore, DirectiveFilter, DirectiveQueue, OrderFilter, OrderStore, SessionFilter, SessionStore,
+    ChannelStore, DirectiveFilter, DirectiveQueue, OrderFilter, OrderStore, SessionFilter, SessionStore, TokenStore,
 };
 use omniman_core::prelude::{Caller, ManualClock, Omniman, OpenSession};
 use omniman_core::testing;
@@ -29,6 +30,7 @@ db_tests!(
     list_pages,
     directive_claim,
     service_operations,
+    through_the_cache,
     stock_backend
 );
 
@@ -223,6 +225,41 @@ async fn service_operations(test_db: &TestDb) {
         .await
         .unwrap();
     exactly(2, "abandon", hub.abandon(&testing::at("pos", &key), None, &caller)).await.unwrap();
+}
+
+/// What a request costs with `omniman-cache` in front, as `omniman serve` runs: tokens, channels
+/// and the session a write starts from come from memory.
+async fn through_the_cache(test_db: &TestDb) {
+    let db = test_db.db();
+    db.upsert_channel(&serde_json::from_value(json!({"code": "pos"})).unwrap(), t(0)).await.unwrap();
+    let store = CachedStore::new(db.clone(), CacheConfig::default());
+    let clock = Arc::new(ManualClock::at(t(100)));
+    let hub = Omniman::new(store.clone(), Extensions::default()).with_clock(clock);
+    let caller = Caller::external("till");
+    let open = || hub.open_session(OpenSession::on(testing::code("pos")), &caller);
+    exactly(2, "the first open: the channel, then the insert", open()).await.unwrap();
+    let opened = exactly(1, "an open: the insert", open()).await.unwrap();
+    let at = testing::at("pos", &opened.session.session_key);
+    let batch = ops(&json!([{"op": "add_line", "sku": "A", "qty": 1, "unit_price_q": 1}]));
+    exactly(1, "a modify: the conditional update", hub.modify(&at, &batch, None, &caller)).await.unwrap();
+    exactly(1, "a GET: always read from the database", hub.get_session(Some(&at.channel), &at.key)).await.unwrap();
+    let key = testing::idem("K1");
+    let commit = hub.commit(&at, Some(&key), None, &caller);
+    exactly(5, "a commit: the transaction's statements", Box::pin(commit)).await.unwrap();
+
+    let token = omniman_core::ports::ApiToken {
+        id: 0,
+        name: "till".into(),
+        token_hash: "h".repeat(64),
+        role: omniman_core::ports::Role::Client,
+        channels: None,
+        created_at: t(0),
+        revoked_at: None,
+        rate_limits: None,
+    };
+    assert!(db.create_token(&token).await.unwrap());
+    exactly(1, "a token, the first time", store.token_by_hash(&token.token_hash)).await.unwrap().unwrap();
+    exactly(0, "a token, from memory", store.token_by_hash(&token.token_hash)).await.unwrap().unwrap();
 }
 
 async fn stock_backend(test_db: &TestDb) {

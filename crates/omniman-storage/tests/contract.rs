@@ -1,5 +1,6 @@
 //! The port contract: one set of tests, written against `omniman_core::ports::Store`, run on the
-//! in-memory reference store, on SQLite and on PostgreSQL. Whatever the reference store does,
+//! in-memory reference store, on SQLite, on PostgreSQL and on the cache (`omniman-cache`) in front
+//! of PostgreSQL. Whatever the reference store does,
 //! the database backends must do too.
 
 mod common;
@@ -47,6 +48,14 @@ macro_rules! contract {
             async fn postgres() {
                 let Some(test_db) = omniman_storage::test_support::TestDb::postgres().await else { return };
                 super::$name(test_db.db().clone()).await;
+            }
+
+            /// The cache in front of PostgreSQL keeps every promise of the ports.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn cached_postgres() {
+                let Some(test_db) = omniman_storage::test_support::TestDb::postgres().await else { return };
+                let config = omniman_cache::CacheConfig::default();
+                super::$name(omniman_cache::CachedStore::new(test_db.db().clone(), config)).await;
             }
         }
     )*};
