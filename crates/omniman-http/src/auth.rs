@@ -160,7 +160,7 @@ async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
         .map_err(|e| ApiError::internal(&e))?
         .ok_or_else(|| ApiError::unauthenticated("unknown or revoked token"))?
         .into();
-    let class = RouteClass::of_pattern(&req.match_pattern().unwrap_or_default());
+    let class = RouteClass::of_pattern(&crate::middleware::route_pattern(&req));
     if let Some(status) = gate.limiter.acquire(&principal.name, class, &principal.rate_limits) {
         let retry_after = status.retry_after_secs;
         req.extensions_mut().insert::<RateLimitStatus>(status);

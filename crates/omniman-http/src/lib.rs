@@ -47,7 +47,7 @@ pub use auth::{Principal, TOKEN_PREFIX, generate_token, hash_token};
 pub use config::{DEFAULT_BODY_LIMIT, DEFAULT_DATA_MAX_DEPTH, DEFAULT_SLOW_REQUEST, HttpConfig};
 pub use error::{ApiError, ErrorBody, ErrorDetail, status_of};
 pub use metrics::{Metrics, PoolProbe, PoolUsage};
-pub use middleware::{REQUEST_ID_HEADER, RequestId};
+pub use middleware::{REQUEST_ID_HEADER, RequestId, route_pattern};
 pub use openapi::ApiDoc;
 pub use ratelimit::{Rate, RateLimitParseError, RateLimitStatus, RateLimits, RouteClass, parse_rate_limits};
 pub use routes::{ROUTES, Route};

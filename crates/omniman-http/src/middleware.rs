@@ -2,6 +2,7 @@
 //! metrics + rate-limit headers ([`observe`]), the body size limit ([`limit_body`]) and the JSON
 //! form of actix's 405 ([`method_not_allowed`]).
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,7 @@ use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::{ErrorHandlerResponse, Next};
-use actix_web::{HttpMessage, ResponseError, web};
+use actix_web::{HttpMessage, HttpRequest, ResponseError, web};
 use tracing::Instrument;
 
 use crate::error::ApiError;
@@ -99,7 +100,7 @@ pub(crate) async fn observe(
     };
     let elapsed = started.elapsed();
     let status = res.status().as_u16();
-    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = route_pattern(res.request());
     if let Some(settings) = &settings {
         settings.metrics.observe_request(method, &route, status, elapsed);
     }
@@ -154,6 +155,23 @@ pub(crate) fn method_not_allowed<B>(res: ServiceResponse<B>) -> actix_web::Resul
     let response = ApiError::method_not_allowed(&method, allow).error_response();
     Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, response).map_into_right_body()))
 }
+
+/// The route pattern a request matched (`/api/sessions/{key}/modify`), or `unmatched`. actix
+/// matches the path against every pattern again on each `HttpRequest::match_pattern` call, so
+/// the answer is kept in the request's extensions: the rate limiter and the metrics of one
+/// request share it.
+pub fn route_pattern(req: &HttpRequest) -> Rc<str> {
+    if let Some(MatchedRoute(pattern)) = req.extensions().get::<MatchedRoute>() {
+        return Rc::clone(pattern);
+    }
+    let pattern: Rc<str> = req.match_pattern().map_or_else(|| Rc::from("unmatched"), Rc::from);
+    req.extensions_mut().insert(MatchedRoute(Rc::clone(&pattern)));
+    pattern
+}
+
+/// [`route_pattern`]'s answer, kept for the rest of the request.
+#[derive(Clone, Debug)]
+struct MatchedRoute(Rc<str>);
 
 #[cfg(test)]
 mod tests {

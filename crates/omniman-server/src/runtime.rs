@@ -312,7 +312,7 @@ pub(crate) async fn count_statements(
     let method = req.method().clone();
     let counter = StatementCounter::count_only();
     let res = counter.scope(next.call(req)).await?;
-    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = omniman_http::route_pattern(res.request());
     metrics.observe_statements(&method, &route, counter.count());
     Ok(res)
 }

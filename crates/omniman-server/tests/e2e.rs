@@ -192,9 +192,12 @@ async fn metrics_show_statements_per_request_and_pool_usage() {
     };
     let route = r#"{method="POST",route="/api/sessions/{key}/modify"}"#;
     assert_eq!(sample(&format!("omniman_sql_statements_per_request_count{route}")), "3");
-    // Each modify: the token lookup, the session read and its conditional update (the channel
-    // runs no checks, so no directive insert).
-    assert_eq!(sample(&format!("omniman_sql_statements_per_request_sum{route}")), "9.0", "{text}");
+    // Each modify: its conditional update alone (the channel runs no checks, so no directive
+    // insert); the token, the channel and the session come from the cache.
+    assert_eq!(sample(&format!("omniman_sql_statements_per_request_sum{route}")), "3.0", "{text}");
+    assert_eq!(sample(r#"omniman_cache_lookups_total{kind="session",result="hit"}"#), "3", "{text}");
+    // The client's token was read once (by the open), then three times from memory.
+    assert_eq!(sample(r#"omniman_cache_lookups_total{kind="token",result="hit"}"#), "3", "{text}");
     assert!(sample(r#"omniman_db_pool_connections{state="max"}"#).parse::<u32>().unwrap() >= 1);
     let idle = sample(r#"omniman_db_pool_connections{state="idle"}"#).parse::<u32>().unwrap();
     assert!(idle >= 1, "connections went back to the pool");
