@@ -38,6 +38,8 @@ pub enum ErrorKind {
     RateLimited,
     /// The server failed (500).
     Internal,
+    /// The server cannot answer now, e.g. the database did not in time; try again (503).
+    Unavailable,
 }
 
 /// Declares [`Code`] with its wire strings once, so `ALL`, `as_str` and `parse` cannot disagree.
@@ -166,6 +168,8 @@ codes! {
     InternalError = "internal_error",
     /// An issue resolver failed without a code.
     ResolverError = "resolver_error",
+    /// The database did not answer in time (or cannot be reached); nothing was written.
+    ServiceUnavailable = "service_unavailable",
 }
 
 impl Code {
@@ -217,6 +221,7 @@ impl Code {
             Code::UnsupportedMediaType => ErrorKind::UnsupportedMediaType,
             Code::RateLimited => ErrorKind::RateLimited,
             Code::InternalError | Code::ResolverError => ErrorKind::Internal,
+            Code::ServiceUnavailable => ErrorKind::Unavailable,
         }
     }
 }
@@ -427,7 +432,10 @@ pub enum StoreError {
 
 impl DomainError for StoreError {
     fn code(&self) -> ErrorCode<'_> {
-        Code::InternalError.into()
+        match self {
+            StoreError::Unavailable(_) => Code::ServiceUnavailable.into(),
+            _ => Code::InternalError.into(),
+        }
     }
     fn context(&self) -> Map<String, Value> {
         Map::new()
@@ -475,5 +483,7 @@ mod tests {
         assert_eq!(Code::PreconditionFailed.kind(), ErrorKind::PreconditionFailed);
         assert_eq!(Code::ResolverError.kind(), ErrorKind::Internal);
         assert_eq!(StoreError::Other("x".into()).code(), Code::InternalError);
+        assert_eq!(StoreError::Unavailable("x".into()).code(), Code::ServiceUnavailable);
+        assert_eq!(Code::ServiceUnavailable.kind(), ErrorKind::Unavailable);
     }
 }

@@ -179,7 +179,14 @@ fn errors_carry_code_message_and_context_defaulting_to_empty() {
     let codes: Vec<String> = errors.iter().map(|e| e.code().to_string()).collect();
     assert_eq!(
         codes,
-        ["session_not_found", "empty_session", "terminal_status", "issue_not_found", "internal_error", "invalid_qty"]
+        [
+            "session_not_found",
+            "empty_session",
+            "terminal_status",
+            "issue_not_found",
+            "service_unavailable",
+            "invalid_qty"
+        ]
     );
     for e in &errors {
         assert!(!e.to_string().is_empty(), "{} has a message", e.code());

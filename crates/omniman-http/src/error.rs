@@ -76,6 +76,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -173,6 +174,14 @@ impl ApiError {
         ApiError::bare(Code::InternalError, "internal server error")
     }
 
+    /// 503 `service_unavailable` with `Retry-After: 1`: the database did not answer in time (or
+    /// cannot be reached) and nothing was written; the detail is logged, never sent.
+    pub fn unavailable(detail: &dyn fmt::Display) -> ApiError {
+        tracing::warn!(error = %detail, "service unavailable");
+        ApiError::bare(Code::ServiceUnavailable, "the database did not answer in time; try again")
+            .header(header::RETRY_AFTER, HeaderValue::from(1))
+    }
+
     /// Adds a context entry.
     pub fn with_context(mut self, key: &str, value: impl Into<Value>) -> ApiError {
         self.context.insert(key.to_owned(), value.into());
@@ -218,6 +227,9 @@ impl<E: DomainError> From<E> for ApiError {
         if code == Code::InternalError {
             // Storage failures: log the detail, send nothing about the internals.
             return ApiError::internal(&err);
+        }
+        if code == Code::ServiceUnavailable {
+            return ApiError::unavailable(&err);
         }
         ApiError {
             status: status_of(err.kind()),
@@ -277,10 +289,19 @@ mod tests {
 
     #[test]
     fn storage_failures_are_500_without_details() {
-        let err = ApiError::from(StoreError::Unavailable("postgres://secret@db refused".into()));
+        let err = ApiError::from(StoreError::Other("postgres://secret@db: syntax error".into()));
         assert_eq!((err.status_code(), err.code()), (StatusCode::INTERNAL_SERVER_ERROR, Code::InternalError.into()));
         assert!(!err.message().contains("secret"));
         assert!(err.context().is_empty());
+    }
+
+    #[test]
+    fn an_unavailable_database_is_503_with_retry_after_without_details() {
+        let err = ApiError::from(StoreError::Unavailable("postgres://secret@db: statement timeout".into()));
+        assert_eq!((err.status_code(), err.code()), (StatusCode::SERVICE_UNAVAILABLE, Code::ServiceUnavailable.into()));
+        assert!(!err.message().contains("secret"));
+        let response = err.error_response();
+        assert_eq!(response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("1"));
     }
 
     /// The `| HTTP | Codes |` table of docs/api.md, "Errors": status → the codes in backticks,

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -32,6 +33,20 @@ pub(crate) struct DbArgs {
     /// `sqlite://path`, `sqlite::memory:`, or `postgres://user@host/db`.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://omniman.db")]
     pub(crate) database_url: String,
+    /// Seconds a PostgreSQL statement may run (or wait for a lock) before it is cancelled and
+    /// the request answered 503 `service_unavailable`; 0: no limit. Migrations are exempt.
+    #[arg(long, env = "OMNIMAN_DB_STATEMENT_TIMEOUT", default_value = "5", value_parser = seconds)]
+    pub(crate) db_statement_timeout: Duration,
+    /// Seconds a request may wait for a free pooled database connection before it is answered
+    /// 503 `service_unavailable`.
+    #[arg(long, env = "OMNIMAN_DB_WAIT_TIMEOUT", default_value = "5", value_parser = seconds)]
+    pub(crate) db_wait_timeout: Duration,
+}
+
+/// A number of seconds, fractions allowed (`0.5`), not negative.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text.trim().parse().map_err(|_| format!("'{text}' is not a number of seconds (e.g. 5 or 0.5)"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{text}': seconds must be a finite number, 0 or more"))
 }
 
 /// The subcommands.

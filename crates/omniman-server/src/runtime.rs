@@ -34,7 +34,10 @@ pub(crate) async fn open_database(db: &DbArgs) -> anyhow::Result<Database> {
 
 /// Connects to the database and applies pending migrations; returns the names of those applied.
 pub(crate) async fn open_and_migrate(db: &DbArgs) -> anyhow::Result<(Database, Vec<String>)> {
-    let config = StorageConfig::new(db.database_url.clone());
+    let mut config = StorageConfig::new(db.database_url.clone()).with_wait_timeout(db.db_wait_timeout);
+    if !db.db_statement_timeout.is_zero() {
+        config = config.with_statement_timeout(db.db_statement_timeout);
+    }
     let database = match Database::connect(&config).await {
         Ok(database) => database,
         Err(error) => {
@@ -245,6 +248,9 @@ pub(crate) fn handlers(hub: &Arc<Omniman<Store>>) -> anyhow::Result<HandlerRegis
         .register(Arc::new(WebhookHandler::new(hub.clone())))?)
 }
 
+/// How long readiness waits for the database.
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Readiness: the database answers; the in-process directive workers (when there are any) are
 /// alive and cycling.
 #[derive(Debug)]
@@ -279,9 +285,11 @@ pub(crate) fn workers_check(state: WorkerState, stall_after: std::time::Duration
 impl Readiness for ServerReadiness {
     async fn check(&self) -> Vec<ReadinessCheck> {
         let started = Instant::now();
-        let database = match self.database.ping().await {
-            Ok(()) => ReadinessCheck::ok("database", started.elapsed()),
-            Err(e) => ReadinessCheck::failing("database", started.elapsed(), e.to_string()),
+        // Readiness answers within a second whatever the database does (a full pool, a lock).
+        let database = match tokio::time::timeout(READY_WITHIN, self.database.ping()).await {
+            Ok(Ok(())) => ReadinessCheck::ok("database", started.elapsed()),
+            Ok(Err(e)) => ReadinessCheck::failing("database", started.elapsed(), e.to_string()),
+            Err(_) => ReadinessCheck::failing("database", started.elapsed(), "no answer within 1 s".to_owned()),
         };
         let mut checks = vec![database];
         if let Some(workers) = &self.workers {
@@ -324,7 +332,30 @@ mod tests {
     use omniman_http::CheckStatus;
     use omniman_worker::WorkerState;
 
-    use super::{postgres_address, redact, workers_check};
+    use super::{ServerReadiness, postgres_address, redact, workers_check};
+    use omniman_http::Readiness;
+
+    /// Readiness answers within a second even when no pooled connection is free (the pool waits
+    /// up to 30 s here).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn readiness_answers_within_a_second_when_the_pool_is_exhausted() {
+        let Some(test_db) = omniman_storage::test_support::TestDb::postgres_with(|config| {
+            config.with_pool_size(1).with_wait_timeout(Duration::from_secs(30))
+        })
+        .await
+        else {
+            return;
+        };
+        let readiness = ServerReadiness { database: test_db.db().clone(), workers: None };
+        assert_eq!(readiness.check().await[0].status, CheckStatus::Ok);
+        let held = test_db.get_pg().await.unwrap();
+        let started = std::time::Instant::now();
+        let checks = readiness.check().await;
+        assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+        assert_eq!(checks[0].status, CheckStatus::Failing);
+        assert_eq!(checks[0].message.as_deref(), Some("no answer within 1 s"));
+        drop(held);
+    }
 
     #[test]
     fn workers_check_fails_when_the_loop_stopped_or_stalled() {

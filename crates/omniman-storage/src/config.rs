@@ -139,6 +139,12 @@ impl StorageConfig {
         self
     }
 
+    /// Set how long a caller may wait for a free pooled connection.
+    pub fn with_wait_timeout(mut self, timeout: Duration) -> Self {
+        self.wait_timeout = timeout;
+        self
+    }
+
     /// Set the PostgreSQL statement timeout.
     pub fn with_statement_timeout(mut self, timeout: Duration) -> Self {
         self.statement_timeout = Some(timeout);

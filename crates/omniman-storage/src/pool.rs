@@ -127,11 +127,14 @@ impl Database {
         PoolStatus { max_size: status.max_size, open: status.size, idle: status.available, waiting: status.waiting }
     }
 
-    /// Check that a connection can be checked out (and opened, if the pool has none).
+    /// Check that the database answers a statement on a pooled connection (opened if the pool
+    /// has none).
     pub async fn ping(&self) -> Result<(), StorageError> {
+        use diesel_async::SimpleAsyncConnection;
+        // A statement, not only a checkout: pooled connections are not checked when handed out.
         match self {
-            Database::Postgres(pool) => drop(checkout(pool).await?),
-            Database::Sqlite(pool) => drop(checkout(pool).await?),
+            Database::Postgres(pool) => checkout(pool).await?.batch_execute("SELECT 1").await?,
+            Database::Sqlite(pool) => checkout(pool).await?.batch_execute("SELECT 1").await?,
         }
         Ok(())
     }

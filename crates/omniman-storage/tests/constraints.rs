@@ -370,3 +370,45 @@ async fn postgres_connections_get_the_statement_timeout() {
     // Migrations are exempt (they may take long on big tables): they ran on this database.
     assert_eq!(omniman_storage::applied_migrations(&test_db).await.unwrap().len(), 3, "every migration");
 }
+
+/// A statement that waits on a lock longer than the statement timeout, and a caller that waits
+/// for a pooled connection longer than the pool's wait timeout, are both `Unavailable` (the API
+/// answers 503 with `Retry-After`), and neither waits much longer than its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_past_their_timeouts_are_unavailable() {
+    use std::time::{Duration, Instant};
+
+    use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+    use omniman_core::error::StoreError;
+    use omniman_core::ports::SessionStore;
+
+    let Some(test_db) = omniman_storage::test_support::TestDb::postgres_with(|config| {
+        config
+            .with_statement_timeout(Duration::from_millis(300))
+            .with_pool_size(1)
+            .with_wait_timeout(Duration::from_millis(300))
+    })
+    .await
+    else {
+        return;
+    };
+    let db = test_db.db();
+    let mut locker = diesel_async::AsyncPgConnection::establish(test_db.url()).await.unwrap();
+    locker.batch_execute("BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE").await.unwrap();
+
+    let started = Instant::now();
+    let err = db.load_session("pos", "S1").await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+
+    // The one pooled connection is busy: the next caller gives up after the wait timeout.
+    let busy = db.clone();
+    let holder = tokio::spawn(async move { busy.load_session("pos", "S1").await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    let err = db.load_session("pos", "S2").await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    let _ = holder.await;
+    locker.batch_execute("ROLLBACK").await.unwrap();
+}

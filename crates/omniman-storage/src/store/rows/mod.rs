@@ -35,9 +35,20 @@ pub(crate) fn db_error(e: DieselError) -> StoreError {
         DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _) => {
             StoreError::Unavailable(e.to_string())
         }
+        // Waited too long: PostgreSQL's statement or lock timeout, SQLite's busy timeout.
+        DieselError::DatabaseError(_, ref info) if is_timeout(info.message()) => StoreError::Unavailable(e.to_string()),
         DieselError::DeserializationError(_) => StoreError::Corrupt(e.to_string()),
         other => StoreError::Other(other.to_string()),
     }
+}
+
+/// Whether a database error message says that a wait timed out rather than that the statement
+/// is wrong: the request may succeed when tried again.
+fn is_timeout(message: &str) -> bool {
+    message.contains("due to statement timeout")
+        || message.contains("due to lock timeout")
+        || message.contains("database is locked")
+        || message.contains("database is busy")
 }
 
 /// Whether `e` violates the unique constraint named `pg_name` on PostgreSQL, or whose SQLite
