@@ -34,6 +34,10 @@ pub struct HttpConfig {
     pub slow_request: Duration,
     /// Server-wide default rate limits (none unless configured).
     pub rate_limits: RateLimits,
+    /// The URL clients reach the API at (`https://orders.example.com`), for absolute `next` and
+    /// `previous` links; `None`: the links are relative (`/api/sessions?cursor=…`). Never taken
+    /// from the request's `Host` or forwarded headers.
+    pub public_url: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -44,6 +48,7 @@ impl Default for HttpConfig {
             data_max_depth: DEFAULT_DATA_MAX_DEPTH,
             slow_request: DEFAULT_SLOW_REQUEST,
             rate_limits: RateLimits::default(),
+            public_url: None,
         }
     }
 }

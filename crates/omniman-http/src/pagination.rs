@@ -59,15 +59,22 @@ pub(crate) fn request(query: &Query, limit: usize) -> Result<PageRequest, ApiErr
 }
 
 /// The URL of the same route with the same query, at `cursor`.
-pub(crate) fn link(req: &HttpRequest, query: &Query, cursor: Option<Cursor>) -> Option<String> {
+pub(crate) fn link(req: &HttpRequest, query: &Query, cursor: Option<Cursor>, base: Option<&str>) -> Option<String> {
     let cursor = cursor?;
-    let info = req.connection_info();
-    Some(format!("{}://{}{}?{}", info.scheme(), info.host(), req.path(), query.with("cursor", &cursor.encode())))
+    // Never from the request's `Host` or forwarded headers, which anyone can send: relative, or
+    // absolute on the configured public URL.
+    let base = base.unwrap_or_default().trim_end_matches('/');
+    Some(format!("{base}{}?{}", req.path(), query.with("cursor", &cursor.encode())))
 }
 
 /// `(next, previous)` links of a page.
-pub(crate) fn links<T>(req: &HttpRequest, query: &Query, page: &Page<T>) -> (Option<String>, Option<String>) {
-    (link(req, query, page.next), link(req, query, page.previous))
+pub(crate) fn links<T>(
+    req: &HttpRequest,
+    query: &Query,
+    page: &Page<T>,
+    base: Option<&str>,
+) -> (Option<String>, Option<String>) {
+    (link(req, query, page.next, base), link(req, query, page.previous, base))
 }
 
 /// Pages through a short list the store returns whole (channels, events), in its order: the

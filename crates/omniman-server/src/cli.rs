@@ -109,6 +109,10 @@ pub(crate) struct ServeArgs {
     /// Requests slower than this many milliseconds are logged as warnings.
     #[arg(long, env = "OMNIMAN_SLOW_REQUEST_MS", default_value_t = 1000)]
     pub(crate) slow_request_ms: u64,
+    /// The URL clients reach the API at (`https://orders.example.com`), for absolute `next` and
+    /// `previous` links; without it the links are relative. Never taken from request headers.
+    #[arg(long, env = "OMNIMAN_PUBLIC_URL")]
+    pub(crate) public_url: Option<String>,
     /// Default rate limits per principal, e.g. `commit=60/min,modify=300/min` (none by default).
     #[arg(long, env = "OMNIMAN_RATE_LIMIT_DEFAULT")]
     pub(crate) rate_limit_default: Option<String>,

@@ -156,6 +156,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         body_limit: args.body_limit,
         slow_request: Duration::from_millis(args.slow_request_ms),
         rate_limits,
+        public_url: args.public_url.clone(),
         ..HttpConfig::default()
     };
     let cache_metrics = CacheMetrics(hub.store().clone());

@@ -65,7 +65,7 @@ pub(crate) async fn list_directives<S: Store + 'static>(
     let page = pagination::request(&query, limit)?;
     let filter = DirectiveFilter { topic: query.owned("topic"), status };
     let rows = state.hub.directives(&filter, &page).await?;
-    let (next, previous) = pagination::links(&req, &query, &rows);
+    let (next, previous) = pagination::links(&req, &query, &rows, state.config.public_url.as_deref());
     let results = rows.items.iter().map(DirectiveSummaryView::from).collect();
     Ok(HttpResponse::Ok().json(DirectiveList { next, previous, results }))
 }

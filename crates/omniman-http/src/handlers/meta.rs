@@ -90,7 +90,7 @@ pub(crate) async fn list_channels<S: Store + 'static>(
     let page = pagination::request(&query, limit)?;
     let channels: Vec<_> = state.hub.channels().await?.into_iter().filter(|c| who.may_use(&c.code)).collect();
     let rows = pagination::slice(channels, &page);
-    let (next, previous) = pagination::links(&req, &query, &rows);
+    let (next, previous) = pagination::links(&req, &query, &rows, state.config.public_url.as_deref());
     Ok(HttpResponse::Ok().json(ChannelList {
         next,
         previous,

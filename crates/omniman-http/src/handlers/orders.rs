@@ -120,7 +120,7 @@ pub(crate) async fn list_orders<S: Store + 'static>(
         created_before,
     };
     let rows = state.hub.orders(&filter, &page).await?;
-    let (next, previous) = pagination::links(&req, &query, &rows);
+    let (next, previous) = pagination::links(&req, &query, &rows, state.config.public_url.as_deref());
     let results = rows.items.iter().map(OrderSummaryView::from).collect();
     Ok(HttpResponse::Ok().json(OrderList { next, previous, results }))
 }
@@ -276,6 +276,6 @@ pub(crate) async fn events<S: Store + 'static>(
     }
     let events = state.hub.order_events(&order_ref).await?;
     let rows = pagination::slice(events, &page);
-    let (next, previous) = pagination::links(&req, &query, &rows);
+    let (next, previous) = pagination::links(&req, &query, &rows, state.config.public_url.as_deref());
     Ok(HttpResponse::Ok().json(EventList { next, previous, results: rows.items.iter().map(EventView::from).collect() }))
 }

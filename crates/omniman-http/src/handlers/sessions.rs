@@ -87,7 +87,7 @@ pub(crate) async fn list_sessions<S: Store + 'static>(
         handle_ref: query.owned("handle_ref"),
     };
     let rows = state.hub.sessions(&filter, &page).await?;
-    let (next, previous) = pagination::links(&req, &query, &rows);
+    let (next, previous) = pagination::links(&req, &query, &rows, state.config.public_url.as_deref());
     let results = rows.items.iter().map(SessionSummaryView::from).collect();
     Ok(HttpResponse::Ok().json(SessionList { next, previous, results }))
 }
