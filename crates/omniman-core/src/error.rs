@@ -28,6 +28,8 @@ pub enum ErrorKind {
     MethodNotAllowed,
     /// The state of things forbids it (409).
     Conflict,
+    /// The client did not send its request in time (408).
+    RequestTimeout,
     /// An `If-Match` precondition failed (412).
     PreconditionFailed,
     /// The body is larger than allowed (413).
@@ -170,6 +172,8 @@ codes! {
     ResolverError = "resolver_error",
     /// The database did not answer in time (or cannot be reached); nothing was written.
     ServiceUnavailable = "service_unavailable",
+    /// The request's body did not arrive within the body timeout.
+    RequestTimeout = "request_timeout",
 }
 
 impl Code {
@@ -222,6 +226,7 @@ impl Code {
             Code::RateLimited => ErrorKind::RateLimited,
             Code::InternalError | Code::ResolverError => ErrorKind::Internal,
             Code::ServiceUnavailable => ErrorKind::Unavailable,
+            Code::RequestTimeout => ErrorKind::RequestTimeout,
         }
     }
 }

@@ -10,7 +10,9 @@ use omniman_core::error::FieldErrors;
 use omniman_core::fields::MAX_UNKNOWN_REPORTED;
 use serde_json::{Map, Value};
 
+use crate::config::DEFAULT_BODY_TIMEOUT;
 use crate::error::ApiError;
+use crate::middleware::Observe;
 
 /// Whether a `Content-Type` value is JSON in UTF-8.
 fn is_json(content_type: &str) -> bool {
@@ -46,16 +48,22 @@ pub(crate) async fn read_json(
         return Err(ApiError::payload_too_large(limit));
     }
     let mut bytes = web::BytesMut::with_capacity(declared.map_or(0, |n| usize::try_from(n).unwrap_or(0)));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| match e {
-            actix_web::error::PayloadError::Overflow => ApiError::payload_too_large(limit),
-            other => ApiError::malformed_json(format!("the body could not be read: {other}"), Map::new()),
-        })?;
-        if bytes.len() + chunk.len() > limit {
-            return Err(ApiError::payload_too_large(limit));
+    let read = async {
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| match e {
+                actix_web::error::PayloadError::Overflow => ApiError::payload_too_large(limit),
+                other => ApiError::malformed_json(format!("the body could not be read: {other}"), Map::new()),
+            })?;
+            if bytes.len() + chunk.len() > limit {
+                return Err(ApiError::payload_too_large(limit));
+            }
+            bytes.extend_from_slice(&chunk);
         }
-        bytes.extend_from_slice(&chunk);
-    }
+        Ok(())
+    };
+    // A client that announces a body and stops sending it must not hold its connection forever.
+    let timeout = req.app_data::<web::Data<Observe>>().map_or(DEFAULT_BODY_TIMEOUT, |o| o.body_timeout);
+    actix_web::rt::time::timeout(timeout, read).await.map_err(|_| ApiError::request_timeout(timeout))??;
     parse_object(&bytes)
 }
 

@@ -14,11 +14,14 @@ pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 pub const DEFAULT_DATA_MAX_DEPTH: usize = 5;
 /// Default threshold above which a request is logged as slow.
 pub const DEFAULT_SLOW_REQUEST: Duration = Duration::from_secs(1);
+/// Default time a client has to send a request's body.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Settings of the HTTP layer.
 ///
 /// ```
 /// let config = omniman_http::HttpConfig::default();
+/// assert_eq!(config.body_timeout, omniman_http::DEFAULT_BODY_TIMEOUT);
 /// assert_eq!(config.body_limit, 1024 * 1024);
 /// assert!(config.rate_limits.is_empty());
 /// ```
@@ -32,6 +35,9 @@ pub struct HttpConfig {
     pub data_max_depth: usize,
     /// Requests slower than this are logged at `warn`.
     pub slow_request: Duration,
+    /// Time a client has to send a request's body once its headers arrived (past it: 408
+    /// `request_timeout`, and the connection is closed).
+    pub body_timeout: Duration,
     /// Server-wide default rate limits (none unless configured).
     pub rate_limits: RateLimits,
     /// The URL clients reach the API at (`https://orders.example.com`), for absolute `next` and
@@ -47,6 +53,7 @@ impl Default for HttpConfig {
             data_roots: DEFAULT_DATA_ROOTS.iter().map(|s| (*s).to_owned()).collect(),
             data_max_depth: DEFAULT_DATA_MAX_DEPTH,
             slow_request: DEFAULT_SLOW_REQUEST,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             rate_limits: RateLimits::default(),
             public_url: None,
         }

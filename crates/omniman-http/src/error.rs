@@ -6,6 +6,7 @@
 //! transport, routing) have their own constructors, with codes from the same [`Code`] enum.
 
 use std::fmt;
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
@@ -71,6 +72,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         ErrorKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
         ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -180,6 +182,14 @@ impl ApiError {
         tracing::warn!(error = %detail, "service unavailable");
         ApiError::bare(Code::ServiceUnavailable, "the database did not answer in time; try again")
             .header(header::RETRY_AFTER, HeaderValue::from(1))
+    }
+
+    /// 408 `request_timeout`: the body did not arrive within `timeout`; the connection is closed.
+    pub fn request_timeout(timeout: Duration) -> ApiError {
+        let message = format!("the request body did not arrive within {} s", timeout.as_secs_f64());
+        ApiError::bare(Code::RequestTimeout, message)
+            .with_context("timeout_secs", timeout.as_secs_f64())
+            .header(header::CONNECTION, HeaderValue::from_static("close"))
     }
 
     /// Adds a context entry.

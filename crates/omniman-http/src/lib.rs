@@ -44,7 +44,7 @@ use actix_web::{App, web};
 use omniman_core::ports::Store;
 
 pub use auth::{Principal, TOKEN_PREFIX, generate_token, hash_token};
-pub use config::{DEFAULT_BODY_LIMIT, DEFAULT_DATA_MAX_DEPTH, DEFAULT_SLOW_REQUEST, HttpConfig};
+pub use config::{DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_DATA_MAX_DEPTH, DEFAULT_SLOW_REQUEST, HttpConfig};
 pub use error::{ApiError, ErrorBody, ErrorDetail, status_of};
 pub use metrics::{Metrics, PoolProbe, PoolUsage};
 pub use middleware::{REQUEST_ID_HEADER, RequestId, route_pattern};
@@ -71,6 +71,7 @@ pub fn configure<S: Store + 'static>(cfg: &mut web::ServiceConfig, state: AppSta
         metrics: Arc::clone(&state.metrics),
         slow_request: state.config.slow_request,
         body_limit: state.config.body_limit,
+        body_timeout: state.config.body_timeout,
     };
     cfg.app_data(web::Data::new(state))
         .app_data(web::Data::new(gate))

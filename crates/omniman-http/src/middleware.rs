@@ -30,6 +30,7 @@ pub(crate) struct Observe {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) slow_request: Duration,
     pub(crate) body_limit: usize,
+    pub(crate) body_timeout: Duration,
 }
 
 fn incoming_request_id(req: &ServiceRequest) -> Option<String> {

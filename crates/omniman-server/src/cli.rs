@@ -113,6 +113,15 @@ pub(crate) struct ServeArgs {
     /// `previous` links; without it the links are relative. Never taken from request headers.
     #[arg(long, env = "OMNIMAN_PUBLIC_URL")]
     pub(crate) public_url: Option<String>,
+    /// Seconds a client has to send a request's body once its headers arrived (past it: 408
+    /// `request_timeout`, connection closed). The headers themselves have 5 s.
+    #[arg(long, env = "OMNIMAN_BODY_TIMEOUT", default_value = "10", value_parser = seconds)]
+    pub(crate) body_timeout: Duration,
+    /// Open client connections the server accepts at once, across its HTTP threads; more wait in
+    /// the kernel's backlog. At least 64. Default: 1024, or less when the open-file limit
+    /// (`ulimit -n`) would not leave room for the database pool and the log.
+    #[arg(long, env = "OMNIMAN_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(64..))]
+    pub(crate) max_connections: Option<u32>,
     /// Default rate limits per principal, e.g. `commit=60/min,modify=300/min` (none by default).
     #[arg(long, env = "OMNIMAN_RATE_LIMIT_DEFAULT")]
     pub(crate) rate_limit_default: Option<String>,

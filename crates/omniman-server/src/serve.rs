@@ -126,6 +126,18 @@ async fn loop_ended(workers: Option<&WorkerHandle>) {
     }
 }
 
+/// Connections accepted at once without `--max-connections`: 1024, or the open-file limit less
+/// what the process needs besides client connections (the pool, the log, the listener).
+fn default_max_connections() -> usize {
+    const DEFAULT: usize = 1024;
+    const RESERVED_FILES: u64 = 128;
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    limit.map_or(DEFAULT, |files| {
+        let room = usize::try_from(files.saturating_sub(RESERVED_FILES)).unwrap_or(usize::MAX);
+        DEFAULT.min(room).max(64)
+    })
+}
+
 /// `omniman serve`.
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let database = open_database(&args.db).await?;
@@ -157,6 +169,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         slow_request: Duration::from_millis(args.slow_request_ms),
         rate_limits,
         public_url: args.public_url.clone(),
+        body_timeout: args.body_timeout,
         ..HttpConfig::default()
     };
     let cache_metrics = CacheMetrics(hub.store().clone());
@@ -179,9 +192,13 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             if e.kind() == std::io::ErrorKind::AddrInUse { "the address is in use".to_owned() } else { e.to_string() };
         anyhow::anyhow!("cannot listen on {}: {why}; choose another address with --bind or OMNIMAN_BIND", args.bind)
     })?;
-    if let Some(threads) = args.http_threads {
-        server = server.workers(threads.max(1));
-    }
+    let threads =
+        args.http_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)).max(1);
+    // actix counts connections per HTTP thread.
+    let max_connections =
+        args.max_connections.map_or_else(default_max_connections, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let per_thread = max_connections.div_ceil(threads).max(1);
+    server = server.workers(threads).max_connections(per_thread);
     for addr in server.addrs() {
         tracing::info!(%addr, workers = args.workers, backend = database.backend().as_str(), "omniman listening");
     }

@@ -227,3 +227,74 @@ async fn a_failing_database_is_a_500_json_error_without_details() {
     let health = reqwest::get(format!("{}/api/health", server.base)).await.unwrap();
     assert_eq!(health.status().as_u16(), 200, "the process keeps serving");
 }
+
+/// A client that announces a body and stops sending it gets `408 request_timeout` once the body
+/// timeout passes, and its connection is closed: such clients cannot pile up.
+#[tokio::test]
+async fn a_body_that_never_finishes_gets_408_within_the_body_timeout() {
+    let dir = temp_dir();
+    let url = sqlite_url(dir.path(), "slow-body");
+    apply_channels(&url, dir.path(), &channels());
+    let token = cli_out(&url, &["tokens", "create", "--name", "till", "--role", "client"]);
+    let server = Running::serve(&url, &["--workers", "0", "--body-timeout", "1"]).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+        let head = format!(
+            "POST /api/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: 117\r\n\r\n{{\"channel_"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let started = std::time::Instant::now();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Until the server closes the connection (or the read timeout gives up).
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            answer.extend_from_slice(&buf[..n]);
+        }
+        (String::from_utf8_lossy(&answer).into_owned(), started.elapsed())
+    })
+    .await
+    .unwrap();
+    let (text, waited) = answer;
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains(r#""code":"request_timeout""#), "{text}");
+    assert!(waited < Duration::from_secs(4), "{waited:?}");
+}
+
+/// Past `--max-connections`, new clients wait (in the kernel's backlog) instead of taking file
+/// descriptors; they are served as soon as a connection closes.
+#[tokio::test]
+async fn connections_past_the_cap_wait_for_one_to_close() {
+    let dir = temp_dir();
+    let url = sqlite_url(dir.path(), "capped");
+    apply_channels(&url, dir.path(), &channels());
+    // Two HTTP threads (the test harness's), 32 connections each.
+    let server = Running::serve(&url, &["--workers", "0", "--max-connections", "64"]).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let (waited, served_after_close) = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let hold = |addr: &str| {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\n").unwrap(); // headers never end
+            s
+        };
+        let held: Vec<_> = (0..64).map(|_| hold(&addr)).collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let mut past_the_cap = std::net::TcpStream::connect(&addr).unwrap();
+        past_the_cap.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        past_the_cap.set_read_timeout(Some(Duration::from_millis(800))).unwrap();
+        let mut buf = [0u8; 1024];
+        let waited = past_the_cap.read(&mut buf).is_err();
+        drop(held);
+        past_the_cap.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let n = past_the_cap.read(&mut buf).unwrap_or(0);
+        (waited, String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"))
+    })
+    .await
+    .unwrap();
+    assert!(waited, "a connection past the cap was served while 64 were held");
+    assert!(served_after_close, "and it is served once they close");
+}
