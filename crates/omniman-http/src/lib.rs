@@ -38,8 +38,8 @@ use std::sync::Arc;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
-use actix_web::middleware::{Compress, ErrorHandlers, NormalizePath, from_fn};
+use actix_web::http::{StatusCode, header};
+use actix_web::middleware::{Compress, DefaultHeaders, ErrorHandlers, NormalizePath, from_fn};
 use actix_web::{App, web};
 use omniman_core::ports::Store;
 
@@ -83,8 +83,9 @@ pub fn configure<S: Store + 'static>(cfg: &mut web::ServiceConfig, state: AppSta
 
 /// The whole application: [`configure`] plus the middleware stack, outermost first:
 /// trailing-slash trimming, request id / tracing span / access log / slow-request warning /
-/// metrics / `RateLimit-*` headers, compression (gzip, brotli), the JSON 405, and the body
-/// size limit.
+/// metrics / `RateLimit-*` headers, `X-Content-Type-Options: nosniff` and `Cache-Control:
+/// no-store` (unless a handler set its own), compression (gzip, brotli), the JSON 405, and the
+/// body size limit.
 pub fn app<S: Store + 'static>(
     state: AppState<S>,
 ) -> App<
@@ -101,6 +102,12 @@ pub fn app<S: Store + 'static>(
         .wrap(from_fn(middleware::limit_body))
         .wrap(ErrorHandlers::new().handler(StatusCode::METHOD_NOT_ALLOWED, middleware::method_not_allowed))
         .wrap(Compress::default())
+        // Set unless a handler chose its own (the docs assets are cacheable).
+        .wrap(
+            DefaultHeaders::new()
+                .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                .add((header::CACHE_CONTROL, "no-store")),
+        )
         .wrap(from_fn(middleware::observe))
         // Outermost: the path is normalised before anything looks at it (and before anything
         // holds the request, which it rewrites in place).

@@ -174,3 +174,22 @@ async fn fields_in_the_wrong_place_are_400_and_change_nothing() {
     let session = call!(app, get(&format!("/api/sessions/{key}"), CLIENT)).expect(200);
     assert_eq!((session["rev"].as_i64(), session["state"].as_str()), (Some(1), Some("open")));
 }
+
+/// Every answer says `X-Content-Type-Options: nosniff`; authenticated answers and errors are
+/// never stored by a cache (`Cache-Control: no-store`); the bundled docs assets keep their own
+/// caching.
+#[actix_web::test]
+async fn answers_carry_security_headers() {
+    let state = common::state().await;
+    let app = service!(state);
+    let header = |r: &crate::common::Resp, name: &str| r.headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+    for req in [get("/api/sessions", CLIENT), get("/api/sessions/NOPE", CLIENT), TestRequest::get().uri("/api/health")]
+    {
+        let r = call!(app, req);
+        assert_eq!(header(&r, "x-content-type-options").as_deref(), Some("nosniff"), "{}", r.status);
+        assert_eq!(header(&r, "cache-control").as_deref(), Some("no-store"), "{}", r.status);
+    }
+    let asset = call!(app, TestRequest::get().uri("/api/docs/swagger-ui.css"));
+    assert_eq!(header(&asset, "x-content-type-options").as_deref(), Some("nosniff"));
+    assert_eq!(header(&asset, "cache-control").as_deref(), Some("public, max-age=3600"));
+}
