@@ -238,7 +238,8 @@ async fn count_orders(client: &reqwest::Client, base_url: &str, channel: &str) -
             .with_context(|| format!("GET {url} answered something that is not a page of orders"))?;
         count += page.results.len() as u64;
         match page.next {
-            Some(next) => url = Url::parse(&next).with_context(|| format!("invalid next link {next}"))?,
+            // Relative unless the server has a public URL: resolved against the page's own URL.
+            Some(next) => url = url.join(&next).with_context(|| format!("invalid next link {next}"))?,
             None => return Ok(count),
         }
     }
