@@ -34,6 +34,8 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// The body is not JSON sent as JSON (415).
     UnsupportedMediaType,
+    /// No representation the client accepts (406).
+    NotAcceptable,
     /// Too many requests (429).
     RateLimited,
     /// The server failed (500).
@@ -160,6 +162,8 @@ codes! {
     PayloadTooLarge = "payload_too_large",
     /// The body was not sent as `application/json`.
     UnsupportedMediaType = "unsupported_media_type",
+    /// The `Accept-Encoding` header refuses every encoding the server can answer with.
+    NotAcceptable = "not_acceptable",
     /// Too many requests for the token and route class.
     RateLimited = "rate_limited",
     /// The server failed; details are logged, never sent.
@@ -215,6 +219,7 @@ impl Code {
             Code::PreconditionFailed => ErrorKind::PreconditionFailed,
             Code::PayloadTooLarge => ErrorKind::PayloadTooLarge,
             Code::UnsupportedMediaType => ErrorKind::UnsupportedMediaType,
+            Code::NotAcceptable => ErrorKind::NotAcceptable,
             Code::RateLimited => ErrorKind::RateLimited,
             Code::InternalError | Code::ResolverError => ErrorKind::Internal,
         }

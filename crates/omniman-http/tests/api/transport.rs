@@ -174,3 +174,22 @@ async fn fields_in_the_wrong_place_are_400_and_change_nothing() {
     let session = call!(app, get(&format!("/api/sessions/{key}"), CLIENT)).expect(200);
     assert_eq!((session["rev"].as_i64(), session["state"].as_str()), (Some(1), Some("open")));
 }
+
+#[actix_web::test]
+async fn no_acceptable_encoding_is_a_json_406() {
+    let state = common::state().await;
+    let app = service!(state);
+    let req = |value: &str| {
+        TestRequest::get()
+            .uri("/api/channels")
+            .insert_header(("Authorization", format!("Bearer {CLIENT}")))
+            .insert_header(("Accept-Encoding", value.to_owned()))
+    };
+    let resp = call!(app, req("identity;q=0"));
+    let ctx = resp.expect_error(406, "not_acceptable");
+    assert_eq!(ctx["accept_encoding"], "identity;q=0");
+    assert!(resp.header("content-type").unwrap().starts_with("application/json"));
+    let gzip = call!(app, req("gzip"));
+    assert_eq!((gzip.status.as_u16(), gzip.header("content-encoding")), (200, Some("gzip")));
+    call!(app, req("identity")).expect(200);
+}
