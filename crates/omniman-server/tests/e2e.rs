@@ -224,3 +224,43 @@ async fn a_failing_database_is_a_500_json_error_without_details() {
     let health = reqwest::get(format!("{}/api/health", server.base)).await.unwrap();
     assert_eq!(health.status().as_u16(), 200, "the process keeps serving");
 }
+
+/// A replayed commit answers the bytes of the first answer, whichever order the store keeps
+/// the stored body's keys in (PostgreSQL's `jsonb` has its own).
+async fn replay_is_byte_for_byte(url: &str) {
+    let dir = temp_dir();
+    apply_channels(url, dir.path(), &channels());
+    let token = cli_out(url, &["tokens", "create", "--name", "till", "--role", "client"]);
+    let server = Running::serve(url, &["--workers", "0"]).await;
+    let api = Api::new(&server.base, &token);
+    let (_, opened) = api.post("/sessions", &json!({"channel_code": "pos"})).await;
+    let key = opened["session_key"].as_str().unwrap().to_owned();
+    let ops = json!({"channel_code": "pos", "ops": [{"op": "add_line", "sku": "A", "qty": 1, "unit_price_q": 100}]});
+    assert_eq!(api.post(&format!("/sessions/{key}/modify"), &ops).await.0, 200);
+    let client = reqwest::Client::new();
+    let commit = || async {
+        let r = client
+            .post(format!("{}/api/sessions/{key}/commit", server.base))
+            .bearer_auth(&token)
+            .json(&json!({"channel_code": "pos", "idempotency_key": "replay-1"}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    let first = commit().await;
+    assert_eq!(first.0, 201, "{}", first.1);
+    assert_eq!(commit().await, first);
+}
+
+#[tokio::test]
+async fn replay_is_byte_for_byte_on_sqlite() {
+    let dir = temp_dir();
+    replay_is_byte_for_byte(&sqlite_url(dir.path(), "replay")).await;
+}
+
+#[tokio::test]
+async fn replay_is_byte_for_byte_on_postgres() {
+    let Some(db) = TestDb::postgres().await else { return };
+    replay_is_byte_for_byte(db.url()).await;
+}
