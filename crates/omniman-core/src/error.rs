@@ -102,6 +102,8 @@ codes! {
     UnknownChannel = "unknown_channel",
     /// A list cursor that is not ours.
     InvalidCursor = "invalid_cursor",
+    /// A line total or the session total does not fit in a signed 64-bit number of quanta.
+    InvalidAmount = "invalid_amount",
     /// No token, or a token nobody issued.
     Unauthenticated = "unauthenticated",
     /// The token's role or channels do not allow it.
@@ -188,7 +190,8 @@ impl Code {
             | Code::InvalidPath
             | Code::ChannelCodeRequired
             | Code::UnknownChannel
-            | Code::InvalidCursor => ErrorKind::BadRequest,
+            | Code::InvalidCursor
+            | Code::InvalidAmount => ErrorKind::BadRequest,
             Code::Unauthenticated => ErrorKind::Unauthenticated,
             Code::Forbidden => ErrorKind::Forbidden,
             Code::NotFound

@@ -87,7 +87,7 @@ pub mod prelude {
     pub use crate::ids::{IdGen, RandomIds};
     pub use crate::input::{ChannelCode, HandleRef, HandleType, IdempotencyKey, SessionKey, SessionRef, Sku};
     pub use crate::modify::{ModifyError, apply_ops};
-    pub use crate::money::{Qty, monetary_mult};
+    pub use crate::money::{Qty, checked_monetary_mult, monetary_mult};
     pub use crate::ops::{Op, PathRules};
     pub use crate::order::{Order, OrderEvent, TransitionError};
     pub use crate::ports::Store;

@@ -227,6 +227,7 @@ fn apply_to_draft(
         validator.validate(channel, draft, ctx)?;
     }
     normalize(draft);
+    draft.check_amounts()?;
     draft.rev += 1;
     draft.version += 1;
     draft.updated_at = ctx.now;
@@ -240,7 +241,8 @@ fn normalize(session: &mut Session) {
     for item in &mut session.items {
         let price = *item.unit_price_q.get_or_insert(0);
         if item.line_total_q.is_none() {
-            item.line_total_q = Some(crate::money::monetary_mult(item.qty, price));
+            // `None` when beyond `i64`: left to `check_amounts`, which refuses it.
+            item.line_total_q = crate::money::checked_monetary_mult(item.qty, price);
         }
     }
 }
@@ -305,6 +307,7 @@ pub fn prepare_import(
         validator.validate(channel, &session, ctx)?;
     }
     normalize(&mut session);
+    session.check_amounts()?;
     if let Some(data) = data {
         session.data = data;
     }

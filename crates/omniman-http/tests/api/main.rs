@@ -4,6 +4,7 @@
 mod common;
 
 mod addressing;
+mod amounts;
 mod auth;
 mod commit;
 mod meta;
