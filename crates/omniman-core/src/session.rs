@@ -118,6 +118,11 @@ static LINE_KEYS: LazyLock<Map<String, Value>> = LazyLock::new(|| {
         .collect()
 });
 
+/// The most lines a session may hold: a modify that would leave more is a `validation_error` at
+/// `ops`, an import of more one at `items` (docs/api.md, "Limits"). A session holding more
+/// (written before the limit) can still lose lines and be committed.
+pub const MAX_LINES_PER_SESSION: usize = 1_000;
+
 /// A mutable cart or tab, changed by batches of ops.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Session {

@@ -7,6 +7,7 @@ mod addressing;
 mod amounts;
 mod auth;
 mod commit;
+mod limits;
 mod meta;
 mod openapi;
 mod order_data;
