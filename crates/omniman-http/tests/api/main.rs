@@ -9,6 +9,7 @@ mod auth;
 mod commit;
 mod limits;
 mod meta;
+mod nul;
 mod openapi;
 mod order_data;
 mod orders;
