@@ -36,6 +36,8 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// The body is not JSON sent as JSON (415).
     UnsupportedMediaType,
+    /// No representation the client accepts (406).
+    NotAcceptable,
     /// Too many requests (429).
     RateLimited,
     /// The server failed (500).
@@ -104,6 +106,8 @@ codes! {
     UnknownChannel = "unknown_channel",
     /// A list cursor that is not ours.
     InvalidCursor = "invalid_cursor",
+    /// A line total or the session total does not fit in a signed 64-bit number of quanta.
+    InvalidAmount = "invalid_amount",
     /// No token, or a token nobody issued.
     Unauthenticated = "unauthenticated",
     /// The token's role or channels do not allow it.
@@ -164,6 +168,8 @@ codes! {
     PayloadTooLarge = "payload_too_large",
     /// The body was not sent as `application/json`.
     UnsupportedMediaType = "unsupported_media_type",
+    /// The `Accept-Encoding` header refuses every encoding the server can answer with.
+    NotAcceptable = "not_acceptable",
     /// Too many requests for the token and route class.
     RateLimited = "rate_limited",
     /// The server failed; details are logged, never sent.
@@ -192,7 +198,8 @@ impl Code {
             | Code::InvalidPath
             | Code::ChannelCodeRequired
             | Code::UnknownChannel
-            | Code::InvalidCursor => ErrorKind::BadRequest,
+            | Code::InvalidCursor
+            | Code::InvalidAmount => ErrorKind::BadRequest,
             Code::Unauthenticated => ErrorKind::Unauthenticated,
             Code::Forbidden => ErrorKind::Forbidden,
             Code::NotFound
@@ -223,6 +230,7 @@ impl Code {
             Code::PreconditionFailed => ErrorKind::PreconditionFailed,
             Code::PayloadTooLarge => ErrorKind::PayloadTooLarge,
             Code::UnsupportedMediaType => ErrorKind::UnsupportedMediaType,
+            Code::NotAcceptable => ErrorKind::NotAcceptable,
             Code::RateLimited => ErrorKind::RateLimited,
             Code::InternalError | Code::ResolverError => ErrorKind::Internal,
             Code::ServiceUnavailable => ErrorKind::Unavailable,

@@ -87,10 +87,10 @@ pub mod prelude {
     pub use crate::ids::{IdGen, RandomIds};
     pub use crate::input::{ChannelCode, HandleRef, HandleType, IdempotencyKey, SessionKey, SessionRef, Sku};
     pub use crate::modify::{ModifyError, apply_ops};
-    pub use crate::money::{Qty, monetary_mult};
-    pub use crate::ops::{Op, PathRules};
+    pub use crate::money::{Qty, checked_monetary_mult, monetary_mult};
+    pub use crate::ops::{MAX_OPS_PER_BATCH, Op, PathRules};
     pub use crate::order::{Order, OrderEvent, TransitionError};
     pub use crate::ports::Store;
     pub use crate::service::{ImportSession, Omniman, OpenError, OpenSession, Opened, ReadError, Transitioned};
-    pub use crate::session::{Item, Precondition, Session, SessionState};
+    pub use crate::session::{Item, MAX_LINES_PER_SESSION, Precondition, Session, SessionState};
 }

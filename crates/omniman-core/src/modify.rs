@@ -11,7 +11,7 @@ use crate::ext::{Extensions, ValidatorStage};
 use crate::fields::FieldReader;
 use crate::ids::IdGen;
 use crate::ops::{Op, OpApplier, OpError};
-use crate::session::{Precondition, Session, SessionState, set_key};
+use crate::session::{MAX_LINES_PER_SESSION, Precondition, Session, SessionState, set_key};
 
 /// A refused modify, or a session-level refusal of another operation (lookup, abandon).
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -216,6 +216,7 @@ fn apply_to_draft(
     ctx: &Ctx,
     ids: &mut dyn IdGen,
 ) -> Result<(), ModifyError> {
+    let lines_before = draft.items.len();
     let mut applier = OpApplier { session: draft, ids, path_rules: &ctx.caller.path_rules };
     for (index, op) in ops.iter().enumerate() {
         applier.apply(index, op)?;
@@ -226,7 +227,13 @@ fn apply_to_draft(
     for validator in ext.validators(ValidatorStage::Draft).filter(|v| channel.config.allows_validator(v.code())) {
         validator.validate(channel, draft, ctx)?;
     }
+    let lines = draft.items.len();
+    if lines > MAX_LINES_PER_SESSION && lines > lines_before {
+        let message = format!("would leave {lines} lines; a session holds at most {MAX_LINES_PER_SESSION}");
+        return Err(ModifyError::Validation(FieldErrors::one("ops", message)));
+    }
     normalize(draft);
+    draft.check_amounts()?;
     draft.rev += 1;
     draft.version += 1;
     draft.updated_at = ctx.now;
@@ -240,7 +247,8 @@ fn normalize(session: &mut Session) {
     for item in &mut session.items {
         let price = *item.unit_price_q.get_or_insert(0);
         if item.line_total_q.is_none() {
-            item.line_total_q = Some(crate::money::monetary_mult(item.qty, price));
+            // `None` when beyond `i64`: left to `check_amounts`, which refuses it.
+            item.line_total_q = crate::money::checked_monetary_mult(item.qty, price);
         }
     }
 }
@@ -289,6 +297,10 @@ pub fn prepare_import(
     ctx: &Ctx,
     ids: &mut dyn IdGen,
 ) -> Result<Session, ModifyError> {
+    if items.len() > MAX_LINES_PER_SESSION {
+        let message = format!("holds {} lines; a session holds at most {MAX_LINES_PER_SESSION}", items.len());
+        return Err(ModifyError::Validation(FieldErrors::one("items", message)));
+    }
     for mut item in items {
         if item.line_id.is_empty() || session.line(&item.line_id).is_some() {
             item.line_id = ids.line_id();
@@ -305,6 +317,7 @@ pub fn prepare_import(
         validator.validate(channel, &session, ctx)?;
     }
     normalize(&mut session);
+    session.check_amounts()?;
     if let Some(data) = data {
         session.data = data;
     }

@@ -187,7 +187,24 @@ fn saturate(value: i128) -> i64 {
 /// assert_eq!(monetary_mult(q("0.333"), 1), 0);
 /// ```
 pub fn monetary_mult(qty: Qty, unit_price_q: i64) -> i64 {
-    saturate(div_round_half_away(i128::from(qty.millis()) * i128::from(unit_price_q), i128::from(MILLI)))
+    saturate(exact_mult(qty, unit_price_q))
+}
+
+/// `qty × unit_price_q` as [`monetary_mult`] rounds it, or `None` when the result does not fit
+/// in an `i64`: a line total is refused (`invalid_amount`) rather than saturated.
+///
+/// ```
+/// use omniman_core::money::{checked_monetary_mult, Qty};
+/// let q = |s: &str| s.parse::<Qty>().unwrap();
+/// assert_eq!(checked_monetary_mult(q("1.5"), 333), Some(500));
+/// assert_eq!(checked_monetary_mult(q("4"), 1 << 62), None);
+/// ```
+pub fn checked_monetary_mult(qty: Qty, unit_price_q: i64) -> Option<i64> {
+    i64::try_from(exact_mult(qty, unit_price_q)).ok()
+}
+
+fn exact_mult(qty: Qty, unit_price_q: i64) -> i128 {
+    div_round_half_away(i128::from(qty.millis()) * i128::from(unit_price_q), i128::from(MILLI))
 }
 
 /// `total / n` rounded half away from zero; `None` when `n` is zero or negative.

@@ -51,6 +51,10 @@ impl From<Qty> for QtyInput {
     }
 }
 
+/// The most ops one batch of `Op::parse_batch` (a modify) may hold; more is a
+/// `validation_error` at `ops` (docs/api.md, "Limits").
+pub const MAX_OPS_PER_BATCH: usize = 1_000;
+
 /// One op of a batch: `{"op": "add_line", ...}`. Unknown fields are ignored.
 ///
 /// ```
@@ -222,6 +226,10 @@ impl Op {
         let Value::Array(items) = value else {
             return Err(FieldErrors::one("ops", "must be a list of ops"));
         };
+        if items.len() > MAX_OPS_PER_BATCH {
+            let message = format!("holds {} ops; a batch holds at most {MAX_OPS_PER_BATCH}", items.len());
+            return Err(FieldErrors::one("ops", message));
+        }
         let mut errors = FieldErrors::default();
         let mut ops = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {

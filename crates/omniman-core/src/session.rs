@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::channel::{Channel, EditPolicy, PricingPolicy};
-use crate::money::{Qty, monetary_mult};
+use crate::money::{Qty, checked_monetary_mult, monetary_mult};
 
 /// Where a session is in its life. It leaves `open` once and never returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -75,9 +75,17 @@ impl Item {
         self.line_total_q.unwrap_or_else(|| monetary_mult(self.qty, self.unit_price_q.unwrap_or(0)))
     }
 
-    /// Recomputes the total from qty and price (unset price leaves the total unset too).
+    /// Recomputes the total from qty and price (unset price leaves the total unset too, and so
+    /// does a product beyond `i64`, which [`Session::check_amounts`] then refuses).
     pub fn reprice(&mut self) {
-        self.line_total_q = self.unit_price_q.map(|p| monetary_mult(self.qty, p));
+        self.line_total_q = self.unit_price_q.and_then(|p| checked_monetary_mult(self.qty, p));
+    }
+
+    /// The stored total, or `qty × unit price` when none is stored; `None` when the product
+    /// does not fit in an `i64`, or the line has a price whose product with its quantity does not.
+    pub fn checked_total_q(&self) -> Option<i64> {
+        let computed = checked_monetary_mult(self.qty, self.unit_price_q.unwrap_or(0))?;
+        Some(self.line_total_q.unwrap_or(computed))
     }
 
     /// The line as `serde_json::to_value` gives it (same keys, order and values), built directly
@@ -109,6 +117,11 @@ static LINE_KEYS: LazyLock<Map<String, Value>> = LazyLock::new(|| {
         .map(|key| (key.to_owned(), Value::Null))
         .collect()
 });
+
+/// The most lines a session may hold: a modify that would leave more is a `validation_error` at
+/// `ops`, an import of more one at `items` (docs/api.md, "Limits"). A session holding more
+/// (written before the limit) can still lose lines and be committed.
+pub const MAX_LINES_PER_SESSION: usize = 1_000;
 
 /// A mutable cart or tab, changed by batches of ops.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -193,9 +206,40 @@ impl Session {
         }
     }
 
-    /// Σ line totals (missing totals computed).
+    /// Σ line totals (missing totals computed). A session that passed
+    /// [`Session::check_amounts`] (every modify, import and commit runs it) never saturates here.
     pub fn total_q(&self) -> i64 {
         self.items.iter().map(Item::total_q).fold(0_i64, i64::saturating_add)
+    }
+
+    /// Σ line totals, or `None` when a line total or the sum does not fit in an `i64`.
+    pub fn checked_total_q(&self) -> Option<i64> {
+        self.items.iter().try_fold(0_i64, |sum, item| sum.checked_add(item.checked_total_q()?))
+    }
+
+    /// Refuses (`invalid_amount`, 400) a session whose line totals or total do not fit in an
+    /// `i64` of quanta: an amount is refused rather than saturated, so a total is never wrong.
+    /// Answers the total.
+    pub fn check_amounts(&self) -> Result<i64, crate::error::Rejection> {
+        let mut sum = 0_i64;
+        for (i, item) in self.items.iter().enumerate() {
+            let Some(line) = item.checked_total_q() else {
+                return Err(crate::error::Rejection::new(
+                    crate::error::Code::InvalidAmount,
+                    format!("line {} costs more than {} quanta (qty × unit_price_q)", item.line_id, i64::MAX),
+                )
+                .with("field", format!("items[{i}]"))
+                .with("line_id", item.line_id.clone()));
+            };
+            sum = sum.checked_add(line).ok_or_else(|| {
+                crate::error::Rejection::new(
+                    crate::error::Code::InvalidAmount,
+                    format!("the session total does not fit in {} quanta", i64::MAX),
+                )
+                .with("field", "total_q")
+            })?;
+        }
+        Ok(sum)
     }
 
     /// Number of lines (not units).

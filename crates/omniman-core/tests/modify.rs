@@ -717,3 +717,49 @@ fn shape_validation_enforces_field_lengths() {
         .is_ok()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Money never saturates
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_line_total_beyond_i64_is_invalid_amount_not_saturated() {
+    let world = pos();
+    let s = world.open(POS);
+    let e = err(
+        &world,
+        POS,
+        &s.session_key,
+        &json!([{"op": "add_line", "sku": "A", "qty": 4, "unit_price_q": 1_i64 << 62}]),
+    );
+    assert_eq!(code_of(&e), "invalid_amount");
+    assert_eq!(e.kind(), ErrorKind::BadRequest);
+    assert_eq!(e.context()["field"], json!("items[0]"));
+    assert!(world.session(POS, &s.session_key).items.is_empty(), "nothing is stored");
+}
+
+#[test]
+fn a_session_total_beyond_i64_is_invalid_amount_not_saturated() {
+    let world = pos();
+    let s = world.open(POS);
+    let line = json!({"op": "add_line", "sku": "A", "qty": 1, "unit_price_q": i64::MAX});
+    let one = world.modify_ok(POS, &s.session_key, &json!([line]));
+    assert_eq!(one.total_q(), i64::MAX, "one line of i64::MAX is exact");
+    let e = err(&world, POS, &s.session_key, &json!([line]));
+    assert_eq!(code_of(&e), "invalid_amount");
+    assert_eq!(e.context()["field"], json!("total_q"));
+    // Raising a quantity past the limit is refused too.
+    let line_id = one.items[0].line_id.clone();
+    let e = err(&world, POS, &s.session_key, &json!([{"op": "set_qty", "line_id": line_id, "qty": 2}]));
+    assert_eq!(code_of(&e), "invalid_amount");
+    assert_eq!(world.session(POS, &s.session_key).items.len(), 1);
+}
+
+#[test]
+fn commit_refuses_a_stored_session_whose_total_overflows() {
+    let world = pos();
+    let s = seeded(&world, POS, vec![item("L-1", "A", "1", i64::MAX), item("L-2", "B", "1", i64::MAX)]);
+    let e = world.commit(POS, &s.session_key, "k-overflow").expect_err("commit must be refused");
+    assert_eq!(code_of(&e), "invalid_amount");
+    assert_eq!(e.kind(), ErrorKind::BadRequest);
+}

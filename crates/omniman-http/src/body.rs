@@ -81,9 +81,81 @@ pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError>
             .with_context("column", e.column())
     })?;
     match value {
-        Value::Object(map) => Ok(map),
+        Value::Object(map) => {
+            refuse_nul_in_object(&map, "")?;
+            Ok(map)
+        }
         _ => Err(ApiError::field("body", "must be a JSON object")),
     }
+}
+
+/// What a refused NUL is told: PostgreSQL cannot store U+0000 in text or `jsonb`, so no backend
+/// is given one.
+const NUL_MESSAGE: &str = "must not contain the NUL character (U+0000)";
+
+/// A name as a field path shows it, with any NUL written `\u0000`.
+fn shown(name: &str) -> String {
+    name.replace('\0', "\\u0000")
+}
+
+/// Refuses (`validation_error`) any string or object key containing U+0000 anywhere in `map`,
+/// naming each with its path (`ops[0].meta.note`; a key is named by its own path). Paths are
+/// only built once a NUL was seen: a body without one is scanned, never copied.
+fn refuse_nul_in_object(map: &Map<String, Value>, at: &str) -> Result<(), ApiError> {
+    if !map.iter().any(|(key, value)| key.contains('\0') || holds_nul(value)) {
+        return Ok(());
+    }
+    let mut errors = FieldErrors::default();
+    let mut found = 0_usize;
+    find_nul_in_object(map, at, &mut errors, &mut found);
+    errors.into_result().map_err(|e| ApiError::validation(&e))
+}
+
+/// Whether a string or key anywhere in `value` holds U+0000.
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(list) => list.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(key, value)| key.contains('\0') || holds_nul(value)),
+        _ => false,
+    }
+}
+
+fn find_nul_in_object(map: &Map<String, Value>, at: &str, errors: &mut FieldErrors, found: &mut usize) {
+    for (key, value) in map {
+        let path = if at.is_empty() { shown(key) } else { format!("{at}.{}", shown(key)) };
+        if key.contains('\0') {
+            report_nul(&path, errors, found);
+        }
+        find_nul(value, &path, errors, found);
+    }
+}
+
+fn find_nul(value: &Value, at: &str, errors: &mut FieldErrors, found: &mut usize) {
+    match value {
+        Value::String(text) if text.contains('\0') => report_nul(at, errors, found),
+        Value::Array(list) => {
+            for (i, item) in list.iter().enumerate() {
+                find_nul(item, &format!("{at}[{i}]"), errors, found);
+            }
+        }
+        Value::Object(map) => find_nul_in_object(map, at, errors, found),
+        _ => {}
+    }
+}
+
+/// Records one NUL, at most `MAX_UNKNOWN_REPORTED` of them.
+fn report_nul(path: &str, errors: &mut FieldErrors, found: &mut usize) {
+    if *found < MAX_UNKNOWN_REPORTED {
+        errors.add(path, NUL_MESSAGE);
+    }
+    *found += 1;
+}
+
+/// Refuses a value read from the path (an order ref, a channel code, a directive id) that
+/// holds U+0000, as `validation_error` at `name`.
+pub(crate) fn path_text(name: &str, value: &str) -> Result<(), ApiError> {
+    if value.contains('\0') { Err(ApiError::field(name, NUL_MESSAGE)) } else { Ok(()) }
 }
 
 /// A parsed query string; the first value of a repeated key wins, empty values count as absent.
@@ -96,6 +168,14 @@ impl Query {
     pub(crate) fn parse(req: &HttpRequest) -> Result<Query, ApiError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
             .map_err(|_| ApiError::field("query", "the query string could not be parsed"))?;
+        let mut errors = FieldErrors::default();
+        let mut found = 0_usize;
+        for (key, value) in &pairs {
+            if key.contains('\0') || value.contains('\0') {
+                report_nul(&shown(key), &mut errors, &mut found);
+            }
+        }
+        errors.into_result().map_err(|e| ApiError::validation(&e))?;
         Ok(Query { pairs })
     }
 
@@ -162,5 +242,18 @@ mod tests {
         assert_eq!(parse_object(b"\xff\xfe").unwrap_err().code(), Code::MalformedJson);
         assert_eq!(parse_object(b"").unwrap_err().code(), Code::MalformedJson);
         assert_eq!(parse_object(br#"{"n": 1e999}"#).unwrap_err().code(), Code::MalformedJson);
+    }
+
+    #[test]
+    fn nul_is_refused_anywhere_with_its_path() {
+        let fields = |body: &[u8]| {
+            let err = parse_object(body).unwrap_err();
+            assert_eq!(err.code(), Code::ValidationError);
+            err.context()["fields"].as_object().unwrap().keys().cloned().collect::<Vec<_>>()
+        };
+        assert_eq!(fields(br#"{"ops":[{"meta":{"note":"a\u0000b"}}]}"#), ["ops[0].meta.note"]);
+        assert_eq!(fields(br#"{"a":{"k\u0000":1}}"#), ["a.k\\u0000"]);
+        assert_eq!(fields(br#"{"a":[[1,"\u0000"]],"b":"\u0000"}"#), ["a[0][1]", "b"]);
+        assert!(parse_object(br#"{"a":"\\u0000 is fine escaped"}"#).is_ok());
     }
 }

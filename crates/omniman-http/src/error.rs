@@ -76,6 +76,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
         ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorKind::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
         ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -148,6 +149,16 @@ impl ApiError {
             err = err.header(header::ALLOW, allow);
         }
         err
+    }
+
+    /// 406 `not_acceptable`: `Accept-Encoding` refuses every encoding the server answers with
+    /// (`identity;q=0` without another it supports).
+    pub fn not_acceptable(accept_encoding: Option<&str>) -> ApiError {
+        ApiError::bare(
+            Code::NotAcceptable,
+            "Accept-Encoding refuses every encoding this server answers with (br, gzip, deflate, identity)",
+        )
+        .with_context("accept_encoding", accept_encoding.map_or(Value::Null, Value::from))
     }
 
     /// 413 `payload_too_large`.

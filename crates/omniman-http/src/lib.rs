@@ -39,7 +39,7 @@ use std::sync::Arc;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::{StatusCode, header};
-use actix_web::middleware::{Compress, DefaultHeaders, ErrorHandlers, NormalizePath, from_fn};
+use actix_web::middleware::{Compress, DefaultHeaders, ErrorHandlerResponse, ErrorHandlers, NormalizePath, from_fn};
 use actix_web::{App, web};
 use omniman_core::ports::Store;
 
@@ -57,6 +57,16 @@ use crate::auth::AuthGate;
 use crate::handlers::meta;
 use crate::middleware::Observe;
 use crate::state::TokenLookup;
+
+/// Turns the compression middleware's plain-text 406 into the JSON error.
+#[expect(clippy::unnecessary_wraps)] // the signature `ErrorHandlers` expects
+fn not_acceptable<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let (req, _) = res.into_parts();
+    let accept =
+        req.headers().get(actix_web::http::header::ACCEPT_ENCODING).map(|v| v.to_str().unwrap_or("<not ASCII>"));
+    let response = actix_web::ResponseError::error_response(&ApiError::not_acceptable(accept));
+    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, response).map_into_right_body()))
+}
 
 /// Registers the shared data and every route of [`ROUTES`] (docs/api.md) on `cfg`, and a JSON 404
 /// for every other path.
@@ -102,6 +112,8 @@ pub fn app<S: Store + 'static>(
         .wrap(from_fn(middleware::limit_body))
         .wrap(ErrorHandlers::new().handler(StatusCode::METHOD_NOT_ALLOWED, middleware::method_not_allowed))
         .wrap(Compress::default())
+        // Outside compression, which answers a bare-text 406 when no encoding is acceptable.
+        .wrap(ErrorHandlers::new().handler(StatusCode::NOT_ACCEPTABLE, not_acceptable))
         // Set unless a handler chose its own (the docs assets are cacheable).
         .wrap(
             DefaultHeaders::new()

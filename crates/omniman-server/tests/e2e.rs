@@ -298,3 +298,117 @@ async fn connections_past_the_cap_wait_for_one_to_close() {
     assert!(waited, "a connection past the cap was served while 64 were held");
     assert!(served_after_close, "and it is served once they close");
 }
+
+/// A replayed commit answers the bytes of the first answer, whichever order the store keeps
+/// the stored body's keys in (PostgreSQL's `jsonb` has its own).
+async fn replay_is_byte_for_byte(url: &str) {
+    let dir = temp_dir();
+    apply_channels(url, dir.path(), &channels());
+    let token = cli_out(url, &["tokens", "create", "--name", "till", "--role", "client"]);
+    let server = Running::serve(url, &["--workers", "0"]).await;
+    let api = Api::new(&server.base, &token);
+    let (_, opened) = api.post("/sessions", &json!({"channel_code": "pos"})).await;
+    let key = opened["session_key"].as_str().unwrap().to_owned();
+    let ops = json!({"channel_code": "pos", "ops": [{"op": "add_line", "sku": "A", "qty": 1, "unit_price_q": 100}]});
+    assert_eq!(api.post(&format!("/sessions/{key}/modify"), &ops).await.0, 200);
+    let client = reqwest::Client::new();
+    let commit = || async {
+        let r = client
+            .post(format!("{}/api/sessions/{key}/commit", server.base))
+            .bearer_auth(&token)
+            .json(&json!({"channel_code": "pos", "idempotency_key": "replay-1"}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    let first = commit().await;
+    assert_eq!(first.0, 201, "{}", first.1);
+    assert_eq!(commit().await, first);
+}
+
+#[tokio::test]
+async fn replay_is_byte_for_byte_on_sqlite() {
+    let dir = temp_dir();
+    replay_is_byte_for_byte(&sqlite_url(dir.path(), "replay")).await;
+}
+
+#[tokio::test]
+async fn replay_is_byte_for_byte_on_postgres() {
+    let Some(db) = TestDb::postgres().await else { return };
+    replay_is_byte_for_byte(db.url()).await;
+}
+
+/// NUL characters, which PostgreSQL cannot store, are a 400 on both backends (never a 500), and
+/// nothing is written.
+async fn nul_is_refused(url: &str) {
+    let dir = temp_dir();
+    apply_channels(url, dir.path(), &channels());
+    let token = cli_out(url, &["tokens", "create", "--name", "till", "--role", "client"]);
+    let admin = cli_out(url, &["tokens", "create", "--name", "importer", "--role", "admin"]);
+    let server = Running::serve(url, &["--workers", "0"]).await;
+    let api = Api::new(&server.base, &token);
+    let admin = Api::new(&server.base, &admin);
+    let (_, opened) = api.post("/sessions", &json!({"channel_code": "pos"})).await;
+    let key = opened["session_key"].as_str().unwrap().to_owned();
+    let modify = format!("/sessions/{key}/modify");
+    let add = |extra: serde_json::Value| {
+        let mut op = json!({"op": "add_line", "sku": "A", "qty": 1, "unit_price_q": 100});
+        op.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        json!({"channel_code": "pos", "ops": [op]})
+    };
+    let refusals = [
+        (
+            api.post("/sessions", &json!({"channel_code": "pos", "handle_type": "t", "handle_ref": "\u{0}"})).await,
+            "handle_ref",
+        ),
+        (api.post(&modify, &add(json!({"sku": "A\u{0}"}))).await, "ops[0].sku"),
+        (api.post(&modify, &add(json!({"meta": {"note": "a\u{0}b"}}))).await, "ops[0].meta.note"),
+        (api.post(&modify, &add(json!({"meta": {"k\u{0}": 1}}))).await, "ops[0].meta.k\\u0000"),
+        (
+            api.post(
+                &modify,
+                &json!({"channel_code": "pos", "ops": [{"op": "set_data", "path": "notes", "value": "\u{0}"}]}),
+            )
+            .await,
+            "ops[0].value",
+        ),
+        (
+            admin
+                .post(
+                    "/sessions/import",
+                    &json!({"channel_code": "pos", "items": [{"sku": "A", "qty": 1, "name": "\u{0}"}]}),
+                )
+                .await,
+            "items[0].name",
+        ),
+        (api.get("/sessions/%00").await, "session_key"),
+        (api.get("/orders/%00").await, "order_ref"),
+        (api.get("/orders/%00/events").await, "order_ref"),
+        (api.get("/channels/%00").await, "channel_code"),
+        (admin.get("/directives/%00").await, "directive_id"),
+        (api.get("/sessions?handle_ref=%00").await, "handle_ref"),
+        (api.get("/orders?handle_type=%00").await, "handle_type"),
+        (admin.get("/directives?topic=%00").await, "topic"),
+    ];
+    for ((status, body), field) in refusals {
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("validation_error")), "{field}: {body}");
+        assert!(body["error"]["context"]["fields"].get(field).is_some(), "{field}: {body}");
+    }
+    let (status, session) = api.get(&format!("/sessions/{key}")).await;
+    assert_eq!((status, &session["rev"], &session["items"]), (200, &json!(0), &json!([])), "nothing was written");
+    let (_, sessions) = admin.get("/sessions").await;
+    assert_eq!(sessions["results"].as_array().unwrap().len(), 1, "nothing was opened or imported");
+}
+
+#[tokio::test]
+async fn nul_is_refused_on_sqlite() {
+    let dir = temp_dir();
+    nul_is_refused(&sqlite_url(dir.path(), "nul")).await;
+}
+
+#[tokio::test]
+async fn nul_is_refused_on_postgres() {
+    let Some(db) = TestDb::postgres().await else { return };
+    nul_is_refused(db.url()).await;
+}

@@ -69,6 +69,7 @@ contract!(
     idle_sessions_are_abandoned,
     commit_through_the_service,
     commit_refusals_write_nothing,
+    a_commit_of_many_lines_and_directives,
     transitions_and_events,
     orders_list_stream_and_max_id,
     directive_queue,
@@ -472,11 +473,46 @@ async fn commit_through_the_service<S: Store>(store: S) {
     let replay = hub.commit(&testing::at("pos", &key), Some(&testing::idem("K-1")), None, &caller()).await.unwrap();
     assert!(matches!(replay, CommitOutcome::Replayed(_)), "{replay:?}");
     assert_eq!((replay.http_status(), replay.to_json()), (answer.http_status(), answer.to_json()));
+    // Byte for byte, as the API writes it: PostgreSQL's `jsonb` keeps keys in its own order.
+    let bytes = |outcome: &CommitOutcome| serde_json::to_vec(&outcome.to_json()).unwrap();
+    assert_eq!(String::from_utf8(bytes(&replay)).unwrap(), String::from_utf8(bytes(&answer)).unwrap());
     // Another key on the committed session: the same order, 200.
     let other = hub.commit(&testing::at("pos", &key), Some(&testing::idem("K-2")), None, &caller()).await.unwrap();
     assert_eq!((other.http_status(), other.order_ref()), (200, Some(order_ref.as_str())));
     assert_eq!(other.to_json()["status"], json!("already_committed"));
     assert_eq!(store.max_order_id().await.unwrap(), order.id);
+}
+
+/// 7,300 lines (9 values each: 65,700, past PostgreSQL's 65,535 bind parameters and SQLite's
+/// 32,766) and 8,300 directives (8 each) are written, in as many statements as that takes.
+async fn a_commit_of_many_lines_and_directives<S: Store>(store: S) {
+    let pos = channel(&store, "pos", json!({})).await;
+    let mut open = Session::open(&pos, "BIG".into(), None, None, t(0));
+    open.items = (0..7_300).map(|i| item(&format!("L-{i}"), &format!("SKU-{i}"), 1, 10)).collect();
+    let s = insert(&store, &open).await;
+    let ctx = Ctx::new(Caller::external("till"), t(10));
+    let mut plan = plan_commit(
+        &s,
+        &pos,
+        "K-BIG",
+        None,
+        &Extensions::default(),
+        &CommitSettings::default(),
+        &ctx,
+        &mut RandomIds::seeded(7),
+    )
+    .unwrap();
+    plan.directives = (0..8_300).map(|i| directive("stock.commit", t(10), json!({"n": i}))).collect();
+    let CommitWrite::Committed(order) = store.commit(&plan).await.unwrap() else { panic!("commit refused") };
+    let (_, stored) = store.order_by_ref(&order.reference).await.unwrap().unwrap();
+    assert_eq!((stored.items.len(), stored.total_q), (7_300, 73_000));
+    assert_eq!((stored.items[7_299].line_id.as_str(), stored.items[7_299].sku.as_str()), ("L-7299", "SKU-7299"));
+    let directives = walk(100, |page| {
+        let store = &store;
+        async move { store.list_directives(&DirectiveFilter::default(), &page).await.unwrap() }
+    })
+    .await;
+    assert_eq!(directives.len(), 8_300);
 }
 
 async fn commit_refusals_write_nothing<S: Store>(store: S) {

@@ -421,6 +421,7 @@ fn decide_commit(
     if session.items.is_empty() {
         return Err(CommitError::EmptySession { session_key: session.session_key.clone() });
     }
+    session.check_amounts()?;
 
     let today = now.with_timezone(&settings.business_tz).date_naive();
     let status = OrderFlow::for_channel(channel).initial_status().to_owned();

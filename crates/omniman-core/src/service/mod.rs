@@ -338,6 +338,7 @@ impl<S: Store> Omniman<S> {
                 .draw_ids(|ids| prepare_import(open, &channel, items, data, &self.ext, &ctx, ids))
                 .map_err(|e| match e {
                     ModifyError::Rejected(r) => OpenError::Rejected(r),
+                    ModifyError::Validation(errors) => OpenError::Validation(errors),
                     other => OpenError::Validation(FieldErrors::one("items", other.to_string())),
                 })?;
             match self.store.insert_session(&session).await? {

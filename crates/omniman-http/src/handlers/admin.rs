@@ -8,7 +8,7 @@ use serde_json::Map;
 use utoipa::IntoParams;
 
 use crate::auth::Principal;
-use crate::body::Query;
+use crate::body::{Query, path_text};
 use crate::error::{ApiError, ErrorBody};
 use crate::pagination;
 use crate::state::AppState;
@@ -90,6 +90,7 @@ pub(crate) async fn get_directive<S: Store + 'static>(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
+    path_text("directive_id", &id)?;
     let not_found = || {
         ApiError::coded(omniman_core::error::Code::DirectiveNotFound, format!("directive {id} not found"), Map::new())
             .with_context("directive_id", id.as_str())

@@ -10,7 +10,7 @@ use omniman_core::ports::Store;
 use utoipa_swagger_ui::Config;
 
 use crate::auth::Principal;
-use crate::body::Query;
+use crate::body::{Query, path_text};
 use crate::error::{ApiError, ErrorBody};
 use crate::pagination;
 use crate::state::{AppState, CheckStatus};
@@ -117,6 +117,7 @@ pub(crate) async fn get_channel<S: Store + 'static>(
     state: web::Data<AppState<S>>,
     code: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    path_text("channel_code", &code)?;
     who.require_channel(&code)?;
     let channel = state.hub.channel(&code).await?;
     Ok(HttpResponse::Ok().json(ChannelView::from(&channel)))

@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 
 use super::{channel_ids, channel_scope};
 use crate::auth::Principal;
-use crate::body::Query;
+use crate::body::{Query, path_text};
 use crate::error::{ApiError, ErrorBody};
 use crate::pagination;
 use crate::requests::{TransitionRequest, read_body};
@@ -197,6 +197,7 @@ pub(crate) async fn get_order<S: Store + 'static>(
     state: web::Data<AppState<S>>,
     order_ref: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    path_text("order_ref", &order_ref)?;
     let (channel, order) = state.hub.order(&order_ref).await?;
     who.require_channel(&channel.code)?;
     Ok(HttpResponse::Ok().json(OrderView::new(&channel, &order)))
@@ -226,6 +227,7 @@ pub(crate) async fn transition<S: Store + 'static>(
     order_ref: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    path_text("order_ref", &order_ref)?;
     let body: TransitionRequest = read_body(&req, payload, state.config.body_limit).await?;
     // A token limited to some channels must see the order's channel before touching it (one
     // more read, for such tokens only).
@@ -265,6 +267,7 @@ pub(crate) async fn events<S: Store + 'static>(
     req: HttpRequest,
     order_ref: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    path_text("order_ref", &order_ref)?;
     let query = Query::parse_known(&req, pagination::PARAMS)?;
     let mut errors = FieldErrors::default();
     let limit = pagination::page_size(&query, &mut errors);

@@ -4,9 +4,12 @@
 mod common;
 
 mod addressing;
+mod amounts;
 mod auth;
 mod commit;
+mod limits;
 mod meta;
+mod nul;
 mod openapi;
 mod order_data;
 mod orders;

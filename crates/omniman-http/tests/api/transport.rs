@@ -122,19 +122,16 @@ async fn broken_bodies_are_400() {
     .expect_error(400, "invalid_qty");
     call!(app, raw_post(&url, json_ct, r#"{"channel_code":"pos","ops":[{"op":"add_line","sku":"A","qty":"1e300"}]}"#))
         .expect_error(400, "invalid_qty");
-    // An extreme price that is a valid integer is stored as given, never a 500.
-    let body = call!(
-        app,
-        raw_post(
-            &url,
-            json_ct,
-            format!(
-                r#"{{"channel_code":"pos","ops":[{{"op":"add_line","sku":"A","qty":2,"unit_price_q":{}}}]}}"#,
-                i64::MAX
-            )
+    // An extreme price that is a valid integer is stored as given, never a 500; a total it
+    // would take past `i64` is refused, never saturated.
+    let line = |qty: u32| {
+        format!(
+            r#"{{"channel_code":"pos","ops":[{{"op":"add_line","sku":"A","qty":{qty},"unit_price_q":{}}}]}}"#,
+            i64::MAX
         )
-    )
-    .expect(200);
+    };
+    call!(app, raw_post(&url, json_ct, line(2))).expect_error(400, "invalid_amount");
+    let body = call!(app, raw_post(&url, json_ct, line(1))).expect(200);
     assert_eq!(body["items"][0]["unit_price_q"], i64::MAX);
     // No partial write: only the last request changed anything.
     assert_eq!(call!(app, get(&format!("/api/sessions/{key}"), CLIENT)).expect(200)["rev"], 1);
@@ -192,4 +189,23 @@ async fn answers_carry_security_headers() {
     let asset = call!(app, TestRequest::get().uri("/api/docs/swagger-ui.css"));
     assert_eq!(header(&asset, "x-content-type-options").as_deref(), Some("nosniff"));
     assert_eq!(header(&asset, "cache-control").as_deref(), Some("public, max-age=3600"));
+}
+
+#[actix_web::test]
+async fn no_acceptable_encoding_is_a_json_406() {
+    let state = common::state().await;
+    let app = service!(state);
+    let req = |value: &str| {
+        TestRequest::get()
+            .uri("/api/channels")
+            .insert_header(("Authorization", format!("Bearer {CLIENT}")))
+            .insert_header(("Accept-Encoding", value.to_owned()))
+    };
+    let resp = call!(app, req("identity;q=0"));
+    let ctx = resp.expect_error(406, "not_acceptable");
+    assert_eq!(ctx["accept_encoding"], "identity;q=0");
+    assert!(resp.header("content-type").unwrap().starts_with("application/json"));
+    let gzip = call!(app, req("gzip"));
+    assert_eq!((gzip.status.as_u16(), gzip.header("content-encoding")), (200, Some("gzip")));
+    call!(app, req("identity")).expect(200);
 }

@@ -60,6 +60,30 @@ macro_rules! keyset {
     }};
 }
 
+/// The most values one statement may bind on both backends: SQLite's default limit
+/// (`SQLITE_MAX_VARIABLE_NUMBER`, 32,766); PostgreSQL's is 65,535. A multi-row insert that can
+/// grow with its input is split into statements of at most `MAX_BIND_VALUES / columns` rows.
+pub(crate) const MAX_BIND_VALUES: usize = 32_766;
+
+/// Rows of `columns` bound values each that one statement can insert (see [`MAX_BIND_VALUES`]).
+pub(crate) const fn rows_per_insert(columns: usize) -> usize {
+    MAX_BIND_VALUES / columns
+}
+
+/// Splits `rows` into owned chunks of at most `size` rows, in order.
+pub(crate) fn chunked<T>(mut rows: Vec<T>, size: usize) -> Vec<Vec<T>> {
+    let mut chunks = Vec::with_capacity(rows.len().div_ceil(size.max(1)));
+    while rows.len() > size {
+        let tail = rows.split_off(size);
+        chunks.push(rows);
+        rows = tail;
+    }
+    if !rows.is_empty() {
+        chunks.push(rows);
+    }
+    chunks
+}
+
 /// Expands into the query functions of one backend (see the module documentation).
 macro_rules! shared_queries {
     () => {

@@ -26,9 +26,17 @@ macro_rules! summary_columns {
 /// The order queries of one backend, expanded by `shared_queries!` (see `queries/mod.rs`).
 macro_rules! order_queries {
     () => {
+        /// An order line binds 9 values.
+        const ITEM_ROWS_PER_INSERT: usize = crate::store::queries::rows_per_insert(9);
+        /// A directive binds 8 values (`insert_directives`).
+        const DIRECTIVE_ROWS_PER_INSERT: usize = crate::store::queries::rows_per_insert(8);
+
         /// One transaction of at most 6 statements: conditional session update, order insert,
         /// one multi-row item insert, the `created` event, one multi-row directive insert (when
         /// there are directives) and the idempotency upsert. Returns the new order's id.
+        ///
+        /// Items and directives past what one statement may bind (`rows_per_insert`: 3,640 lines
+        /// of 9 values, 4,095 directives of 8) take one more insert per such chunk.
         pub(crate) async fn commit(conn: &mut Conn, plan: CommitPlan) -> Result<i64, CommitAbort> {
             tx!(conn, async move |c| -> Result<i64, CommitAbort> {
                 let session = SessionValues::new(&plan.session);
@@ -59,8 +67,8 @@ macro_rules! order_queries {
                         )
                     })
                     .collect();
-                if !items.is_empty() {
-                    insert_rows!(c, s::order_items::table, items)?;
+                for chunk in crate::store::queries::chunked(items, ITEM_ROWS_PER_INSERT) {
+                    insert_rows!(c, s::order_items::table, chunk)?;
                 }
                 diesel::insert_into(s::order_events::table)
                     .values((
@@ -74,8 +82,8 @@ macro_rules! order_queries {
                     .execute(c)
                     .await?;
                 let directives = crate::store::rows::directive_values(&plan.directives, plan.now);
-                if !directives.is_empty() {
-                    insert_directives(c, directives).await?;
+                for chunk in crate::store::queries::chunked(directives, DIRECTIVE_ROWS_PER_INSERT) {
+                    insert_directives(c, chunk).await?;
                 }
                 let record = IdempotencyValues::new(&plan.idempotency_record(order_id));
                 if upsert_idempotency(c, record, KeyRule::Claim).await? == 0 {
