@@ -36,18 +36,19 @@ impl DirectiveHandler for Slow {
 async fn two_workers_on_postgres_run_each_directive_once() {
     let Some(test_db) = TestDb::postgres().await else { return };
     let now = Utc::now() - TimeDelta::seconds(1);
-    let batch: Vec<NewDirective> = (0..16)
+    let batch: Vec<NewDirective> = (0..20)
         .map(|_| NewDirective { topic: "webhook.post".into(), payload: Map::new(), available_at: now })
         .collect();
     let ids = test_db.db().enqueue(&batch).await.unwrap();
 
     let handler = Arc::new(Slow(Mutex::new(HashMap::new())));
     let handlers = Arc::new(HandlerRegistry::new().register(handler.clone()).unwrap());
-    // A batch of 16, two at a time, 0.6 s each: about 5 s for the worker that claims it, more
-    // than the 3 s reap timeout of the other, which reaps every 5 cycles of 0.5 s.
+    // A batch of 20, two at a time, 0.6 s each: about 6 s for the worker that claims it, three
+    // times the 2 s reap timeout of the other, which reaps every 5 idle cycles (about 2.5 s).
+    // Each worker renews its claims every 0.5 s.
     let config = WorkerConfig {
         interval: Duration::from_millis(500),
-        reap_timeout: TimeDelta::seconds(3),
+        reap_timeout: TimeDelta::seconds(2),
         ..WorkerConfig::default()
     };
     let second_db = Database::connect(&StorageConfig::new(test_db.url())).await.unwrap();
@@ -58,7 +59,7 @@ async fn two_workers_on_postgres_run_each_directive_once() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let counts = test_db.db().directive_counts().await.unwrap();
-        if counts == [(DirectiveStatus::Done, 16)] || Instant::now() > deadline {
+        if counts == [(DirectiveStatus::Done, 20)] || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

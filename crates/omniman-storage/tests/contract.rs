@@ -803,7 +803,7 @@ async fn directive_queue<S: Store>(store: S) {
     let counts = store.directive_counts().await.unwrap();
     assert_eq!(counts, vec![(DirectiveStatus::Queued, 1), (DirectiveStatus::Running, 3)]);
 
-    // Stuck: running and started before the cut.
+    // Stuck: running, claimed (or renewed) before the cut.
     let stuck = store.stuck_directives(t(100)).await.unwrap();
     assert_eq!(stuck.iter().map(|d| d.id).collect::<Vec<_>>(), [ids[0], ids[1]]);
     assert!(store.stuck_directives(t(50)).await.unwrap().is_empty());
