@@ -62,7 +62,9 @@ pub struct Directive {
     pub created_at: DateTime<Utc>,
     /// Claim time of the latest run.
     pub started_at: Option<DateTime<Utc>>,
-    /// Last change.
+    /// Last change. While `running`, the claim's lease: its worker renews it (see [`renew_claim`])
+    /// for as long as it holds the directive, and the reaper takes only directives whose lease
+    /// went unrenewed for longer than its timeout.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -222,8 +224,26 @@ pub fn decide_outcome(
     }
 }
 
-/// Decides what the reaper does with a `running` directive: `None` unless it has been running
-/// longer than `timeout` (a zero timeout turns the reaper off).
+/// The write by which a worker renews its claim on a `running` directive it still holds (a
+/// handler runs it, or it waits in the worker's batch): applied through
+/// [`DirectiveQueue::finish`](crate::ports::DirectiveQueue::finish) like an outcome, conditional on
+/// the claim, it changes nothing but `updated_at`, the claim's lease.
+pub fn renew_claim(directive: &Directive) -> DirectiveUpdate {
+    DirectiveUpdate {
+        id: directive.id,
+        claimed_attempts: directive.attempts,
+        status: DirectiveStatus::Running,
+        attempts: directive.attempts,
+        available_at: directive.available_at,
+        last_error: directive.last_error.clone(),
+        payload_patch: Map::new(),
+    }
+}
+
+/// Decides what the reaper does with a `running` directive: `None` unless its claim went
+/// unrenewed (no claim, renewal or other write: `updated_at`) for longer than `timeout` (a zero
+/// timeout turns the reaper off). A live worker renews its claims well within the timeout, so
+/// only the directives of a worker that died or hangs are reaped, however long they run.
 pub fn decide_reap(
     directive: &Directive,
     policy: &RetryPolicy,
@@ -233,8 +253,7 @@ pub fn decide_reap(
     if timeout <= TimeDelta::zero() || directive.status != DirectiveStatus::Running {
         return None;
     }
-    let started = directive.started_at.unwrap_or(directive.updated_at);
-    if now - started <= timeout {
+    if now - directive.updated_at <= timeout {
         return None;
     }
     let minutes = timeout.num_minutes();
@@ -386,6 +405,24 @@ mod tests {
         assert_eq!(u.status, DirectiveStatus::Failed);
         assert_eq!(u.last_error, "Stuck in 'running' for >10min (reaped after 5 attempts)");
         assert_eq!(decide_reap(&running(1), &policy, TimeDelta::zero(), now() + TimeDelta::days(1)), None);
+    }
+
+    #[test]
+    fn a_renewed_claim_is_not_reaped_however_long_it_runs() {
+        let policy = RetryPolicy::default();
+        let timeout = TimeDelta::minutes(10);
+        let mut d = running(1);
+        d.last_error = "earlier".into();
+        let renewal = renew_claim(&d);
+        assert_eq!(
+            (renewal.status, renewal.attempts, renewal.claimed_attempts, renewal.available_at),
+            (DirectiveStatus::Running, 1, 1, d.available_at)
+        );
+        assert_eq!((renewal.last_error.as_str(), renewal.payload_patch.len()), ("earlier", 0));
+        // Claimed an hour ago, renewed a minute ago: its worker is alive.
+        d.updated_at = now() + TimeDelta::minutes(59);
+        assert_eq!(decide_reap(&d, &policy, timeout, now() + TimeDelta::hours(1)), None);
+        assert!(decide_reap(&d, &policy, timeout, now() + TimeDelta::minutes(70)).is_some());
     }
 
     #[test]

@@ -444,12 +444,12 @@ impl DirectiveQueue for InMemoryStore {
         Ok(changed)
     }
 
-    async fn stuck_directives(&self, started_before: DateTime<Utc>) -> StoreResult<Vec<Directive>> {
+    async fn stuck_directives(&self, seen_before: DateTime<Utc>) -> StoreResult<Vec<Directive>> {
         Ok(self
             .state()
             .directives
             .values()
-            .filter(|d| d.status == DirectiveStatus::Running && d.started_at.is_some_and(|s| s < started_before))
+            .filter(|d| d.status == DirectiveStatus::Running && d.updated_at < seen_before)
             .cloned()
             .collect())
     }

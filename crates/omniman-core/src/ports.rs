@@ -237,16 +237,15 @@ pub trait DirectiveQueue: Send + Sync {
         limit: usize,
         now: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<Vec<Directive>>> + Send;
-    /// Applies run outcomes or reaps; each only if the row is still `running` with
-    /// `attempts = update.claimed_attempts`. Payload patches are merged key by key. Updates apply
-    /// in order, so of two for one directive only the first can match. Returns how many rows
-    /// changed.
+    /// Applies run outcomes, claim renewals or reaps; each only if the row is still `running` with
+    /// `attempts = update.claimed_attempts`, and each sets `updated_at = now`. Payload patches are
+    /// merged key by key. An update to `running` (see `directive::renew_claim`) renews the claim's
+    /// lease: only `updated_at` moves. Updates apply in order, so of two for one directive only the
+    /// first can match. Returns how many rows changed.
     fn finish(&self, updates: &[DirectiveUpdate], now: DateTime<Utc>) -> impl Future<Output = StoreResult<u64>> + Send;
-    /// `running` directives claimed before `started_before` (reaper input).
-    fn stuck_directives(
-        &self,
-        started_before: DateTime<Utc>,
-    ) -> impl Future<Output = StoreResult<Vec<Directive>>> + Send;
+    /// `running` directives whose claim was last written (claimed or renewed: `updated_at`)
+    /// before `seen_before` (reaper input).
+    fn stuck_directives(&self, seen_before: DateTime<Utc>) -> impl Future<Output = StoreResult<Vec<Directive>>> + Send;
     /// Manual retry: applies `update` only if the row is not `running`.
     fn requeue(&self, update: &DirectiveUpdate, now: DateTime<Utc>) -> impl Future<Output = StoreResult<bool>> + Send;
     /// One directive.

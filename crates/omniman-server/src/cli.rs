@@ -192,7 +192,8 @@ pub(crate) struct WorkerArgs {
     /// Attempts before a failing directive is given up.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..))]
     pub(crate) max_attempts: i32,
-    /// Minutes after which a `running` directive is reaped (0: never; fractions allowed).
+    /// Minutes a `running` directive's claim may go unrenewed before it is reaped (0: never;
+    /// fractions allowed). Live workers renew theirs every quarter of this: use one value for all.
     #[arg(long, default_value_t = 10.0)]
     pub(crate) reap_timeout: f64,
     /// Handlers running at once.

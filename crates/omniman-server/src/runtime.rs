@@ -262,7 +262,8 @@ pub(crate) struct ServerReadiness {
 }
 
 /// The `directive_workers` check for a worker loop in `state`: failing when the loop's task has
-/// ended (a panic) or has shown no progress for longer than its stall threshold.
+/// ended (a panic), has shown no progress for longer than its stall threshold, or cannot write
+/// the outcomes of the handlers it ran.
 pub(crate) fn workers_check(state: WorkerState, stall_after: std::time::Duration) -> ReadinessCheck {
     const NAME: &str = "directive_workers";
     let latency = std::time::Duration::ZERO;
@@ -276,6 +277,11 @@ pub(crate) fn workers_check(state: WorkerState, stall_after: std::time::Duration
                 since_last_beat.as_secs_f64(),
                 stall_after.as_secs_f64()
             ),
+        ),
+        WorkerState::Failing { unwritten } => ReadinessCheck::failing(
+            NAME,
+            latency,
+            format!("{unwritten} directive outcome(s) cannot be written to the database (retrying)"),
         ),
         WorkerState::Stopped => ReadinessCheck::failing(NAME, latency, "the directive worker loop has stopped"),
     }
@@ -368,6 +374,12 @@ mod tests {
         let stopped = workers_check(WorkerState::Stopped, stall_after);
         assert_eq!(stopped.status, CheckStatus::Failing);
         assert_eq!(stopped.message.as_deref(), Some("the directive worker loop has stopped"));
+        let failing = workers_check(WorkerState::Failing { unwritten: 3 }, stall_after);
+        assert_eq!(failing.status, CheckStatus::Failing);
+        assert_eq!(
+            failing.message.as_deref(),
+            Some("3 directive outcome(s) cannot be written to the database (retrying)")
+        );
     }
 
     #[test]

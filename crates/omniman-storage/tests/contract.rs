@@ -14,7 +14,9 @@ use common::t;
 use omniman_core::channel::{Channel, ChannelSpec};
 use omniman_core::commit::{CommitOutcome, CommitSettings, plan_commit};
 use omniman_core::context::{Caller, Ctx};
-use omniman_core::directive::{DirectiveStatus, DirectiveUpdate, NewDirective};
+use omniman_core::directive::{
+    Directive, DirectiveStatus, DirectiveUpdate, NewDirective, RetryPolicy, decide_reap, renew_claim,
+};
 use omniman_core::ext::Extensions;
 use omniman_core::idempotency::{IdempotencyRecord, IdempotencyStatus};
 use omniman_core::ids::RandomIds;
@@ -74,6 +76,7 @@ contract!(
     orders_list_stream_and_max_id,
     directive_queue,
     directive_finish_and_requeue,
+    directive_claims_are_renewed,
     idempotency_records,
     api_tokens,
 );
@@ -836,7 +839,7 @@ async fn directive_queue<S: Store>(store: S) {
     let counts = store.directive_counts().await.unwrap();
     assert_eq!(counts, vec![(DirectiveStatus::Queued, 1), (DirectiveStatus::Running, 3)]);
 
-    // Stuck: running and started before the cut.
+    // Stuck: running, claimed (or renewed) before the cut.
     let stuck = store.stuck_directives(t(100)).await.unwrap();
     assert_eq!(stuck.iter().map(|d| d.id).collect::<Vec<_>>(), [ids[0], ids[1]]);
     assert!(store.stuck_directives(t(50)).await.unwrap().is_empty());
@@ -950,6 +953,42 @@ async fn directive_finish_and_requeue<S: Store>(store: S) {
         (once.status, once.payload.get("first"), once.payload.get("second")),
         (DirectiveStatus::Done, Some(&json!(true)), None)
     );
+}
+
+/// A worker renews the claims it holds: the renewal moves only `updated_at`, the claim's lease,
+/// and the reaper judges a `running` directive by it, not by when it was claimed.
+async fn directive_claims_are_renewed<S: Store>(store: S) {
+    let ids =
+        store.enqueue(&[directive("a", t(0), json!({"keep": 1})), directive("a", t(0), json!({}))]).await.unwrap();
+    let claimed = store.claim(None, 10, t(10)).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let held = claimed.iter().find(|d| d.id == ids[0]).unwrap().clone();
+    // Renewed at t(100) (a stale renewal of an older claim changes nothing).
+    let stale = DirectiveUpdate { claimed_attempts: 0, ..renew_claim(&held) };
+    assert_eq!(store.finish(&[renew_claim(&held), stale], t(100)).await.unwrap(), 1);
+    let renewed = store.directive(ids[0]).await.unwrap().unwrap();
+    assert_eq!(renewed, Directive { updated_at: t(100), ..held.clone() }, "only the lease moved");
+
+    // At t(150) with a 60 s timeout: the unrenewed claim of t(10) is stuck, the renewed one is not.
+    let stuck = store.stuck_directives(t(90)).await.unwrap();
+    assert_eq!(stuck.iter().map(|d| d.id).collect::<Vec<_>>(), [ids[1]]);
+    let policy = RetryPolicy::default();
+    let reaps: Vec<DirectiveUpdate> =
+        stuck.iter().filter_map(|d| decide_reap(d, &policy, TimeDelta::seconds(60), t(150))).collect();
+    assert_eq!(store.finish(&reaps, t(150)).await.unwrap(), 1);
+    assert_eq!(store.directive(ids[1]).await.unwrap().unwrap().status, DirectiveStatus::Queued);
+    assert_eq!(store.directive(ids[0]).await.unwrap().unwrap().status, DirectiveStatus::Running);
+    assert_eq!(
+        store.stuck_directives(t(101)).await.unwrap().iter().map(|d| d.id).collect::<Vec<_>>(),
+        [ids[0]],
+        "a lease that went unrenewed lapses"
+    );
+
+    // The outcome after renewals applies as usual.
+    let done = DirectiveUpdate { status: DirectiveStatus::Done, ..renew_claim(&held) };
+    assert_eq!(store.finish(&[done], t(120)).await.unwrap(), 1);
+    assert_eq!(store.directive(ids[0]).await.unwrap().unwrap().status, DirectiveStatus::Done);
+    assert_eq!(store.finish(&[renew_claim(&held)], t(130)).await.unwrap(), 0, "nothing to renew once finished");
 }
 
 // ---------------------------------------------------------------------------------------------

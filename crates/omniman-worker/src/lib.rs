@@ -1,12 +1,14 @@
 //! # omniman-worker
 //!
 //! Runs directives (docs/reference.md §9): a claimer takes batches of queued directives, runs their handlers
-//! concurrently (each with a timeout), records every outcome of the batch in one write, applies
-//! the retry policy, reaps directives stuck in `running`, and drains on shutdown so a clean stop
+//! concurrently (each with a timeout), records each outcome as soon as its handler ends
+//! (retrying the write until it succeeds), renews the claims it holds, applies the retry
+//! policy, reaps directives whose claims went unrenewed, and drains on shutdown so a clean stop
 //! leaves nothing `running`.
 //!
 //! Delivery is at least once: a crash between a handler's effect and the outcome's write means
-//! the directive runs again after the reaper's timeout, so handlers must be idempotent.
+//! the directive runs again once its claim lapses (the reaper's timeout), so handlers must be
+//! idempotent.
 //!
 //! ```
 //! use std::sync::Arc;

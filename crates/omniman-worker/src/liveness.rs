@@ -1,7 +1,7 @@
 //! Whether a worker loop is alive and making progress: what readiness reports.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::worker::WorkerConfig;
@@ -22,6 +22,13 @@ pub enum WorkerState {
         /// Time since its last sign of progress.
         since_last_beat: Duration,
     },
+    /// The loop runs, but outcomes of finished handlers cannot be written (the database is
+    /// unreachable, say): it retries them with backoff, and their directives stay `running`
+    /// until then.
+    Failing {
+        /// Outcomes waiting for their write to succeed.
+        unwritten: usize,
+    },
     /// The loop is not running: never started, shut down, or ended by a panic.
     Stopped,
 }
@@ -39,6 +46,8 @@ struct Beats {
     /// Milliseconds from `origin` to the last sign of progress.
     last_beat_ms: AtomicU64,
     running: AtomicBool,
+    /// Outcomes whose write failed and is being retried.
+    failing_writes: AtomicUsize,
 }
 
 /// The health of a worker loop, shared with the loop and cheap to clone (from
@@ -48,7 +57,8 @@ struct Beats {
 /// beats at least once per poll interval and a busy one at least once per handler timeout.
 /// [`state`](WorkerLiveness::state) reports `Stalled` when no beat came for
 /// [`stall_after`](WorkerLiveness::stall_after) = handler timeout + 3 × poll interval, and
-/// `Stopped` once the loop's task has ended (shut down or panicked).
+/// `Stopped` once the loop's task has ended (shut down or panicked). While an outcome cannot be
+/// written (the worker retries it), it reports `Failing`.
 #[derive(Clone, Debug)]
 pub struct WorkerLiveness {
     beats: Arc<Beats>,
@@ -57,13 +67,25 @@ pub struct WorkerLiveness {
 
 impl WorkerLiveness {
     pub(crate) fn new(config: &WorkerConfig) -> WorkerLiveness {
-        let beats = Beats { origin: Instant::now(), last_beat_ms: AtomicU64::new(0), running: AtomicBool::new(false) };
+        let beats = Beats {
+            origin: Instant::now(),
+            last_beat_ms: AtomicU64::new(0),
+            running: AtomicBool::new(false),
+            failing_writes: AtomicUsize::new(0),
+        };
         WorkerLiveness { beats: Arc::new(beats), stall_after: config.handler_timeout + config.interval * 3 }
     }
 
     pub(crate) fn beat(&self) {
         let ms = u64::try_from(self.beats.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.beats.last_beat_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Counts one outcome whose write failed, until the returned guard drops (once it is written,
+    /// or given up at shutdown).
+    pub(crate) fn failing_write(&self) -> FailingWrite {
+        self.beats.failing_writes.fetch_add(1, Ordering::AcqRel);
+        FailingWrite(self.clone())
     }
 
     /// Marks the loop running until the returned guard drops (when the loop returns or unwinds).
@@ -93,6 +115,10 @@ impl WorkerLiveness {
         if !self.is_running() {
             return WorkerState::Stopped;
         }
+        let unwritten = self.beats.failing_writes.load(Ordering::Acquire);
+        if unwritten > 0 {
+            return WorkerState::Failing { unwritten };
+        }
         let last = self.beats.origin + Duration::from_millis(self.beats.last_beat_ms.load(Ordering::Relaxed));
         let since_last_beat = now.saturating_duration_since(last);
         if since_last_beat > self.stall_after {
@@ -100,6 +126,15 @@ impl WorkerLiveness {
         } else {
             WorkerState::Running { since_last_beat }
         }
+    }
+}
+
+/// One outcome whose write is being retried; uncounted on drop.
+pub(crate) struct FailingWrite(WorkerLiveness);
+
+impl Drop for FailingWrite {
+    fn drop(&mut self) {
+        self.0.beats.failing_writes.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -10,6 +10,7 @@ use futures_util::{FutureExt, StreamExt};
 use omniman_core::clock::{Clock, SystemClock};
 use omniman_core::directive::{
     Directive, DirectiveStatus, DirectiveUpdate, HandlerError, RetryPolicy, RunResult, decide_outcome, decide_reap,
+    renew_claim,
 };
 use omniman_core::error::StoreError;
 use omniman_core::ext::{HandlerCtx, HandlerRegistry};
@@ -33,7 +34,9 @@ pub struct WorkerConfig {
     pub interval: Duration,
     /// Retry policy.
     pub policy: RetryPolicy,
-    /// A `running` directive older than this is reaped (default 10 min; zero turns reaping off).
+    /// A `running` directive whose claim went unrenewed for longer than this is reaped (default
+    /// 10 min; zero turns reaping off). The worker renews the claims it holds every quarter of
+    /// this (of 10 min when it is zero), so every worker on a database should use the same value.
     pub reap_timeout: TimeDelta,
     /// Longest a single handler may run before it counts as a transient failure (default 60 s).
     pub handler_timeout: Duration,
@@ -75,6 +78,14 @@ pub struct CycleReport {
 }
 
 impl CycleReport {
+    fn count(&mut self, update: &DirectiveUpdate) {
+        match update.status {
+            DirectiveStatus::Done => self.done += 1,
+            DirectiveStatus::Failed => self.failed += 1,
+            DirectiveStatus::Queued | DirectiveStatus::Running => self.requeued += 1,
+        }
+    }
+
     fn add(&mut self, other: CycleReport) {
         self.claimed += other.claimed;
         self.done += other.done;
@@ -126,6 +137,12 @@ impl WorkerHandle {
         self.liveness.clone()
     }
 }
+
+/// First wait before retrying a write of an outcome that failed; it doubles up to
+/// [`RECORD_RETRY_MAX`].
+const RECORD_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// Longest wait between two tries of a write of an outcome.
+const RECORD_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// The text a panic carried (`panic!("…")` gives a `&str` or a `String`).
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
@@ -183,7 +200,65 @@ impl<Q: DirectiveQueue + 'static> Worker<Q> {
         }
     }
 
-    /// Reaps `running` directives older than the reap timeout.
+    /// How often the claims this worker holds are renewed: a quarter of the reap timeout (of its
+    /// default when reaping is off), so a live worker's claims never look stuck to any reaper.
+    fn renew_every(&self) -> Duration {
+        let lease = if self.config.reap_timeout > TimeDelta::zero() {
+            self.config.reap_timeout
+        } else {
+            WorkerConfig::default().reap_timeout
+        };
+        (lease.to_std().unwrap_or(Duration::from_secs(600)) / 4).max(Duration::from_millis(50))
+    }
+
+    /// Renews the claims this worker holds (best effort: a failed renewal is tried again at the
+    /// next tick, well before the claims lapse).
+    async fn renew(&self, held: &[DirectiveUpdate]) {
+        if held.is_empty() {
+            return;
+        }
+        match self.queue.finish(held, self.clock.now()).await {
+            Ok(renewed) if usize::try_from(renewed).is_ok_and(|n| n == held.len()) => {}
+            Ok(renewed) => {
+                tracing::warn!(renewed, held = held.len(), "some claims were taken over (reaped or retried by force)");
+            }
+            Err(error) => {
+                tracing::error!(%error, held = held.len(), "could not renew the claims of running directives");
+            }
+        }
+    }
+
+    /// Writes one run's outcome, retrying with backoff until it is written (or the future is
+    /// dropped, when a shutdown's drain deadline passes). While it cannot be written, the
+    /// worker's liveness reports the failure.
+    async fn record(&self, update: &DirectiveUpdate) {
+        let mut wait = RECORD_RETRY_FIRST;
+        let mut failing = None;
+        loop {
+            match self.queue.finish(std::slice::from_ref(update), self.clock.now()).await {
+                Ok(0) => {
+                    tracing::warn!(directive = update.id, "outcome not recorded: the claim was taken over");
+                    return;
+                }
+                Ok(_) => return,
+                Err(error) => {
+                    failing.get_or_insert_with(|| self.liveness.failing_write());
+                    tracing::error!(directive = update.id, %error, retry_in = ?wait, "could not record a directive outcome");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RECORD_RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    /// Runs one directive and records its outcome as soon as its handler ends.
+    async fn run_and_record(&self, directive: Directive) -> DirectiveUpdate {
+        let update = self.run(directive).await;
+        self.record(&update).await;
+        update
+    }
+
+    /// Reaps `running` directives whose claim went unrenewed for longer than the reap timeout.
     pub async fn reap(&self) -> Result<usize, StoreError> {
         if self.config.reap_timeout <= TimeDelta::zero() {
             return Ok(0);
@@ -226,7 +301,9 @@ impl<Q: DirectiveQueue + 'static> Worker<Q> {
         decide_outcome(&directive, result, &self.config.policy, self.clock.now())
     }
 
-    /// Claims one batch, runs it with bounded concurrency and records every outcome in one write.
+    /// Claims one batch and runs it with bounded concurrency, recording each outcome as soon as
+    /// its handler ends and renewing the claims it still holds (running or waiting) every
+    /// [`renew_every`](Worker::renew_every).
     ///
     /// When `stop` fires mid-batch, unstarted directives are handed back untouched and running
     /// handlers get up to the drain timeout; those still running then are interrupted and
@@ -245,13 +322,15 @@ impl<Q: DirectiveQueue + 'static> Worker<Q> {
         pending.reverse(); // pop() then takes them oldest first
         let mut in_flight: HashMap<i64, Directive> = HashMap::new();
         let mut running = FuturesUnordered::new();
-        let mut updates = Vec::with_capacity(pending.len());
         let mut drain_deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        let renew_every = self.renew_every();
+        let mut renewals = tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
+        renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             while drain_deadline.is_none() && running.len() < self.config.concurrency {
                 let Some(d) = pending.pop() else { break };
                 in_flight.insert(d.id, d.clone());
-                running.push(self.run(d));
+                running.push(self.run_and_record(d));
             }
             if running.is_empty() {
                 break;
@@ -275,7 +354,11 @@ impl<Q: DirectiveQueue + 'static> Worker<Q> {
                 Some(update) = running.next() => {
                     self.liveness.beat();
                     in_flight.remove(&update.id);
-                    updates.push(update);
+                    report.count(&update);
+                }
+                _ = renewals.tick() => {
+                    let held: Vec<DirectiveUpdate> = pending.iter().chain(in_flight.values()).map(renew_claim).collect();
+                    self.renew(&held).await;
                 }
                 () = stop_signal, if !draining => {
                     drain_deadline = Some(Box::pin(tokio::time::sleep(self.config.drain_timeout)));
@@ -284,20 +367,22 @@ impl<Q: DirectiveQueue + 'static> Worker<Q> {
             }
         }
         drop(running);
+        if pending.is_empty() && in_flight.is_empty() {
+            return Ok(report);
+        }
         let now = self.clock.now();
         // Never started: the claim is undone (`queued`, attempt not counted).
-        updates.extend(pending.iter().map(|d| decide_outcome(d, RunResult::NoHandler, &self.config.policy, now)));
-        // Started but cut off by the drain deadline: a transient failure, retried by the policy.
+        let mut updates: Vec<DirectiveUpdate> =
+            pending.iter().map(|d| decide_outcome(d, RunResult::NoHandler, &self.config.policy, now)).collect();
+        // Started but cut off by the drain deadline (their handler, or the write of their
+        // outcome): a transient failure, retried by the policy. If this write fails too, their
+        // claims lapse and the reaper takes them.
         updates.extend(in_flight.values().map(|d| {
             let interrupted = RunResult::Handled(Err(HandlerError("interrupted by worker shutdown".into())));
             decide_outcome(d, interrupted, &self.config.policy, now)
         }));
         for u in &updates {
-            match u.status {
-                DirectiveStatus::Done => report.done += 1,
-                DirectiveStatus::Failed => report.failed += 1,
-                DirectiveStatus::Queued | DirectiveStatus::Running => report.requeued += 1,
-            }
+            report.count(u);
         }
         self.queue.finish(&updates, now).await?;
         Ok(report)

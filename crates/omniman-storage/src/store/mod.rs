@@ -380,8 +380,8 @@ impl DirectiveQueue for Database {
         on_db!(self, |conn, q| Ok(affected(q::finish(conn, updates, now).await.map_err(db_error)?)))
     }
 
-    async fn stuck_directives(&self, started_before: DateTime<Utc>) -> StoreResult<Vec<Directive>> {
-        on_db!(self, |conn, q| directives(q::stuck_directives(conn, started_before).await.map_err(db_error)?))
+    async fn stuck_directives(&self, seen_before: DateTime<Utc>) -> StoreResult<Vec<Directive>> {
+        on_db!(self, |conn, q| directives(q::stuck_directives(conn, seen_before).await.map_err(db_error)?))
     }
 
     async fn requeue(&self, update: &DirectiveUpdate, now: DateTime<Utc>) -> StoreResult<bool> {

@@ -52,14 +52,15 @@ macro_rules! directive_queries {
             Ok(claimed)
         }
 
-        /// 1 statement.
+        /// 1 statement: `running` rows whose claim was last written (claimed or renewed) before
+        /// the cut.
         pub(crate) async fn stuck_directives(
             conn: &mut Conn,
-            started_before: DateTime<Utc>,
+            seen_before: DateTime<Utc>,
         ) -> QueryResult<Vec<DirectiveRow>> {
             s::directives::table
                 .filter(s::directives::status.eq(DirectiveStatus::Running.as_str()))
-                .filter(s::directives::started_at.lt(started_before))
+                .filter(s::directives::updated_at.lt(ts(seen_before)))
                 .select(s::directives::all_columns)
                 .order(s::directives::id.asc())
                 .load(conn)
