@@ -245,10 +245,10 @@ fn apply_to_draft(
 /// Step 9: unset price → 0, missing total → computed, absent meta stays `{}`.
 fn normalize(session: &mut Session) {
     for item in &mut session.items {
-        let price = *item.unit_price_q.get_or_insert(0);
+        item.unit_price_q.get_or_insert(0);
         if item.line_total_q.is_none() {
-            // `None` when beyond `i64`: left to `check_amounts`, which refuses it.
-            item.line_total_q = crate::money::checked_monetary_mult(item.qty, price);
+            // Still `None` when beyond `i64`: left to `check_amounts`, which refuses it.
+            item.reprice();
         }
     }
 }

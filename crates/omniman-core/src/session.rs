@@ -212,11 +212,6 @@ impl Session {
         self.items.iter().map(Item::total_q).fold(0_i64, i64::saturating_add)
     }
 
-    /// Σ line totals, or `None` when a line total or the sum does not fit in an `i64`.
-    pub fn checked_total_q(&self) -> Option<i64> {
-        self.items.iter().try_fold(0_i64, |sum, item| sum.checked_add(item.checked_total_q()?))
-    }
-
     /// Refuses (`invalid_amount`, 400) a session whose line totals or total do not fit in an
     /// `i64` of quanta: an amount is refused rather than saturated, so a total is never wrong.
     /// Answers the total.

@@ -50,28 +50,21 @@ pub struct StoredAnswer {
     pub body: Value,
 }
 
-/// The keys of a commit answer, in the order it is first given.
-const ANSWER_KEYS: [&str; 5] = ["order_ref", "order_id", "status", "total_q", "items_count"];
-
 impl StoredAnswer {
-    /// The body with the keys of a commit answer first, in the order the first answer wrote
-    /// them, then any other key as stored: a store may keep JSON objects in its own key order
-    /// (PostgreSQL's `jsonb` does), and a replay must serialize to the same bytes as the first
-    /// answer.
-    pub fn body_in_answer_order(&self) -> Value {
-        let Value::Object(stored) = &self.body else { return self.body.clone() };
-        let mut body = serde_json::Map::with_capacity(stored.len());
-        for key in ANSWER_KEYS {
-            if let Some(value) = stored.get(key) {
-                body.insert(key.to_owned(), value.clone());
+    /// The body as the first answer wrote it. A store may keep JSON objects in its own key order
+    /// (PostgreSQL's `jsonb` does), so a body of the usual shape is written again by the same
+    /// code as the first answer, [`CommitReceipt`]'s, and serializes to the same bytes; any other
+    /// body is replayed as stored.
+    pub fn body_as_answered(&self) -> Value {
+        let status = self.body.get("status").and_then(Value::as_str);
+        match (self.receipt(), status) {
+            (Some(receipt), Some(status)) => {
+                let answer = receipt.to_json(status);
+                // Key order aside, the same object: nothing of the stored body is dropped.
+                if answer == self.body { answer } else { self.body.clone() }
             }
+            _ => self.body.clone(),
         }
-        for (key, value) in stored {
-            if !body.contains_key(key) {
-                body.insert(key.clone(), value.clone());
-            }
-        }
-        Value::Object(body)
     }
 
     /// The receipt the body describes, when it has the usual shape.
@@ -122,7 +115,7 @@ impl CommitOutcome {
         match self {
             CommitOutcome::Committed(receipt) => receipt.to_json("committed"),
             CommitOutcome::AlreadyCommitted(receipt) => receipt.to_json("already_committed"),
-            CommitOutcome::Replayed(stored) => stored.body_in_answer_order(),
+            CommitOutcome::Replayed(stored) => stored.body_as_answered(),
         }
     }
 

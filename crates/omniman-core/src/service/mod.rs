@@ -454,12 +454,7 @@ impl<S: Store> Omniman<S> {
             let (channel, session) = match self.load(at).await {
                 Ok(found) => found,
                 Err(ModifyError::Store(e)) => return Err(e.into()),
-                Err(missing) => {
-                    if let Some(answer) = self.answer_of_used_key(&scope, &key, at, now).await? {
-                        return answer;
-                    }
-                    return Err(missing.into());
-                }
+                Err(missing) => return self.refuse_unless_key_used(&scope, &key, at, now, missing.into()).await,
             };
             if session.state == SessionState::Committed {
                 if let Some(answer) = self.answer_of_used_key(&scope, &key, at, now).await? {
@@ -480,13 +475,8 @@ impl<S: Store> Omniman<S> {
                 plan_commit(session, &channel, &key, precondition, &self.ext, &self.settings, &ctx, ids)
             }) {
                 Ok(plan) => plan,
-                Err(refused) => {
-                    // A key used before answers as it did, whatever the session has become.
-                    if let Some(answer) = self.answer_of_used_key(&scope, &key, at, now).await? {
-                        return answer;
-                    }
-                    return Err(refused);
-                }
+                // A key used before answers as it did, whatever the session has become.
+                Err(refused) => return self.refuse_unless_key_used(&scope, &key, at, now, refused).await,
             };
             match self.store.commit(&plan).await? {
                 CommitWrite::Committed(order) => {
@@ -524,6 +514,18 @@ impl<S: Store> Omniman<S> {
             IdempotencyDecision::InProgress => Some(Err(CommitError::InProgress { idempotency_key: key.to_owned() })),
             IdempotencyDecision::Proceed => None,
         })
+    }
+
+    /// `refusal`, unless the key was used before: then what it answers.
+    async fn refuse_unless_key_used(
+        &self,
+        scope: &str,
+        key: &str,
+        at: &SessionRef,
+        now: chrono::DateTime<chrono::Utc>,
+        refusal: CommitError,
+    ) -> Result<CommitOutcome, CommitError> {
+        self.answer_of_used_key(scope, key, at, now).await?.unwrap_or(Err(refusal))
     }
 
     /// docs/reference.md §6 step 14: hooks, then the channel's `on_create` transition.
