@@ -70,20 +70,6 @@ pub(crate) const fn rows_per_insert(columns: usize) -> usize {
     MAX_BIND_VALUES / columns
 }
 
-/// Splits `rows` into owned chunks of at most `size` rows, in order.
-pub(crate) fn chunked<T>(mut rows: Vec<T>, size: usize) -> Vec<Vec<T>> {
-    let mut chunks = Vec::with_capacity(rows.len().div_ceil(size.max(1)));
-    while rows.len() > size {
-        let tail = rows.split_off(size);
-        chunks.push(rows);
-        rows = tail;
-    }
-    if !rows.is_empty() {
-        chunks.push(rows);
-    }
-    chunks
-}
-
 /// Expands into the query functions of one backend (see the module documentation).
 macro_rules! shared_queries {
     () => {

@@ -48,27 +48,26 @@ macro_rules! order_queries {
                     Err(e) if violates(&e, "orders_ref_key", "orders.ref") => return Err(CommitAbort::RefTaken),
                     Err(e) => return Err(e.into()),
                 };
-                let items: Vec<_> = plan
-                    .order
-                    .items
-                    .iter()
-                    .enumerate()
-                    .map(|(position, i)| {
-                        (
-                            s::order_items::order_id.eq(order_id),
-                            s::order_items::line_id.eq(i.line_id.clone()),
-                            s::order_items::sku.eq(i.sku.clone()),
-                            s::order_items::name.eq(i.name.clone()),
-                            s::order_items::qty_milli.eq(i.qty.millis()),
-                            s::order_items::unit_price_q.eq(i.unit_price_q),
-                            s::order_items::line_total_q.eq(i.line_total_q),
-                            s::order_items::meta.eq(Value::Object(i.meta.clone())),
-                            s::order_items::position.eq(i32::try_from(position).unwrap_or(i32::MAX)),
-                        )
-                    })
-                    .collect();
-                for chunk in crate::store::queries::chunked(items, ITEM_ROWS_PER_INSERT) {
-                    insert_rows!(c, s::order_items::table, chunk)?;
+                for (n, lines) in plan.order.items.chunks(ITEM_ROWS_PER_INSERT).enumerate() {
+                    let first = n * ITEM_ROWS_PER_INSERT;
+                    let rows: Vec<_> = lines
+                        .iter()
+                        .enumerate()
+                        .map(|(i, line)| {
+                            (
+                                s::order_items::order_id.eq(order_id),
+                                s::order_items::line_id.eq(line.line_id.clone()),
+                                s::order_items::sku.eq(line.sku.clone()),
+                                s::order_items::name.eq(line.name.clone()),
+                                s::order_items::qty_milli.eq(line.qty.millis()),
+                                s::order_items::unit_price_q.eq(line.unit_price_q),
+                                s::order_items::line_total_q.eq(line.line_total_q),
+                                s::order_items::meta.eq(Value::Object(line.meta.clone())),
+                                s::order_items::position.eq(i32::try_from(first + i).unwrap_or(i32::MAX)),
+                            )
+                        })
+                        .collect();
+                    insert_rows!(c, s::order_items::table, rows)?;
                 }
                 diesel::insert_into(s::order_events::table)
                     .values((
@@ -81,9 +80,8 @@ macro_rules! order_queries {
                     ))
                     .execute(c)
                     .await?;
-                let directives = crate::store::rows::directive_values(&plan.directives, plan.now);
-                for chunk in crate::store::queries::chunked(directives, DIRECTIVE_ROWS_PER_INSERT) {
-                    insert_directives(c, chunk).await?;
+                for chunk in plan.directives.chunks(DIRECTIVE_ROWS_PER_INSERT) {
+                    insert_directives(c, crate::store::rows::directive_values(chunk, plan.now)).await?;
                 }
                 let record = IdempotencyValues::new(&plan.idempotency_record(order_id));
                 if upsert_idempotency(c, record, KeyRule::Claim).await? == 0 {
