@@ -44,6 +44,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use moka::Equivalent;
 use moka::ops::compute::Op;
 use moka::sync::Cache;
 use omniman_core::channel::{Channel, ChannelSpec};
@@ -115,8 +116,39 @@ struct Counters {
     invalidations: AtomicU64,
 }
 
+/// A session's key in the cache, borrowed: looking a session up allocates nothing. Hashes as
+/// the `(String, String)` it stands for (a tuple hashes its fields in order).
+#[derive(Hash)]
+struct SessionAt<'a>(&'a str, &'a str);
+
+impl Equivalent<(String, String)> for SessionAt<'_> {
+    fn equivalent(&self, key: &(String, String)) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
 fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// `key`'s entry while it is fresh, else what `read` finds in the store (kept for next time;
+/// an absence is not kept), counting the hit or the miss. `read` runs only on a miss.
+async fn read_through<V: Clone + Send + Sync + 'static>(
+    cache: &Cache<String, V>,
+    key: &str,
+    (hits, misses): (&AtomicU64, &AtomicU64),
+    read: impl Future<Output = StoreResult<Option<V>>>,
+) -> StoreResult<Option<V>> {
+    if let Some(value) = cache.get(key) {
+        bump(hits);
+        return Ok(Some(value));
+    }
+    bump(misses);
+    let found = read.await?;
+    if let Some(value) = &found {
+        cache.insert(key.to_owned(), value.clone());
+    }
+    Ok(found)
 }
 
 /// A store of the core's ports with tokens, channels and sessions kept in memory. See the
@@ -186,7 +218,7 @@ impl<S> CachedStore<S> {
     }
 
     fn forget_session(&self, channel_code: &str, session_key: &str) {
-        self.sessions.invalidate(&(channel_code.to_owned(), session_key.to_owned()));
+        self.sessions.invalidate(&SessionAt(channel_code, session_key));
         bump(&self.counters.invalidations);
     }
 }
@@ -194,16 +226,8 @@ impl<S> CachedStore<S> {
 impl<S: ChannelStore> CachedStore<S> {
     /// The channel, from memory while it is fresh.
     async fn cached_channel(&self, code: &str) -> StoreResult<Option<Channel>> {
-        if let Some(channel) = self.channels.get(code) {
-            bump(&self.counters.channel_hits);
-            return Ok(Some(channel));
-        }
-        bump(&self.counters.channel_misses);
-        let channel = self.inner.channel_by_code(code).await?;
-        if let Some(channel) = &channel {
-            self.channels.insert(code.to_owned(), channel.clone());
-        }
-        Ok(channel)
+        let counts = (&self.counters.channel_hits, &self.counters.channel_misses);
+        read_through(&self.channels, code, counts, self.inner.channel_by_code(code)).await
     }
 }
 
@@ -229,10 +253,13 @@ impl<S: SessionStore + ChannelStore> SessionStore for CachedStore<S> {
         let found = self.inner.load_session(channel_code, session_key).await?;
         match &found {
             Some((channel, session)) => {
-                self.channels.insert(channel.code.clone(), channel.clone());
+                // Warms the channel for the next write; a fresh entry is left as it is.
+                if !self.channels.contains_key(channel.code.as_str()) {
+                    self.channels.insert(channel.code.clone(), channel.clone());
+                }
                 self.keep_session(session);
             }
-            None => self.sessions.invalidate(&(channel_code.to_owned(), session_key.to_owned())),
+            None => self.sessions.invalidate(&SessionAt(channel_code, session_key)),
         }
         Ok(found)
     }
@@ -242,7 +269,7 @@ impl<S: SessionStore + ChannelStore> SessionStore for CachedStore<S> {
         channel_code: &str,
         session_key: &str,
     ) -> StoreResult<Option<(Channel, Session)>> {
-        if let Some(session) = self.sessions.get(&(channel_code.to_owned(), session_key.to_owned())) {
+        if let Some(session) = self.sessions.get(&SessionAt(channel_code, session_key)) {
             if let Some(channel) = self.cached_channel(channel_code).await? {
                 bump(&self.counters.session_hits);
                 return Ok(Some((channel, session)));
@@ -404,16 +431,8 @@ impl<S: TokenStore> TokenStore for CachedStore<S> {
     }
 
     async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
-        if let Some(token) = self.tokens.get(token_hash) {
-            bump(&self.counters.token_hits);
-            return Ok(Some(token));
-        }
-        bump(&self.counters.token_misses);
-        let token = self.inner.token_by_hash(token_hash).await?;
-        if let Some(token) = &token {
-            self.tokens.insert(token_hash.to_owned(), token.clone());
-        }
-        Ok(token)
+        let counts = (&self.counters.token_hits, &self.counters.token_misses);
+        read_through(&self.tokens, token_hash, counts, self.inner.token_by_hash(token_hash)).await
     }
 
     async fn list_tokens(&self) -> StoreResult<Vec<ApiToken>> {
