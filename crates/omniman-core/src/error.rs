@@ -122,6 +122,8 @@ codes! {
     ChannelNotFound = "channel_not_found",
     /// No such directive.
     DirectiveNotFound = "directive_not_found",
+    /// No such unrevoked API token.
+    TokenNotFound = "token_not_found",
     /// No such issue in the session.
     IssueNotFound = "issue_not_found",
     /// The issue offers no such action.
@@ -162,6 +164,10 @@ codes! {
     SessionExists = "session_exists",
     /// The channel does not accept new sessions.
     ChannelInactive = "channel_inactive",
+    /// A channel with that code exists.
+    ChannelExists = "channel_exists",
+    /// An API token with that name exists.
+    TokenExists = "token_exists",
     /// An `If-Match` precondition failed.
     PreconditionFailed = "precondition_failed",
     /// The body is larger than the limit.
@@ -207,6 +213,7 @@ impl Code {
             | Code::OrderNotFound
             | Code::ChannelNotFound
             | Code::DirectiveNotFound
+            | Code::TokenNotFound
             | Code::IssueNotFound
             | Code::ActionNotFound => ErrorKind::NotFound,
             Code::MethodNotAllowed => ErrorKind::MethodNotAllowed,
@@ -226,7 +233,9 @@ impl Code {
             | Code::InvalidTransition
             | Code::TerminalStatus
             | Code::SessionExists
-            | Code::ChannelInactive => ErrorKind::Conflict,
+            | Code::ChannelInactive
+            | Code::ChannelExists
+            | Code::TokenExists => ErrorKind::Conflict,
             Code::PreconditionFailed => ErrorKind::PreconditionFailed,
             Code::PayloadTooLarge => ErrorKind::PayloadTooLarge,
             Code::UnsupportedMediaType => ErrorKind::UnsupportedMediaType,

@@ -125,6 +125,29 @@ impl<'a> FieldReader<'a> {
         }
     }
 
+    /// An optional `true` or `false`.
+    pub fn boolean(&mut self, key: &'static str) -> Option<bool> {
+        let value = self.raw(key)?.as_bool();
+        if value.is_none() {
+            self.error(key, "must be true or false");
+        }
+        value
+    }
+
+    /// An optional list of strings, each of at most `max` characters.
+    pub fn strings(&mut self, key: &'static str, max: usize) -> Option<Vec<String>> {
+        let list = self.list(key)?;
+        let mut strings = Vec::with_capacity(list.len());
+        for (i, item) in list.iter().enumerate() {
+            match item.as_str() {
+                Some(s) if s.chars().count() <= max => strings.push(s.to_owned()),
+                Some(_) => self.error(&format!("{key}[{i}]"), format!("at most {max} characters")),
+                None => self.error(&format!("{key}[{i}]"), "must be a string"),
+            }
+        }
+        (strings.len() == list.len()).then_some(strings)
+    }
+
     /// An optional JSON object.
     pub fn object(&mut self, key: &'static str) -> Option<&'a Map<String, Value>> {
         let value = self.raw(key)?;

@@ -36,10 +36,11 @@ use crate::routes::DocumentedRoutes;
     modifiers(&RoutePaths, &BearerAuth, &CommonResponses),
     tags(
         (name = "health", description = "Liveness and readiness (no token)"),
-        (name = "channels", description = "Sales channels (read-only)"),
+        (name = "channels", description = "Sales channels"),
         (name = "sessions", description = "Carts and tabs: open, modify, resolve, commit, abandon"),
         (name = "orders", description = "Committed orders and their status flow"),
         (name = "admin", description = "Admin token only: order stream, directives, metrics"),
+        (name = "management", description = "Admin token only: create and change channels, issue and revoke tokens"),
     )
 )]
 pub struct ApiDoc;

@@ -9,17 +9,20 @@
 //! rules apply (unknown op fields are ignored, docs/reference.md §4).
 
 use actix_web::{HttpRequest, web};
+use omniman_core::channel::{ChannelConfig, ChannelSpec, EditPolicy, PricingPolicy};
 use omniman_core::fields::FieldReader;
 use omniman_core::input::{ChannelCode, HandleRef, HandleType, IdempotencyKey, SessionKey};
 use omniman_core::modify::parse_import_items;
 use omniman_core::ops::Op;
-use omniman_core::service::{ImportSession, OpenSession};
+use omniman_core::ports::Role;
+use omniman_core::service::{ChannelChange, ImportSession, IssueToken, MAX_TOKEN_NAME_CHARS, OpenSession};
 use omniman_core::session::Item;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::body::{Query, read_json};
 use crate::error::ApiError;
+use crate::ratelimit::{RateLimits, parse_rate_limits};
 
 /// Keys that name literal routes and so can never be session keys.
 const RESERVED_KEYS: &[&str] = &["import"];
@@ -288,6 +291,199 @@ impl RequestBody for TransitionRequest {
     }
 }
 
+/// `POST /api/channels` (admin): a new channel, with the fields `omniman channels apply` reads.
+#[derive(Debug, ToSchema)]
+#[serde(deny_unknown_fields)] // only documents `additionalProperties: false`: `finish_strict` enforces it
+pub struct CreateChannelRequest {
+    /// Unique code (1–64 characters).
+    #[schema(value_type = String)]
+    pub code: ChannelCode,
+    /// Display name (≤ 128).
+    pub name: Option<String>,
+    /// `internal` (default) or `external`.
+    #[schema(value_type = Option<String>)]
+    pub pricing_policy: Option<PricingPolicy>,
+    /// `open` (default) or `locked`.
+    #[schema(value_type = Option<String>)]
+    pub edit_policy: Option<EditPolicy>,
+    /// Sort key (default 0).
+    pub display_order: Option<u32>,
+    /// Configuration (docs/reference.md, channel configuration); a known key of the wrong shape
+    /// is refused.
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<ChannelConfig>,
+    /// Default `true`.
+    pub is_active: Option<bool>,
+}
+
+impl RequestBody for CreateChannelRequest {
+    fn read(f: &mut FieldReader<'_>, _: &HttpRequest) -> Result<Option<Self>, ApiError> {
+        let code = f.parsed("code", ChannelCode::parse);
+        if f.raw("code").is_none() {
+            f.error("code", "this field is required");
+        }
+        let change = read_channel_change(f);
+        Ok(code.map(|code| CreateChannelRequest {
+            code,
+            name: change.name,
+            pricing_policy: change.pricing_policy,
+            edit_policy: change.edit_policy,
+            display_order: change.display_order,
+            config: change.config,
+            is_active: change.is_active,
+        }))
+    }
+}
+
+impl From<CreateChannelRequest> for ChannelSpec {
+    fn from(r: CreateChannelRequest) -> ChannelSpec {
+        let defaults = ChannelSpec::new(String::from(r.code));
+        ChannelSpec {
+            name: r.name.unwrap_or(defaults.name),
+            pricing_policy: r.pricing_policy.unwrap_or(defaults.pricing_policy),
+            edit_policy: r.edit_policy.unwrap_or(defaults.edit_policy),
+            display_order: r.display_order.unwrap_or(defaults.display_order),
+            config: r.config.unwrap_or(defaults.config),
+            is_active: r.is_active.unwrap_or(defaults.is_active),
+            code: defaults.code,
+        }
+    }
+}
+
+/// `PATCH /api/channels/{code}` (admin): each field given replaces the stored one; `config`
+/// replaces the whole configuration object.
+#[derive(Debug, ToSchema)]
+#[serde(deny_unknown_fields)] // only documents `additionalProperties: false`: `finish_strict` enforces it
+pub struct ChangeChannelRequest {
+    /// Display name (≤ 128).
+    pub name: Option<String>,
+    /// `internal` or `external`.
+    #[schema(value_type = Option<String>)]
+    pub pricing_policy: Option<PricingPolicy>,
+    /// `open` or `locked`.
+    #[schema(value_type = Option<String>)]
+    pub edit_policy: Option<EditPolicy>,
+    /// Sort key.
+    pub display_order: Option<u32>,
+    /// The whole configuration object; a known key of the wrong shape is refused.
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<ChannelConfig>,
+    /// `false` deactivates the channel: it accepts no new sessions.
+    pub is_active: Option<bool>,
+}
+
+impl RequestBody for ChangeChannelRequest {
+    fn read(f: &mut FieldReader<'_>, _: &HttpRequest) -> Result<Option<Self>, ApiError> {
+        Ok(Some(read_channel_change(f)))
+    }
+}
+
+impl From<ChangeChannelRequest> for ChannelChange {
+    fn from(r: ChangeChannelRequest) -> ChannelChange {
+        ChannelChange {
+            name: r.name,
+            pricing_policy: r.pricing_policy,
+            edit_policy: r.edit_policy,
+            display_order: r.display_order,
+            config: r.config,
+            is_active: r.is_active,
+        }
+    }
+}
+
+/// The fields of a channel other than its code.
+fn read_channel_change(f: &mut FieldReader<'_>) -> ChangeChannelRequest {
+    let name = f.string("name", 128);
+    let pricing_policy = f.string("pricing_policy", usize::MAX).and_then(|p| match p.as_str() {
+        "internal" => Some(PricingPolicy::Internal),
+        "external" => Some(PricingPolicy::External),
+        _ => {
+            f.error("pricing_policy", "must be internal or external");
+            None
+        }
+    });
+    let edit_policy = f.string("edit_policy", usize::MAX).and_then(|p| match p.as_str() {
+        "open" => Some(EditPolicy::Open),
+        "locked" => Some(EditPolicy::Locked),
+        _ => {
+            f.error("edit_policy", "must be open or locked");
+            None
+        }
+    });
+    let display_order = f.integer("display_order").and_then(|n| {
+        let order = u32::try_from(n).ok();
+        if order.is_none() {
+            f.error("display_order", format!("must be between 0 and {}", u32::MAX));
+        }
+        order
+    });
+    let config = f.raw("config").and_then(|raw| match ChannelConfig::from_value(raw.clone()) {
+        Ok(config) => Some(config),
+        Err(e) if e.path.is_empty() => {
+            f.error("config", e.message);
+            None
+        }
+        Err(e) => {
+            f.error(&format!("config.{}", e.path), e.message);
+            None
+        }
+    });
+    let is_active = f.boolean("is_active");
+    ChangeChannelRequest { name, pricing_policy, edit_policy, display_order, config, is_active }
+}
+
+/// `POST /api/tokens` (admin).
+#[derive(Debug, ToSchema)]
+#[serde(deny_unknown_fields)] // only documents `additionalProperties: false`: `finish_strict` enforces it
+pub struct CreateTokenRequest {
+    /// Unique name (1–128 characters), recorded as the actor of what the token does.
+    pub name: String,
+    /// `client` or `admin`.
+    #[schema(value_type = String)]
+    pub role: Role,
+    /// The channels a client token may use (each must exist); absent: every channel.
+    pub channels: Option<Vec<String>>,
+    /// The token's own rate limits, e.g. `modify=300/min,commit=60/min` (docs/api.md, Rate limits).
+    #[schema(value_type = Option<String>)]
+    pub rate_limit: Option<RateLimits>,
+}
+
+impl RequestBody for CreateTokenRequest {
+    fn read(f: &mut FieldReader<'_>, _: &HttpRequest) -> Result<Option<Self>, ApiError> {
+        let name = f.non_empty("name", MAX_TOKEN_NAME_CHARS);
+        let role = match f.required("role", usize::MAX).as_str() {
+            "client" => Some(Role::Client),
+            "admin" => Some(Role::Admin),
+            "" => None,
+            _ => {
+                f.error("role", "must be client or admin");
+                None
+            }
+        };
+        let channels = f.strings("channels", 64);
+        let rate_limit = f.string("rate_limit", 256).and_then(|text| match parse_rate_limits(&text) {
+            Ok(limits) => Some(limits),
+            Err(e) => {
+                f.error("rate_limit", e.to_string());
+                None
+            }
+        });
+        Ok(role.map(|role| CreateTokenRequest { name, role, channels, rate_limit }))
+    }
+}
+
+impl From<CreateTokenRequest> for IssueToken {
+    fn from(r: CreateTokenRequest) -> IssueToken {
+        IssueToken {
+            name: r.name,
+            role: r.role,
+            channels: r.channels,
+            // Stored in the parser's own spelling.
+            rate_limits: r.rate_limit.filter(|l| !l.is_empty()).map(|l| l.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use actix_web::test::TestRequest;
@@ -327,6 +523,9 @@ mod tests {
         same::<CommitRequest>("CommitRequest");
         same::<AbandonRequest>("AbandonRequest");
         same::<TransitionRequest>("TransitionRequest");
+        same::<CreateChannelRequest>("CreateChannelRequest");
+        same::<CreateTokenRequest>("CreateTokenRequest");
+        same::<ChangeChannelRequest>("ChangeChannelRequest");
     }
 
     #[test]

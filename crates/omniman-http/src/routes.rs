@@ -14,7 +14,7 @@ use actix_web::http::Method;
 use actix_web::web;
 use omniman_core::ports::Store;
 
-use crate::handlers::{admin, meta, orders, sessions};
+use crate::handlers::{admin, manage, meta, orders, sessions};
 
 /// A route the API answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,7 +73,9 @@ route_table! {
         GET "/api/health" => meta::health;
         GET "/api/health/ready" => meta::ready::<S>;
         GET "/api/channels" => meta::list_channels::<S>;
+        POST "/api/channels" => manage::create_channel::<S>;
         GET "/api/channels/{code}" => meta::get_channel::<S>;
+        PATCH "/api/channels/{code}" => manage::change_channel::<S>;
         GET "/api/sessions" => sessions::list_sessions::<S>;
         POST "/api/sessions" => sessions::create_session::<S>;
         POST "/api/sessions/import" => sessions::import_session::<S>;
@@ -89,6 +91,9 @@ route_table! {
         GET "/api/orders/{ref}/events" => orders::events::<S>;
         GET "/api/directives" => admin::list_directives::<S>;
         GET "/api/directives/{id}" => admin::get_directive::<S>;
+        GET "/api/tokens" => manage::list_tokens::<S>;
+        POST "/api/tokens" => manage::create_token::<S>;
+        DELETE "/api/tokens/{id}" => manage::revoke_token::<S>;
         GET "/metrics" => admin::metrics::<S>;
     }
     // The document and its page do not describe themselves.

@@ -10,9 +10,12 @@ use omniman_core::ext::HandlerRegistry;
 use omniman_core::money::{Qty, QtyError};
 use omniman_core::page::PageRequest;
 use omniman_core::ports::{
-    ApiToken, ChannelStore, DirectiveFilter, DirectiveQueue, IdempotencyStore, Role, SessionStore, TokenStore,
+    ChannelStore, DirectiveFilter, DirectiveQueue, IdempotencyStore, Role, SessionStore, TokenStore,
 };
+use omniman_core::prelude::{Extensions, Omniman};
+use omniman_core::service::{ChannelChange, IssueToken, ManageError};
 use omniman_http::{generate_token, hash_token};
+use omniman_storage::Database;
 use omniman_worker::{Worker, WorkerConfig};
 use serde_json::Value;
 
@@ -81,13 +84,12 @@ pub(crate) async fn channels(command: ChannelsCommand) -> anyhow::Result<()> {
     match command {
         ChannelsCommand::Apply { file, db } => {
             let specs = read_channel_specs(&file)?;
-            let database = open_database(&db).await?;
+            let hub = manager(&db).await?;
             for spec in specs {
                 for key in spec.config.unknown_keys() {
                     eprintln!("warning: channel {}: unknown config key '{key}' (kept)", spec.code);
                 }
-                let existed = database.channel_by_code(&spec.code).await?.is_some();
-                let channel = database.upsert_channel(&spec, Utc::now()).await?;
+                let (channel, existed) = hub.put_channel(spec).await?;
                 println!(
                     "{} channel {} (id {})",
                     if existed { "updated" } else { "created" },
@@ -108,52 +110,35 @@ pub(crate) async fn channels(command: ChannelsCommand) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&channel)?);
         }
         ChannelsCommand::SetActive { code, active, db } => {
-            let database = open_database(&db).await?;
-            let Some(channel) = database.channel_by_code(&code).await? else { bail!("no channel '{code}'") };
-            let spec = ChannelSpec {
-                code: channel.code,
-                name: channel.name,
-                pricing_policy: channel.pricing_policy,
-                edit_policy: channel.edit_policy,
-                display_order: channel.display_order,
-                config: channel.config,
-                is_active: active,
-            };
-            database.upsert_channel(&spec, Utc::now()).await?;
+            let change = ChannelChange { is_active: Some(active), ..ChannelChange::default() };
+            manager(&db).await?.change_channel(&code, change).await?;
             println!("channel {code} is now {}", if active { "active" } else { "inactive" });
         }
     }
     Ok(())
 }
 
+/// The service over the database, for the commands that share the HTTP API's management rules.
+async fn manager(db: &DbArgs) -> anyhow::Result<Omniman<Database>> {
+    Ok(Omniman::new(open_database(db).await?, Extensions::default()))
+}
+
 /// `omniman tokens …`.
 pub(crate) async fn tokens(command: TokensCommand) -> anyhow::Result<()> {
     match command {
         TokensCommand::Create { name, role, channels, rate_limit, db } => {
-            anyhow::ensure!(!name.is_empty() && name.chars().count() <= 128, "--name must be 1 to 128 characters");
-            let database = open_database(&db).await?;
-            let channels: Option<Vec<String>> =
-                channels.map(|c| c.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
-            if let Some(codes) = &channels {
-                let known: Vec<String> = database.list_channels().await?.into_iter().map(|c| c.code).collect();
-                check_channel_codes(codes, &known)?;
-            }
             let token = generate_token();
-            let record = ApiToken {
-                id: 0,
-                name: name.clone(),
-                token_hash: hash_token(&token),
+            let request = IssueToken {
+                name,
                 role: match role {
                     RoleArg::Client => Role::Client,
                     RoleArg::Admin => Role::Admin,
                 },
                 channels,
-                created_at: Utc::now(),
-                revoked_at: None,
                 // Stored in the parser's own spelling; an empty `--rate-limit ""` means none.
-                rate_limits: rate_limit.filter(|l| !l.is_empty()).map(|l| l.to_string()),
+                rate_limits: rate_limit.map(|l| l.to_string()),
             };
-            anyhow::ensure!(database.create_token(&record).await?, "a token named '{name}' already exists");
+            manager(&db).await?.issue_token(request, hash_token(&token)).await.map_err(explain)?;
             println!("{token}");
         }
         TokensCommand::List(db) => {
@@ -173,28 +158,35 @@ pub(crate) async fn tokens(command: TokensCommand) -> anyhow::Result<()> {
             }
         }
         TokensCommand::Revoke { name, db } => {
-            let database = open_database(&db).await?;
-            anyhow::ensure!(database.revoke_token(&name, Utc::now()).await?, "no active token named '{name}'");
+            match manager(&db).await?.revoke_token(&name).await {
+                Err(ManageError::TokenNotFound { .. }) => bail!("no active token named '{name}'"),
+                other => other?,
+            };
             println!("revoked {name}");
         }
     }
     Ok(())
 }
 
-/// Refuses channel codes that are not in `known`, naming them and the known ones: a token for a
-/// misspelt channel would be refused on every request, long after it was handed out.
-fn check_channel_codes(codes: &[String], known: &[String]) -> anyhow::Result<()> {
-    let unknown: Vec<&str> = codes.iter().filter(|c| !known.contains(c)).map(String::as_str).collect();
-    if unknown.is_empty() {
-        return Ok(());
+/// The CLI's wording of a management refusal (the HTTP API carries the same facts as fields).
+fn explain(error: ManageError) -> anyhow::Error {
+    match error {
+        ManageError::Validation(fields) => {
+            let problems: Vec<String> =
+                fields.0.iter().flat_map(|(path, msgs)| msgs.iter().map(move |m| format!("--{path} {m}"))).collect();
+            anyhow::anyhow!(problems.join("; "))
+        }
+        ManageError::UnknownChannels { unknown, known } => {
+            let noun = if unknown.len() == 1 { "channel" } else { "channels" };
+            let known = if known.is_empty() {
+                "there are no channels yet; create them with `omniman channels apply FILE` or `omniman demo`".to_owned()
+            } else {
+                format!("known: {}", known.join(", "))
+            };
+            anyhow::anyhow!("unknown {noun}: {} ({known})", unknown.join(", "))
+        }
+        other => other.into(),
     }
-    let noun = if unknown.len() == 1 { "channel" } else { "channels" };
-    let known = if known.is_empty() {
-        "there are no channels yet; create them with `omniman channels apply FILE` or `omniman demo`".to_owned()
-    } else {
-        format!("known: {}", known.join(", "))
-    };
-    bail!("unknown {noun}: {} ({known})", unknown.join(", "))
 }
 
 /// `omniman directives …`.

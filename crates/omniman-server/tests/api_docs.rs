@@ -13,8 +13,8 @@
 //! `$ADMIN_TOKEN` (an admin token), and values taken from earlier answers: `$KEY` (the last
 //! `session_key` a session POST answered), `$REF` (the last `order_ref`), `$ISSUE` and `$ACTION`
 //! (the first issue of a session answer and its first action), `$DIRECTIVE` (the first id of a
-//! directive list). Before each request the examples wait for the directive queue to be idle, as
-//! a reader who types them does.
+//! directive list), `$TOKEN_ID` (the id a token POST answered). Before each request the examples
+//! wait for the directive queue to be idle, as a reader who types them does.
 
 mod common;
 
@@ -188,6 +188,11 @@ fn remember(answer: &Value, url: &str, vars: &mut HashMap<&'static str, String>)
     if let Some(issue) = answer.pointer("/data/issues/0") {
         vars.insert("ISSUE", text(&issue["id"]));
         vars.insert("ACTION", text(&issue["context"]["actions"][0]["id"]));
+    }
+    if url.ends_with("/api/tokens") {
+        if let Some(id) = answer.get("id") {
+            vars.insert("TOKEN_ID", text(id));
+        }
     }
     if url.contains("/api/directives?") {
         if let Some(id) = answer.pointer("/results/0/id") {

@@ -64,8 +64,10 @@ macro_rules! until_written {
     }};
 }
 
+mod manage;
 mod orders;
 
+pub use manage::{ChannelChange, IssueToken, MAX_TOKEN_NAME_CHARS, ManageError};
 pub use orders::Transitioned;
 
 /// A request to open a session.

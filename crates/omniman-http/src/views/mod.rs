@@ -12,6 +12,7 @@ mod directives;
 mod meta;
 mod orders;
 mod sessions;
+mod tokens;
 
 pub use channels::{ChannelList, ChannelView};
 pub use directives::{DirectiveList, DirectiveSummaryView, DirectiveView};
@@ -21,3 +22,4 @@ pub use orders::{
     TransitionedView,
 };
 pub use sessions::{CommitResultView, ItemView, SessionList, SessionSummaryView, SessionView};
+pub use tokens::{IssuedTokenView, TokenList, TokenView};

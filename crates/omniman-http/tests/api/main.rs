@@ -8,6 +8,7 @@ mod amounts;
 mod auth;
 mod commit;
 mod limits;
+mod manage;
 mod meta;
 mod nul;
 mod openapi;
