@@ -395,7 +395,12 @@ impl<S: Store> Omniman<S> {
             let ctx = self.ctx(caller);
             // The loaded session becomes the draft: keep the version the write is conditional on.
             let read_version = session.version;
-            let outcome = self.draw_ids(|ids| apply_ops(session, &channel, ops, precondition, &self.ext, &ctx, ids))?;
+            let outcome =
+                match self.draw_ids(|ids| apply_ops(session, &channel, ops, precondition, &self.ext, &ctx, ids)) {
+                    Ok(outcome) => outcome,
+                    Err(refused) if self.refusal_stands(at, read_version).await? => return Err(refused),
+                    Err(_) => continue,
+                };
             if !self.store.update_session(&outcome.session, read_version, &outcome.directives).await? {
                 continue;
             }
@@ -413,8 +418,11 @@ impl<S: Store> Omniman<S> {
     ) -> Result<Session, ModifyError> {
         until_written!(format!("session {at}"), {
             let (_, session) = self.load(at).await?;
-            if let Some(pre) = precondition {
-                pre.check(&session)?;
+            if let Some(refused) = precondition.and_then(|pre| pre.check(&session).err()) {
+                if self.refusal_stands(at, session.version).await? {
+                    return Err(refused);
+                }
+                continue;
             }
             match session.state {
                 SessionState::Abandoned => return Ok(session),
@@ -473,12 +481,16 @@ impl<S: Store> Omniman<S> {
                 continue; // someone finished this key meanwhile: read again and replay theirs
             }
             let ctx = self.ctx(caller);
+            let read_version = session.version;
             let plan = match self.draw_ids(|ids| {
                 plan_commit(session, &channel, &key, precondition, &self.ext, &self.settings, &ctx, ids)
             }) {
                 Ok(plan) => plan,
                 // A key used before answers as it did, whatever the session has become.
-                Err(refused) => return self.refuse_unless_key_used(&scope, &key, at, now, refused).await,
+                Err(refused) if self.refusal_stands(at, read_version).await? => {
+                    return self.refuse_unless_key_used(&scope, &key, at, now, refused).await;
+                }
+                Err(_) => continue,
             };
             match self.store.commit(&plan).await? {
                 CommitWrite::Committed(order) => {
@@ -580,26 +592,11 @@ impl<S: Store> Omniman<S> {
     ) -> Result<Session, ResolveError> {
         until_written!(format!("session {at}"), {
             let (_, session) = self.load(at).await?;
-            if let Some(pre) = precondition {
-                pre.check(&session)?;
-            }
-            let issue = session
-                .issue(issue_id)
-                .cloned()
-                .ok_or_else(|| ResolveError::IssueNotFound { issue_id: issue_id.to_owned() })?;
-            let source = issue.get("source").and_then(Value::as_str).unwrap_or_default().to_owned();
-            let resolver =
-                self.ext.resolver(&source).ok_or_else(|| ResolveError::NoResolver { issue_source: source.clone() })?;
-            let ctx = self.ctx(caller);
-            let ops = resolver.resolve(&session, &issue, action_id, &ctx).await.map_err(|failure| match failure {
-                ResolverFailure::Coded(rejection) => ResolveError::Rejected(rejection),
-                ResolverFailure::Other(message) => ResolveError::ResolverError {
-                    issue_source: source.clone(),
-                    issue_id: issue_id.to_owned(),
-                    action_id: action_id.to_owned(),
-                    message,
-                },
-            })?;
+            let ops = match self.judge_action(&session, issue_id, action_id, precondition, caller).await {
+                Ok(ops) => ops,
+                Err(refused) if self.refusal_stands(at, session.version).await? => return Err(refused),
+                Err(_) => continue,
+            };
             // The action was judged against this rev; if the session moved meanwhile, judge
             // again (or, under the client's own precondition, refuse).
             let pinned = precondition.cloned().unwrap_or(Precondition::Rev(session.rev));
@@ -609,5 +606,45 @@ impl<S: Store> Omniman<S> {
                 other => return other.map_err(ResolveError::Session),
             }
         })
+    }
+
+    /// The ops an issue's action stands for, judged against `session`.
+    async fn judge_action(
+        &self,
+        session: &Session,
+        issue_id: &str,
+        action_id: &str,
+        precondition: Option<&Precondition>,
+        caller: &Caller,
+    ) -> Result<Vec<Op>, ResolveError> {
+        if let Some(pre) = precondition {
+            pre.check(session)?;
+        }
+        let issue = session
+            .issue(issue_id)
+            .cloned()
+            .ok_or_else(|| ResolveError::IssueNotFound { issue_id: issue_id.to_owned() })?;
+        let source = issue.get("source").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let resolver =
+            self.ext.resolver(&source).ok_or_else(|| ResolveError::NoResolver { issue_source: source.clone() })?;
+        let ctx = self.ctx(caller);
+        resolver.resolve(session, &issue, action_id, &ctx).await.map_err(|failure| match failure {
+            ResolverFailure::Coded(rejection) => ResolveError::Rejected(rejection),
+            ResolverFailure::Other(message) => ResolveError::ResolverError {
+                issue_source: source,
+                issue_id: issue_id.to_owned(),
+                action_id: action_id.to_owned(),
+                message,
+            },
+        })
+    }
+
+    /// Whether a refusal decided on `version` of the session stands: a write starts from a read
+    /// that may come from a cache, which another instance or process may have left behind, so
+    /// the store is read before a refusal is answered. `false`: the store holds another version,
+    /// or none (the caller reads again, from the entry this read refreshed, and judges again).
+    async fn refusal_stands(&self, at: &SessionRef, version: i64) -> Result<bool, StoreError> {
+        let current = self.store.load_session(&at.channel, &at.key).await?;
+        Ok(current.is_some_and(|(_, session)| session.version == version))
     }
 }
