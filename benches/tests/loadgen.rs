@@ -200,3 +200,48 @@ fn every_flag_is_documented_in_performance_md() {
     let missing: Vec<&String> = flags.iter().filter(|flag| !doc.contains(flag.as_str())).collect();
     assert!(missing.is_empty(), "docs/performance.md does not mention {missing:?}");
 }
+
+/// The PostgreSQL server the tests may create databases on (`OMNIMAN_TEST_DATABASE_URL`); `None`
+/// (after saying so) outside CI when it is not set. Under `CI=true` it must be.
+fn test_postgres() -> Option<String> {
+    if let Ok(url) = std::env::var("OMNIMAN_TEST_DATABASE_URL") {
+        return Some(url);
+    }
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    assert!(!in_ci, "OMNIMAN_TEST_DATABASE_URL must be set under CI");
+    eprintln!("SKIPPED: OMNIMAN_TEST_DATABASE_URL is not set; the two-instance load test needs PostgreSQL");
+    None
+}
+
+#[test]
+fn two_spawned_instances_share_one_database_and_every_commit_is_one_order() {
+    let Some(database) = test_postgres() else { return };
+    let server = server_bin();
+    let output = loadgen(
+        &[
+            "--spawn",
+            "--instances",
+            "2",
+            "--database-url",
+            &database,
+            "--server-bin",
+            server.to_str().unwrap(),
+            "--users",
+            "6",
+            "--duration",
+            "2",
+            "--json",
+        ],
+        Duration::from_secs(120),
+    );
+    let report = json_report(&output);
+    let urls = report["base_urls"].as_array().unwrap();
+    assert_eq!(urls.len(), 2, "{report}");
+    assert_ne!(urls[0], urls[1]);
+    assert_eq!(report["spawned"]["backend"], "postgres");
+    assert_eq!(report["failures"]["total"], 0, "a session opened on one instance is changed on the other: {report}");
+    let commits = count(&report["tasks"]["commit_session"]["requests"]);
+    assert!(commits > 0, "{report}");
+    assert_eq!(count(&report["orders"]["on_server"]), commits, "{report}");
+    assert!(report["server_cpu"]["total_s"].as_f64().unwrap() > 0.0, "{report}");
+}

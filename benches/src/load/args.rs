@@ -13,9 +13,11 @@ use clap::Parser;
     disable_version_flag = true
 )]
 pub struct Args {
-    /// The server's address, without `/api` (e.g. `http://127.0.0.1:8000`). Not with `--spawn`.
-    #[arg(long, value_name = "URL", required_unless_present = "spawn", conflicts_with = "spawn")]
-    pub base_url: Option<String>,
+    /// The server's address, without `/api` (e.g. `http://127.0.0.1:8000`). Repeat it for
+    /// several instances of one deployment: each user sends its requests to them in turn, as a
+    /// round-robin load balancer would. Not with `--spawn`.
+    #[arg(long = "base-url", value_name = "URL", required_unless_present = "spawn", conflicts_with = "spawn")]
+    pub base_urls: Vec<String>,
     /// A token that may use the channel, sent as `Authorization: Bearer T`. Not with `--spawn`.
     #[arg(long, value_name = "T", required_unless_present = "spawn", conflicts_with = "spawn")]
     pub token: Option<String>,
@@ -45,18 +47,22 @@ pub struct Args {
     /// `postgres://postgres@127.0.0.1:5432/postgres`); the run creates `omniman_load_<random>`
     /// there with `psql` and drops it afterwards. A `sqlite://PATH` URL runs on that file and
     /// keeps it. Default: a SQLite file in a temporary directory.
-    #[arg(long, value_name = "URL", conflicts_with_all = ["base_url", "token"])]
+    #[arg(long, value_name = "URL", conflicts_with_all = ["base_urls", "token"])]
     pub database_url: Option<String>,
     /// With `--spawn`: the `omniman` binary to start. Default: `release/omniman` under
     /// `CARGO_TARGET_DIR`, else under the workspace's `target/`.
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["base_url", "token"])]
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["base_urls", "token"])]
     pub server_bin: Option<PathBuf>,
+    /// With `--spawn`: how many `omniman serve` processes to start on the one database (the
+    /// first seeds it with `--demo`); each user sends its requests to them in turn.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16), conflicts_with_all = ["base_urls", "token"])]
+    pub instances: u32,
     /// With `--spawn`: the server's directive workers (`omniman serve --workers N`).
-    #[arg(long, value_name = "N", conflicts_with_all = ["base_url", "token"])]
+    #[arg(long, value_name = "N", conflicts_with_all = ["base_urls", "token"])]
     pub workers: Option<u32>,
     /// With `--spawn`: one more argument for `omniman serve`, e.g. `--server-arg=--http-threads=1`
     /// (repeatable).
-    #[arg(long = "server-arg", value_name = "ARG", conflicts_with_all = ["base_url", "token"], allow_hyphen_values = true)]
+    #[arg(long = "server-arg", value_name = "ARG", conflicts_with_all = ["base_urls", "token"], allow_hyphen_values = true)]
     pub server_args: Vec<String>,
     /// Threads of the tool's own runtime (1: a single-threaded runtime, which leaves the other
     /// cores to the server).
@@ -100,12 +106,22 @@ mod tests {
     #[test]
     fn a_target_takes_a_url_and_a_token_and_has_defaults() {
         let args = parse(&["--base-url", "http://127.0.0.1:8000", "--token", "omni_x"]).unwrap();
-        assert_eq!(args.base_url.as_deref(), Some("http://127.0.0.1:8000"));
+        assert_eq!(args.base_urls, ["http://127.0.0.1:8000"]);
+        assert_eq!(args.instances, 1);
         assert_eq!(args.token.as_deref(), Some("omni_x"));
         assert_eq!((args.users, args.duration, args.warmup), (10, Duration::from_secs(10), Duration::ZERO));
         assert_eq!(args.channel, "web");
         assert_eq!(args.threads, 1);
         assert!(!args.json && !args.spawn);
+    }
+
+    #[test]
+    fn several_instances_are_several_urls_or_spawned_processes() {
+        let args = parse(&["--base-url", "http://a:1", "--base-url", "http://b:2", "--token", "t"]).unwrap();
+        assert_eq!(args.base_urls, ["http://a:1", "http://b:2"]);
+        assert_eq!(parse(&["--spawn", "--instances", "2"]).unwrap().instances, 2);
+        assert!(parse(&["--spawn", "--instances", "0"]).is_err());
+        assert!(parse(&["--base-url", "http://a:1", "--token", "t", "--instances", "2"]).is_err());
     }
 
     #[test]

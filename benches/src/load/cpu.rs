@@ -16,6 +16,12 @@ pub struct CpuTime {
     pub system: Duration,
 }
 
+impl std::iter::Sum for CpuTime {
+    fn sum<I: Iterator<Item = CpuTime>>(times: I) -> CpuTime {
+        times.fold(CpuTime::default(), |sum, t| CpuTime { user: sum.user + t.user, system: sum.system + t.system })
+    }
+}
+
 impl CpuTime {
     /// This process's CPU time; `None` where `/proc` is not available.
     pub fn of_self() -> Option<CpuTime> {

@@ -90,48 +90,61 @@ async fn signalled() {
 /// time enabled. Progress goes to stderr.
 pub async fn run(args: &Args) -> anyhow::Result<Report> {
     let interrupt = Interrupt::listen();
-    let mut server = None;
-    let (base_url, token) = if args.spawn {
-        let started = tokio::select! {
-            started = SpawnedServer::start(args) => started?,
+    let mut servers = Vec::new();
+    let (base_urls, token) = if args.spawn {
+        let start = async {
+            let first = SpawnedServer::start(args).await?;
+            let mut started = Vec::new();
+            for _ in 1..args.instances {
+                started.push(first.start_another(args).await?);
+            }
+            started.insert(0, first);
+            anyhow::Ok(started)
+        };
+        servers = tokio::select! {
+            started = start => started?,
             () = interrupt.wait() => anyhow::bail!("interrupted while starting the server"),
         };
-        let target = (started.base_url.clone(), started.token.clone());
-        server = Some(started);
-        target
+        (servers.iter().map(|s| s.base_url.clone()).collect::<Vec<_>>(), servers[0].token.clone())
     } else {
-        (base_url(args.base_url.as_deref().unwrap_or_default())?, args.token.clone().unwrap_or_default())
+        let urls = args.base_urls.iter().map(|url| base_url(url)).collect::<anyhow::Result<Vec<_>>>()?;
+        (urls, args.token.clone().unwrap_or_default())
     };
     let client = workload::client(&token, args.users, args.timeout)?;
     eprintln!(
-        "omniman-loadgen: {} users for {:.1} s{} against {base_url}",
+        "omniman-loadgen: {} users for {:.1} s{} against {}",
         args.users,
         args.duration.as_secs_f64(),
         if args.warmup.is_zero() {
             String::new()
         } else {
             format!(" after {:.1} s of warm-up", args.warmup.as_secs_f64())
-        }
+        },
+        base_urls.join(", ")
     );
-    let measured = measure(args, &base_url, client.clone(), server.as_ref(), &interrupt).await?;
+    let pids: Vec<u32> = servers.iter().filter_map(SpawnedServer::pid).collect();
+    let measured = measure(args, &base_urls, client.clone(), &pids, &interrupt).await?;
 
     let mut orders = measured.orders;
     let mut spawned = None;
-    if let Some(mut server) = server {
+    if let Some(first) = servers.first() {
         // Its database was new: every order it lists came from this run.
-        match count_orders(&client, &base_url, &args.channel).await {
+        match count_orders(&client, &base_urls[0], &args.channel).await {
             Ok(count) => orders.on_server = Some(count),
             Err(error) => eprintln!("omniman-loadgen: warning: could not count the server's orders: {error:#}"),
         }
-        // Closes the pooled connections, which the server would otherwise wait for.
+        spawned = Some(first.info.clone());
+        // Closes the pooled connections, which the servers would otherwise wait for.
         drop(client);
-        if let Err(error) = server.stop().await {
-            eprintln!("omniman-loadgen: warning: {error:#}");
+        // The first instance last: it owns the database, dropped with it.
+        for mut server in servers.into_iter().rev() {
+            if let Err(error) = server.stop().await {
+                eprintln!("omniman-loadgen: warning: {error:#}");
+            }
         }
-        spawned = Some(server.info.clone());
     }
     Ok(Report {
-        base_url,
+        base_urls,
         channel: args.channel.clone(),
         spawned,
         users: args.users,
@@ -165,32 +178,39 @@ struct Measured {
     server_cpu: Option<CpuUse>,
 }
 
-/// CPU times at one instant: the tool's and the spawned server's.
+/// CPU times at one instant: the tool's and the spawned servers' together.
 type CpuSample = (Option<CpuTime>, Option<CpuTime>);
 
-fn sample_cpu(server_pid: Option<u32>) -> CpuSample {
-    (CpuTime::of_self(), server_pid.and_then(CpuTime::of_process))
+fn sample_cpu(server_pids: &[u32]) -> CpuSample {
+    let servers = server_pids.iter().map(|pid| CpuTime::of_process(*pid)).sum::<Option<CpuTime>>();
+    (CpuTime::of_self(), servers.filter(|_| !server_pids.is_empty()))
 }
 
 /// Runs the users through the warm-up and the measured period.
 async fn measure(
     args: &Args,
-    base_url: &str,
+    base_urls: &[String],
     client: reqwest::Client,
-    server: Option<&SpawnedServer>,
+    server_pids: &[u32],
     interrupt: &Arc<Interrupt>,
 ) -> anyhow::Result<Measured> {
     let start = Instant::now();
     let measure_from = start + args.warmup;
     let deadline = measure_from + args.duration;
     let run: u64 = rand::random();
-    let workload =
-        Arc::new(Workload::new(client, base_url, &args.channel, run, (measure_from, deadline), Arc::clone(interrupt))?);
-    let server_pid = server.and_then(SpawnedServer::pid);
+    let workload = Arc::new(Workload::new(
+        client,
+        base_urls,
+        &args.channel,
+        run,
+        (measure_from, deadline),
+        Arc::clone(interrupt),
+    )?);
+    let pids = server_pids.to_vec();
     // The CPU counters at the start of the measured period.
     let sampler = tokio::spawn(async move {
         tokio::time::sleep_until(measure_from).await;
-        sample_cpu(server_pid)
+        sample_cpu(&pids)
     });
     let users: Vec<_> = (0..args.users)
         .map(|id| tokio::spawn(workload::run_user(Arc::clone(&workload), id, run.wrapping_add(u64::from(id)))))
@@ -199,7 +219,7 @@ async fn measure(
         user.await.context("a virtual user failed")?;
     }
     let end = Instant::now();
-    let (cpu_end, server_end) = sample_cpu(server_pid);
+    let (cpu_end, server_end) = sample_cpu(server_pids);
     let (cpu_start, server_start) = if sampler.is_finished() {
         sampler.await.context("the CPU sampler failed")?
     } else {

@@ -33,9 +33,11 @@ pub(crate) struct SpawnedServer {
     pub(crate) token: String,
     /// What the report says about the server.
     pub(crate) info: SpawnedInfo,
+    /// The database it runs on, which further instances share.
+    database_url: String,
     log: PathBuf,
     // Dropped after the server has stopped (`Drop` runs before the fields are dropped).
-    _postgres: Option<PgDatabase>,
+    postgres: Option<PgDatabase>,
     _dir: TempDir,
 }
 
@@ -65,11 +67,47 @@ impl SpawnedServer {
             Some(url) if url.starts_with("sqlite:") => (url.to_owned(), None, "sqlite", format!("{url} (kept)")),
             Some(url) => bail!("--database-url takes a postgres:// or sqlite:// URL, not {url}"),
         };
+        let info = SpawnedInfo { binary: binary.display().to_string(), backend: backend.to_owned(), database };
+        let mut server = SpawnedServer::launch(args, &binary, &database_url, dir, info, true)?;
+        server.postgres = postgres;
+        eprintln!("omniman-loadgen: started {} serve --demo on {} ({backend})", binary.display(), server.base_url);
+        server.token = server.read_token().await?;
+        server.wait_until_ready().await?;
+        Ok(server)
+    }
+
+    /// Starts one more instance on this server's database (without `--demo`: the first seeded
+    /// it) and waits until it is ready; it answers to the same token.
+    pub(crate) async fn start_another(&self, args: &Args) -> anyhow::Result<SpawnedServer> {
+        let binary = PathBuf::from(&self.info.binary);
+        let dir =
+            tempfile::Builder::new().prefix("omniman-load-").tempdir().context("cannot make a temporary directory")?;
+        let mut server = SpawnedServer::launch(args, &binary, &self.database_url, dir, self.info.clone(), false)?;
+        eprintln!("omniman-loadgen: started another {} serve on {}", binary.display(), server.base_url);
+        server.token.clone_from(&self.token);
+        server.wait_until_ready().await?;
+        Ok(server)
+    }
+
+    /// Spawns `binary serve` on a free port; the `first` instance runs with `--demo`, which
+    /// seeds the database and prints the token.
+    fn launch(
+        args: &Args,
+        binary: &Path,
+        database_url: &str,
+        dir: TempDir,
+        info: SpawnedInfo,
+        first: bool,
+    ) -> anyhow::Result<SpawnedServer> {
         let port = free_port()?;
         let bind = format!("127.0.0.1:{port}");
         let log = dir.path().join("server.log");
-        let mut command = Command::new(&binary);
-        command.args(["serve", "--demo", "--bind", &bind, "--database-url", &database_url]);
+        let mut command = Command::new(binary);
+        command.arg("serve");
+        if first {
+            command.arg("--demo");
+        }
+        command.args(["--bind", &bind, "--database-url", database_url]);
         if let Some(workers) = args.workers {
             command.args(["--workers", &workers.to_string()]);
         }
@@ -87,20 +125,17 @@ impl SpawnedServer {
         // reports and stops the server itself.
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        eprintln!("omniman-loadgen: starting {} serve --demo on {bind} ({backend}, {database})", binary.display());
         let child = command.spawn().with_context(|| format!("cannot start {}", binary.display()))?;
-        let mut server = SpawnedServer {
+        Ok(SpawnedServer {
             child: Some(child),
             base_url: format!("http://{bind}"),
             token: String::new(),
-            info: SpawnedInfo { binary: binary.display().to_string(), backend: backend.to_owned(), database },
+            info,
+            database_url: database_url.to_owned(),
             log,
-            _postgres: postgres,
+            postgres: None,
             _dir: dir,
-        };
-        server.token = server.read_token().await?;
-        server.wait_until_ready().await?;
-        Ok(server)
+        })
     }
 
     /// The server's process id.

@@ -280,8 +280,8 @@ pub struct Orders {
 /// Everything a run reports.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Report {
-    /// The server's address.
-    pub base_url: String,
+    /// The servers' addresses: one per instance.
+    pub base_urls: Vec<String>,
     /// The channel used.
     pub channel: String,
     /// The server started for the run, if any.
@@ -306,7 +306,7 @@ pub struct Report {
     pub orders: Orders,
     /// The tool's own CPU use over the measured period.
     pub cpu: Option<CpuUse>,
-    /// The spawned server's CPU use over the same period.
+    /// The spawned servers' CPU use over the same period, every instance together.
     pub server_cpu: Option<CpuUse>,
 }
 
@@ -339,7 +339,7 @@ impl fmt::Display for Report {
             self.users,
             self.duration_s,
             self.channel,
-            self.base_url,
+            self.base_urls.join(", "),
             self.threads,
             if self.threads == 1 { "" } else { "s" }
         )?;
@@ -459,7 +459,7 @@ mod tests {
         stats.record(Task::CommitSession, ms(3), Err(Failure::Status(409)));
         stats.record(Task::ModifySession, ms(1), Err(Failure::Transport("connect")));
         let report = Report {
-            base_url: "http://127.0.0.1:8000".to_owned(),
+            base_urls: vec!["http://127.0.0.1:8000".to_owned()],
             channel: "web".to_owned(),
             spawned: None,
             users: 2,

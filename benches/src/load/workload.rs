@@ -113,9 +113,8 @@ pub(crate) fn client(token: &str, users: u32, timeout: Duration) -> anyhow::Resu
 #[derive(Debug)]
 pub(crate) struct Workload {
     client: reqwest::Client,
-    sessions_url: Url,
-    /// `{base}/api/sessions/`, to which a key and `/modify` or `/commit` are appended.
-    session_prefix: String,
+    /// One per instance; each user sends its requests to them in turn.
+    targets: Vec<Target>,
     create_body: Bytes,
     modify_body: Bytes,
     /// The commit body up to the idempotency key's unique tail.
@@ -135,25 +134,41 @@ struct Created<'a> {
     session_key: Cow<'a, str>,
 }
 
-/// URLs of one open session.
+/// The URLs of one instance.
+#[derive(Debug)]
+struct Target {
+    sessions_url: Url,
+    /// `{base}/api/sessions/`, to which a key and `/modify` or `/commit` are appended.
+    session_prefix: String,
+}
+
+/// URLs of one open session, through each instance (in the order of the workload's targets).
 #[derive(Debug)]
 struct OpenSession {
-    modify: Url,
-    commit: Url,
+    modify: Vec<Url>,
+    commit: Vec<Url>,
 }
 
 impl Workload {
-    /// A workload on `base_url` (without a trailing `/`) and `channel`, measuring from
-    /// `measure_from` until `deadline`; `run` tells idempotency keys of different runs apart.
+    /// A workload on the instances at `base_urls` (without a trailing `/`) and `channel`,
+    /// measuring from `measure_from` until `deadline`; `run` tells idempotency keys of different
+    /// runs apart.
     pub(crate) fn new(
         client: reqwest::Client,
-        base_url: &str,
+        base_urls: &[String],
         channel: &str,
         run: u64,
         (measure_from, deadline): (Instant, Instant),
         interrupt: Arc<Interrupt>,
     ) -> anyhow::Result<Workload> {
-        let sessions_url = Url::parse(&format!("{base_url}/api/sessions")).context("invalid base URL")?;
+        anyhow::ensure!(!base_urls.is_empty(), "no base URL");
+        let targets = base_urls
+            .iter()
+            .map(|base_url| {
+                let sessions_url = Url::parse(&format!("{base_url}/api/sessions")).context("invalid base URL")?;
+                Ok(Target { session_prefix: format!("{sessions_url}/"), sessions_url })
+            })
+            .collect::<anyhow::Result<Vec<Target>>>()?;
         let create_body = json!({"channel_code": channel});
         let modify_body = json!({
             "channel_code": channel,
@@ -162,8 +177,7 @@ impl Workload {
         let channel_json = serde_json::to_string(channel)?;
         Ok(Workload {
             client,
-            session_prefix: format!("{sessions_url}/"),
-            sessions_url,
+            targets,
             create_body: Bytes::from(serde_json::to_vec(&create_body)?),
             modify_body: Bytes::from(serde_json::to_vec(&modify_body)?),
             commit_prefix: format!(r#"{{"channel_code":{channel_json},"idempotency_key":"load-{run:016x}-"#),
@@ -189,9 +203,10 @@ impl Workload {
     }
 
     fn open_session(&self, key: &str) -> Option<OpenSession> {
-        let modify = Url::parse(&format!("{}{key}/modify", self.session_prefix)).ok()?;
-        let commit = Url::parse(&format!("{}{key}/commit", self.session_prefix)).ok()?;
-        Some(OpenSession { modify, commit })
+        let urls = |action: &str| -> Option<Vec<Url>> {
+            self.targets.iter().map(|t| Url::parse(&format!("{}{key}/{action}", t.session_prefix)).ok()).collect()
+        };
+        Some(OpenSession { modify: urls("modify")?, commit: urls("commit")? })
     }
 
     fn commit_body(&self, user: u32, nth: u64) -> Bytes {
@@ -227,17 +242,33 @@ struct User {
     /// Open sessions with at least one line: the ones that can be committed.
     filled: Vec<OpenSession>,
     commits: u64,
+    /// Requests sent so far: which instance the next one goes to.
+    sent: usize,
 }
 
 /// Runs user `id` until the workload is finished. `seed` makes its choices reproducible.
 pub(crate) async fn run_user(workload: Arc<Workload>, id: u32, seed: u64) {
-    let mut user = User { id, rng: SmallRng::seed_from_u64(seed), empty: Vec::new(), filled: Vec::new(), commits: 0 };
+    let mut user = User {
+        id,
+        rng: SmallRng::seed_from_u64(seed),
+        empty: Vec::new(),
+        filled: Vec::new(),
+        commits: 0,
+        // Users start on different instances, so that each gets its share from the start.
+        sent: id as usize,
+    };
     while !workload.finished() {
         user.step(&workload).await;
     }
 }
 
 impl User {
+    /// The instance the next request goes to (its index in the workload's targets).
+    fn next_target(&mut self, workload: &Workload) -> usize {
+        self.sent = self.sent.wrapping_add(1);
+        self.sent % workload.targets.len()
+    }
+
     /// The task to run when `drawn` was drawn, given the user's open sessions.
     fn plan(&self, drawn: Task) -> Task {
         match drawn {
@@ -267,7 +298,9 @@ impl User {
     }
 
     async fn create(&mut self, workload: &Workload) -> Result<(), Failure> {
-        let response = workload.post(workload.sessions_url.clone(), workload.create_body.clone()).await?;
+        let target = self.next_target(workload);
+        let response =
+            workload.post(workload.targets[target].sessions_url.clone(), workload.create_body.clone()).await?;
         let body = response.bytes().await.map_err(|e| Failure::transport(&e))?;
         let created: Created<'_> = serde_json::from_slice(&body).map_err(|_| Failure::InvalidBody)?;
         let session = workload.open_session(&created.session_key).ok_or(Failure::InvalidBody)?;
@@ -276,10 +309,11 @@ impl User {
     }
 
     async fn modify(&mut self, workload: &Workload) -> Result<(), Failure> {
+        let target = self.next_target(workload);
         let pick = self.rng.random_range(0..self.empty.len() + self.filled.len());
         if pick < self.empty.len() {
             let session = self.empty.swap_remove(pick);
-            let outcome = send_modify(workload, &session).await;
+            let outcome = send_modify(workload, &session, target).await;
             if outcome.is_ok() {
                 self.filled.push(session);
             } else {
@@ -287,15 +321,17 @@ impl User {
             }
             outcome
         } else {
-            send_modify(workload, &self.filled[pick - self.empty.len()]).await
+            send_modify(workload, &self.filled[pick - self.empty.len()], target).await
         }
     }
 
     async fn commit(&mut self, workload: &Workload, measured: bool) -> Result<(), Failure> {
+        let target = self.next_target(workload);
         let pick = self.rng.random_range(0..self.filled.len());
-        let session = self.filled.swap_remove(pick);
+        let mut session = self.filled.swap_remove(pick);
         self.commits += 1;
-        let response = workload.post(session.commit, workload.commit_body(self.id, self.commits)).await?;
+        let url = session.commit.swap_remove(target);
+        let response = workload.post(url, workload.commit_body(self.id, self.commits)).await?;
         if response.status() == StatusCode::CREATED {
             workload.committed_in_run.fetch_add(1, Ordering::Relaxed);
             if measured {
@@ -306,8 +342,8 @@ impl User {
     }
 }
 
-async fn send_modify(workload: &Workload, session: &OpenSession) -> Result<(), Failure> {
-    drain(workload.post(session.modify.clone(), workload.modify_body.clone()).await?).await
+async fn send_modify(workload: &Workload, session: &OpenSession, target: usize) -> Result<(), Failure> {
+    drain(workload.post(session.modify[target].clone(), workload.modify_body.clone()).await?).await
 }
 
 #[cfg(test)]
@@ -329,13 +365,22 @@ mod tests {
         let now = Instant::now();
         Workload::new(
             reqwest::Client::new(),
-            "http://127.0.0.1:8000",
+            &["http://127.0.0.1:8000".to_owned(), "http://127.0.0.2:8001".to_owned()],
             "web\"shop",
             0xab,
             (now, now),
             Arc::new(Interrupt::default()),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_user_sends_its_requests_to_each_instance_in_turn() {
+        let workload = workload();
+        let mut user =
+            User { id: 1, rng: SmallRng::seed_from_u64(1), empty: Vec::new(), filled: Vec::new(), commits: 0, sent: 1 };
+        let turns: Vec<usize> = (0..4).map(|_| user.next_target(&workload)).collect();
+        assert_eq!(turns, [0, 1, 0, 1]);
     }
 
     #[test]
@@ -348,16 +393,18 @@ mod tests {
         let commit: serde_json::Value = serde_json::from_slice(&workload.commit_body(3, 17)).unwrap();
         assert_eq!(commit, json!({"channel_code": "web\"shop", "idempotency_key": "load-00000000000000ab-3-17"}));
         let session = workload.open_session("SESS-ABC:1.x").unwrap();
-        assert_eq!(session.modify.as_str(), "http://127.0.0.1:8000/api/sessions/SESS-ABC:1.x/modify");
-        assert_eq!(session.commit.as_str(), "http://127.0.0.1:8000/api/sessions/SESS-ABC:1.x/commit");
-        assert_eq!(workload.sessions_url.as_str(), "http://127.0.0.1:8000/api/sessions");
+        assert_eq!(session.modify[0].as_str(), "http://127.0.0.1:8000/api/sessions/SESS-ABC:1.x/modify");
+        assert_eq!(session.commit[0].as_str(), "http://127.0.0.1:8000/api/sessions/SESS-ABC:1.x/commit");
+        assert_eq!(session.modify[1].as_str(), "http://127.0.0.2:8001/api/sessions/SESS-ABC:1.x/modify");
+        assert_eq!(workload.targets[0].sessions_url.as_str(), "http://127.0.0.1:8000/api/sessions");
+        assert_eq!(workload.targets[1].sessions_url.as_str(), "http://127.0.0.2:8001/api/sessions");
     }
 
     #[test]
     fn a_user_creates_when_it_has_nothing_to_modify_or_commit() {
         let workload = workload();
         let mut user =
-            User { id: 0, rng: SmallRng::seed_from_u64(1), empty: Vec::new(), filled: Vec::new(), commits: 0 };
+            User { id: 0, rng: SmallRng::seed_from_u64(1), empty: Vec::new(), filled: Vec::new(), commits: 0, sent: 0 };
         assert_eq!(user.plan(Task::ModifySession), Task::CreateSession);
         assert_eq!(user.plan(Task::CommitSession), Task::CreateSession);
         user.empty.push(workload.open_session("A").unwrap());
