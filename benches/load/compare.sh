@@ -10,17 +10,10 @@
 set -euo pipefail
 
 before="$1" after="$2" users="${3:-100}" seconds="${4:-20}" rounds="${5:-2}" backend="${6:-postgres}"
-server="postgres://postgres@127.0.0.1:5432"
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 loadgen="${CARGO_TARGET_DIR:-$root/target}/release/omniman-loadgen"
-pgb="omniman_pgbench_update_$$"
-work="$(mktemp -d)"
-trap 'psql -q "$server/postgres" -c "DROP DATABASE IF EXISTS $pgb WITH (FORCE)" >/dev/null; rm -rf "$work"' EXIT
-
-psql -q "$server/postgres" -c "CREATE DATABASE $pgb" >/dev/null
-pgbench -q -i -s 1 "$server/$pgb" >/dev/null 2>&1
-printf '\\set aid random(1, 100000)\nUPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;\n' >"$work/update.sql"
-clients=$((users < 64 ? users : 64))
+# shellcheck source=reference.sh
+source "$root/benches/load/reference.sh"
 
 run() {
     local label=$1 bin=$2 db_args=()
@@ -28,8 +21,7 @@ run() {
     "$loadgen" --spawn --server-bin "$bin" "${db_args[@]}" --users "$users" --duration "$seconds" \
         --warmup 3 --json >"$work/$label.json"
     local tps
-    tps=$(pgbench -n -c "$clients" -j 2 -T 10 -f "$work/update.sql" "$server/$pgb" 2>/dev/null |
-        sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+    tps=$(reference_tps "$users")
     python3 - "$work/$label.json" "$label" "$backend" "$users" "$tps" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))

@@ -17,16 +17,10 @@ bin="${1:-$target/release/omniman}"
 seconds="${2:-15}"
 users_list=(10 100 1000)
 if (($# > 2)); then users_list=("${@:3}"); fi
-server="postgres://postgres@127.0.0.1:5432"
 redis="redis://127.0.0.1:6379"
 loadgen="$target/release/omniman-loadgen"
-pgb="omniman_pgbench_update_$$"
-work="$(mktemp -d)"
-trap 'psql -q "$server/postgres" -c "DROP DATABASE IF EXISTS $pgb WITH (FORCE)" >/dev/null; rm -rf "$work"' EXIT
-
-psql -q "$server/postgres" -c "CREATE DATABASE $pgb" >/dev/null
-pgbench -q -i -s 1 "$server/$pgb" >/dev/null 2>&1
-printf '\\set aid random(1, 100000)\nUPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;\n' >"$work/update.sql"
+# shellcheck source=reference.sh
+source "$root/benches/load/reference.sh"
 
 echo "| backend | instances | users | req/s | p50 ms | p99 ms | failures | server CPU ms/req | pgbench tps | ratio |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
@@ -47,9 +41,8 @@ cell() {
         echo "| $backend | $instances | $users | run failed: $(tail -n 1 "$work/cell.err") |"
         return
     fi
-    local clients=$((users < 64 ? users : 64)) tps
-    tps=$(pgbench -n -c "$clients" -j 2 -T 10 -f "$work/update.sql" "$server/$pgb" 2>/dev/null |
-        sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+    local tps
+    tps=$(reference_tps "$users")
     python3 - "$out" "$backend" "$instances" "$users" "$tps" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
