@@ -131,6 +131,14 @@ pub(crate) struct ServeArgs {
     /// ISO 4217 currency of channels without `config.currency`.
     #[arg(long, env = "OMNIMAN_CURRENCY", default_value = "BRL", value_parser = currency)]
     pub(crate) currency: String,
+    /// Redis shared by every instance (`redis://host:6379`): cache invalidations reach the other
+    /// instances at once, and rate limits are counted across them. Without it, each instance
+    /// caches and counts alone (docs/deployment.md). Redis down: served from the database.
+    #[arg(long, env = "OMNIMAN_REDIS_URL")]
+    pub(crate) redis_url: Option<String>,
+    /// Prefix of every Redis key and channel name (several deployments can share one Redis).
+    #[arg(long, env = "OMNIMAN_REDIS_PREFIX", default_value = omniman_cache::shared::DEFAULT_PREFIX)]
+    pub(crate) redis_prefix: String,
 }
 
 /// Parses `--currency`.
