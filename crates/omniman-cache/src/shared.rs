@@ -453,6 +453,7 @@ async fn subscribe(weak: Weak<Tier>, level1: Level1) {
                 drop(tier);
                 let mut messages = pubsub.into_on_message();
                 let mut probe = tokio::time::interval(retry_every);
+                probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tokio::select! {
                         message = messages.next() => {

@@ -285,7 +285,6 @@ impl prometheus_client::collector::Collector for CacheMetrics {
         for (direction, n) in [("published", r.published), ("received", r.received), ("unsent", r.unsent)] {
             ConstCounter::new(n).encode(family.encode_family(&[("direction", direction)])?)?;
         }
-        drop(family);
         counter(
             &mut encoder,
             "cache_redis_resyncs",

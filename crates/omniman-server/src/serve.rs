@@ -152,11 +152,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let wakeup = Arc::new(Notify::new());
     let settings = CommitSettings { currency: args.currency.clone(), ..CommitSettings::default() };
-    let redis = args
-        .redis_url
-        .as_ref()
-        .map(|url| omniman_cache::RedisConfig::new(url.clone()).with_prefix(args.redis_prefix.clone()));
-    let hub = hub(database.clone(), wakeup.clone(), settings, redis.as_ref())?;
+    let hub = hub(database.clone(), wakeup.clone(), settings, args.redis.config().as_ref())?;
     let tier = hub.store().redis().cloned();
     let workers = (args.workers > 0).then(|| {
         let config = WorkerConfig { concurrency: args.workers, ..WorkerConfig::default() };
@@ -244,7 +240,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let database = open_database(&args.db).await?;
     let wakeup = Arc::new(Notify::new());
-    let hub = hub(database.clone(), wakeup.clone(), CommitSettings::default(), None)?;
+    let hub = hub(database.clone(), wakeup.clone(), CommitSettings::default(), args.redis.config().as_ref())?;
     let config = WorkerConfig {
         topics: (!args.topics.is_empty()).then(|| args.topics.clone()),
         batch_size: usize::try_from(args.limit).unwrap_or(50),
