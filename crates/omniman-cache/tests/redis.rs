@@ -122,16 +122,16 @@ async fn a_write_through_one_instance_drops_the_other_s_copy() {
     // B's next write reads the store (a miss) instead of starting from a stale copy (a hit whose
     // compare-and-set fails, then a miss).
     let before = b.counts();
+    let a_received = a.redis().unwrap().counts().received;
     let after = hub_b.modify(&at, &add("C"), None, &till()).await.unwrap();
     let counts = b.counts();
     assert_eq!((counts.session_hits - before.session_hits, counts.session_misses - before.session_misses), (0, 1));
     let skus: Vec<&str> = after.items.iter().map(|i| i.sku.as_str()).collect();
     assert_eq!((skus, after.rev), (vec!["A", "B", "C"], 3));
     // A ignores its own messages: its copy stays, and its next write starts from it.
-    let before = a.counts();
-    let received = a.redis().unwrap().counts().received;
-    wait_until("A hears of B's write", Duration::from_secs(2), || a.redis().unwrap().counts().received > received)
+    wait_until("A hears of B's write", Duration::from_secs(2), || a.redis().unwrap().counts().received > a_received)
         .await;
+    let before = a.counts();
     hub_a.modify(&at, &add("D"), None, &till()).await.unwrap();
     assert_eq!(a.counts().session_misses - before.session_misses, 1, "A's copy was dropped by B's write");
     let before = a.counts();
