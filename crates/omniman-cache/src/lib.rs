@@ -130,7 +130,7 @@ pub(crate) struct Counters {
 /// A session's key in the cache, borrowed: looking a session up allocates nothing. Hashes as
 /// the `(String, String)` it stands for (a tuple hashes its fields in order).
 #[derive(Hash)]
-struct SessionAt<'a>(&'a str, &'a str);
+pub(crate) struct SessionAt<'a>(pub(crate) &'a str, pub(crate) &'a str);
 
 impl Equivalent<(String, String)> for SessionAt<'_> {
     fn equivalent(&self, key: &(String, String)) -> bool {

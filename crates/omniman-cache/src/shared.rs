@@ -29,7 +29,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError, Script};
 use tokio::sync::mpsc;
 
-use crate::{Counters, bump};
+use crate::{Counters, SessionAt, bump};
 
 /// Where Redis is and how long it may take.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,6 +142,10 @@ impl Level1 {
         match message {
             Message::Session { channel, key, version } => {
                 let version = *version;
+                // Most messages are about sessions this instance does not hold: no allocation then.
+                if !self.sessions.contains_key(&SessionAt(channel, key)) {
+                    return;
+                }
                 let mut dropped = false;
                 let at = ((*channel).to_owned(), (*key).to_owned());
                 self.sessions.entry(at).and_compute_with(|cached| match cached {
