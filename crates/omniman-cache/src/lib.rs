@@ -18,6 +18,12 @@
 //! The cache is never the source of truth: every write goes to the store first and reaches the
 //! cache only once the store has accepted it. docs/performance.md measures what it saves.
 //!
+//! With several instances, [`CachedStore::with_redis`] adds the shared tier ([`shared`]): each
+//! write through one instance tells the others, over Redis pub/sub, to drop what they hold of
+//! it, and rate limits can be counted in Redis ([`RedisTier::gcra`]). Redis is optional and
+//! never needed for a correct answer: when it is down the instance serves from the database
+//! (docs/deployment.md).
+//!
 //! ```
 //! use omniman_cache::{CacheConfig, CachedStore};
 //! use omniman_core::memory::InMemoryStore;
@@ -39,6 +45,8 @@
 //! # }).unwrap();
 //! ```
 
+pub mod shared;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -58,6 +66,9 @@ use omniman_core::ports::{
     OrderStore, OrderSummary, SessionFilter, SessionStore, StoreResult, TokenStore,
 };
 use omniman_core::session::Session;
+
+pub use crate::shared::{GcraOutcome, RedisConfig, RedisCounts, RedisTier};
+use crate::shared::{Level1, Message};
 
 /// How long entries live and how many sessions are kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,20 +117,20 @@ pub struct CacheCounts {
 }
 
 #[derive(Debug, Default)]
-struct Counters {
+pub(crate) struct Counters {
     token_hits: AtomicU64,
     token_misses: AtomicU64,
     channel_hits: AtomicU64,
     channel_misses: AtomicU64,
     session_hits: AtomicU64,
     session_misses: AtomicU64,
-    invalidations: AtomicU64,
+    pub(crate) invalidations: AtomicU64,
 }
 
 /// A session's key in the cache, borrowed: looking a session up allocates nothing. Hashes as
 /// the `(String, String)` it stands for (a tuple hashes its fields in order).
 #[derive(Hash)]
-struct SessionAt<'a>(&'a str, &'a str);
+pub(crate) struct SessionAt<'a>(pub(crate) &'a str, pub(crate) &'a str);
 
 impl Equivalent<(String, String)> for SessionAt<'_> {
     fn equivalent(&self, key: &(String, String)) -> bool {
@@ -127,7 +138,7 @@ impl Equivalent<(String, String)> for SessionAt<'_> {
     }
 }
 
-fn bump(counter: &AtomicU64) {
+pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
@@ -160,6 +171,7 @@ pub struct CachedStore<S> {
     channels: Cache<String, Channel>,
     sessions: Cache<(String, String), Session>,
     counters: Arc<Counters>,
+    tier: Option<RedisTier>,
 }
 
 impl<S> std::fmt::Debug for CachedStore<S> {
@@ -168,6 +180,7 @@ impl<S> std::fmt::Debug for CachedStore<S> {
             .field("tokens", &self.tokens.entry_count())
             .field("channels", &self.channels.entry_count())
             .field("sessions", &self.sessions.entry_count())
+            .field("redis", &self.tier)
             .finish_non_exhaustive()
     }
 }
@@ -181,6 +194,34 @@ impl<S> CachedStore<S> {
             channels: Cache::builder().time_to_live(config.channel_ttl).max_capacity(10_000).build(),
             sessions: Cache::builder().time_to_idle(config.session_ttl).max_capacity(config.max_sessions).build(),
             counters: Arc::default(),
+            tier: None,
+        }
+    }
+
+    /// Adds the shared tier: invalidations sent to and received from the other instances using
+    /// the same Redis and key prefix (see [`shared`]). Connects in the background: an
+    /// unreachable Redis is not an error (the tier is down until it answers); a malformed URL is.
+    /// Must run inside a tokio runtime.
+    pub fn with_redis(mut self, config: &RedisConfig) -> Result<CachedStore<S>, redis::RedisError> {
+        let level1 = Level1 {
+            tokens: self.tokens.clone(),
+            channels: self.channels.clone(),
+            sessions: self.sessions.clone(),
+            counters: Arc::clone(&self.counters),
+        };
+        self.tier = Some(RedisTier::start(config, level1)?);
+        Ok(self)
+    }
+
+    /// The shared tier, when [`with_redis`](Self::with_redis) added one.
+    pub fn redis(&self) -> Option<&RedisTier> {
+        self.tier.as_ref()
+    }
+
+    /// Tells the other instances (when there is a shared tier).
+    fn tell_others(&self, message: &Message<'_>) {
+        if let Some(tier) = &self.tier {
+            tier.send(message);
         }
     }
 
@@ -244,6 +285,7 @@ impl<S: ChannelStore> ChannelStore for CachedStore<S> {
         let channel = self.inner.upsert_channel(spec, now).await?;
         self.channels.insert(channel.code.clone(), channel.clone());
         bump(&self.counters.invalidations);
+        self.tell_others(&Message::Channel(&channel.code));
         Ok(channel)
     }
 }
@@ -308,7 +350,14 @@ impl<S: SessionStore + ChannelStore> SessionStore for CachedStore<S> {
     ) -> StoreResult<bool> {
         let written = self.inner.update_session(session, expected_version, directives).await;
         match written {
-            Ok(true) => self.keep_session(session),
+            Ok(true) => {
+                self.keep_session(session);
+                self.tell_others(&Message::Session {
+                    channel: &session.channel_code,
+                    key: &session.session_key,
+                    version: session.version,
+                });
+            }
             // Stale (or unknown after an error): the next write reads the store.
             _ => self.forget_session(&session.channel_code, &session.session_key),
         }
@@ -325,6 +374,7 @@ impl<S: SessionStore + ChannelStore> SessionStore for CachedStore<S> {
             // Which ones is not reported; their cached versions are stale either way.
             self.sessions.invalidate_all();
             bump(&self.counters.invalidations);
+            self.tell_others(&Message::AllSessions);
         }
         Ok(abandoned)
     }
@@ -334,7 +384,15 @@ impl<S: OrderStore> OrderStore for CachedStore<S> {
     async fn commit(&self, plan: &CommitPlan) -> StoreResult<CommitWrite> {
         let written = self.inner.commit(plan).await;
         match &written {
-            Ok(CommitWrite::Committed(_)) => self.keep_session(&plan.session),
+            Ok(CommitWrite::Committed(_)) => {
+                let session = &plan.session;
+                self.keep_session(session);
+                self.tell_others(&Message::Session {
+                    channel: &session.channel_code,
+                    key: &session.session_key,
+                    version: session.version,
+                });
+            }
             // The session, the key and the ref are as they were.
             Ok(CommitWrite::KeyTaken | CommitWrite::RefTaken) => {}
             Ok(CommitWrite::SessionChanged) | Err(_) => {
@@ -445,6 +503,7 @@ impl<S: TokenStore> TokenStore for CachedStore<S> {
             // Cached by hash, not by name: drop them all.
             self.tokens.invalidate_all();
             bump(&self.counters.invalidations);
+            self.tell_others(&Message::Tokens);
         }
         Ok(revoked)
     }

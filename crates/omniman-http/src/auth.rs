@@ -161,7 +161,7 @@ async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
         .ok_or_else(|| ApiError::unauthenticated("unknown or revoked token"))?
         .into();
     let class = RouteClass::of_pattern(&crate::middleware::route_pattern(&req));
-    if let Some(status) = gate.limiter.acquire(&principal.name, class, &principal.rate_limits) {
+    if let Some(status) = gate.limiter.acquire(&principal.name, class, &principal.rate_limits).await {
         let retry_after = status.retry_after_secs;
         req.extensions_mut().insert::<RateLimitStatus>(status);
         if let Some(secs) = retry_after {

@@ -49,7 +49,9 @@ pub use error::{ApiError, ErrorBody, ErrorDetail, status_of};
 pub use metrics::{Metrics, PoolProbe, PoolUsage};
 pub use middleware::{REQUEST_ID_HEADER, RequestId, route_pattern};
 pub use openapi::ApiDoc;
-pub use ratelimit::{Rate, RateLimitParseError, RateLimitStatus, RateLimits, RouteClass, parse_rate_limits};
+pub use ratelimit::{
+    Rate, RateLimitBackend, RateLimitParseError, RateLimitStatus, RateLimits, RouteClass, parse_rate_limits,
+};
 pub use routes::{ROUTES, Route};
 pub use state::{AlwaysReady, AppState, CheckStatus, Readiness, ReadinessCheck};
 

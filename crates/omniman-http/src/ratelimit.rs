@@ -1,14 +1,19 @@
-//! Rate limits per principal and route class (docs/api.md, Rate limits): an in-process token bucket.
+//! Rate limits per principal and route class (docs/api.md, Rate limits): an in-process token bucket,
+//! or a [`RateLimitBackend`] shared by several instances.
 //!
 //! Nothing is limited unless limits are configured: server-wide defaults, or a token's own limits
 //! (which win, class by class). Each (principal, class) pair has its own bucket holding up to
-//! `requests` tokens, refilled continuously at `requests / per`.
+//! `requests` tokens, refilled continuously at `requests / per`. With a backend (the server's is
+//! Redis), the budget is counted there, so every instance draws from one; when the backend
+//! cannot answer, this process counts alone until it can.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
 
 /// The classes of routes that are limited separately.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -196,6 +201,15 @@ pub struct RateLimitStatus {
     pub retry_after_secs: Option<u64>,
 }
 
+/// Where budgets are counted when several instances must share them (the server's is Redis).
+#[async_trait]
+pub trait RateLimitBackend: Send + Sync + fmt::Debug {
+    /// Takes one request for `principal` on `class` from a budget of `rate`, shared by every
+    /// instance using the backend. `None` when the backend cannot decide now: the request is then
+    /// counted in process (the backend counts these fallbacks for its metrics).
+    async fn acquire(&self, principal: &str, class: RouteClass, rate: Rate) -> Option<RateLimitStatus>;
+}
+
 #[derive(Debug)]
 struct Bucket {
     tokens: f64,
@@ -207,6 +221,7 @@ struct Bucket {
 pub(crate) struct RateLimiter {
     limits: RateLimits,
     buckets: Mutex<HashMap<(String, RouteClass), Bucket>>,
+    shared: Option<Arc<dyn RateLimitBackend>>,
 }
 
 fn ceil_secs(secs: f64) -> u64 {
@@ -218,12 +233,34 @@ fn ceil_secs(secs: f64) -> u64 {
 
 impl RateLimiter {
     pub(crate) fn new(limits: RateLimits) -> RateLimiter {
-        RateLimiter { limits, buckets: Mutex::new(HashMap::new()) }
+        RateLimiter { limits, buckets: Mutex::new(HashMap::new()), shared: None }
+    }
+
+    /// Counts in `backend` first, in process only when it cannot answer.
+    pub(crate) fn with_backend(mut self, backend: Arc<dyn RateLimitBackend>) -> RateLimiter {
+        self.shared = Some(backend);
+        self
+    }
+
+    /// The server's default limits.
+    pub(crate) fn limits(&self) -> &RateLimits {
+        &self.limits
     }
 
     /// Takes one token for `principal` on `class`, under the principal's own limit of that
     /// class if it has one, else the server's default. `None`: the class is not limited.
-    pub(crate) fn acquire(&self, principal: &str, class: RouteClass, own: &RateLimits) -> Option<RateLimitStatus> {
+    pub(crate) async fn acquire(
+        &self,
+        principal: &str,
+        class: RouteClass,
+        own: &RateLimits,
+    ) -> Option<RateLimitStatus> {
+        let rate = own.get(class).or_else(|| self.limits.get(class))?;
+        if let Some(shared) = &self.shared {
+            if let Some(status) = shared.acquire(principal, class, rate).await {
+                return Some(status);
+            }
+        }
         self.acquire_at(principal, class, own, Instant::now())
     }
 

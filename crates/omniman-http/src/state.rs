@@ -14,7 +14,7 @@ use omniman_core::prelude::Store;
 
 use crate::config::HttpConfig;
 use crate::metrics::{Metrics, PoolProbe};
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{RateLimitBackend, RateLimiter};
 
 /// The outcome of one readiness check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +23,9 @@ pub enum CheckStatus {
     Ok,
     /// Not working: the instance is not ready.
     Failing,
+    /// Not working, but the instance serves without it (e.g. the shared cache tier is down: the
+    /// database answers instead). Still ready.
+    Degraded,
 }
 
 /// One named readiness check (the database, the cache…) with its latency.
@@ -44,6 +47,11 @@ impl ReadinessCheck {
         ReadinessCheck { name: name.into(), status: CheckStatus::Ok, latency, message: None }
     }
 
+    /// A degraded check: reported, but the instance stays ready.
+    pub fn degraded(name: impl Into<String>, latency: Duration, message: impl Into<String>) -> ReadinessCheck {
+        ReadinessCheck { name: name.into(), status: CheckStatus::Degraded, latency, message: Some(message.into()) }
+    }
+
     /// A failing check.
     pub fn failing(name: impl Into<String>, latency: Duration, message: impl Into<String>) -> ReadinessCheck {
         ReadinessCheck { name: name.into(), status: CheckStatus::Failing, latency, message: Some(message.into()) }
@@ -53,7 +61,7 @@ impl ReadinessCheck {
 /// What `GET /api/health/ready` asks: the server implements it for its database and cache.
 #[async_trait]
 pub trait Readiness: Send + Sync {
-    /// Runs every check; the instance is ready when all pass.
+    /// Runs every check; the instance is ready when none fails (degraded ones are reported).
     async fn check(&self) -> Vec<ReadinessCheck>;
 }
 
@@ -127,6 +135,14 @@ impl<S: Store + 'static> AppState<S> {
     /// Reports the database pool's usage in `GET /metrics` (`omniman_db_pool_connections`).
     pub fn with_pool_probe(mut self, probe: Arc<dyn PoolProbe>) -> AppState<S> {
         self.pool = Some(probe);
+        self
+    }
+
+    /// Counts rate limits in `backend` (shared by every instance using it), in process only
+    /// while it cannot answer.
+    pub fn with_rate_limit_backend(mut self, backend: Arc<dyn RateLimitBackend>) -> AppState<S> {
+        let limits = self.limiter.limits().clone();
+        self.limiter = Arc::new(RateLimiter::new(limits).with_backend(backend));
         self
     }
 

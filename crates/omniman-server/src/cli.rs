@@ -131,6 +131,30 @@ pub(crate) struct ServeArgs {
     /// ISO 4217 currency of channels without `config.currency`.
     #[arg(long, env = "OMNIMAN_CURRENCY", default_value = "BRL", value_parser = currency)]
     pub(crate) currency: String,
+    /// Redis shared by every instance.
+    #[command(flatten)]
+    pub(crate) redis: RedisArgs,
+}
+
+/// Where the Redis shared by every instance is (optional).
+#[derive(Clone, Debug, Args)]
+pub(crate) struct RedisArgs {
+    /// Redis shared by every instance (`redis://host:6379`): cache invalidations reach the other
+    /// instances at once, and rate limits are counted across them. Without it, each instance
+    /// caches and counts alone (docs/deployment.md). Redis down: served from the database.
+    #[arg(long, env = "OMNIMAN_REDIS_URL")]
+    pub(crate) redis_url: Option<String>,
+    /// Prefix of every Redis key and channel name (several deployments can share one Redis).
+    #[arg(long, env = "OMNIMAN_REDIS_PREFIX", default_value = omniman_cache::shared::DEFAULT_PREFIX)]
+    pub(crate) redis_prefix: String,
+}
+
+impl RedisArgs {
+    /// The shared tier's settings, when a URL is given.
+    pub(crate) fn config(&self) -> Option<omniman_cache::RedisConfig> {
+        let url = self.redis_url.as_ref().filter(|url| !url.trim().is_empty())?;
+        Some(omniman_cache::RedisConfig::new(url.clone()).with_prefix(self.redis_prefix.clone()))
+    }
 }
 
 /// Parses `--currency`.
@@ -202,6 +226,10 @@ pub(crate) struct WorkerArgs {
     /// Reap, run one batch, print the counts and exit.
     #[arg(long)]
     pub(crate) once: bool,
+    /// Redis shared with the instances: sessions this worker writes (check results) are dropped
+    /// from their caches at once.
+    #[command(flatten)]
+    pub(crate) redis: RedisArgs,
 }
 
 /// `omniman channels …`.

@@ -8,7 +8,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use anyhow::Context;
 use async_trait::async_trait;
-use omniman_cache::{CacheConfig, CachedStore};
+use omniman_cache::{CacheConfig, CachedStore, RedisConfig, RedisTier};
 use omniman_core::Omniman;
 use omniman_core::commit::CommitSettings;
 use omniman_core::ext::{
@@ -17,7 +17,9 @@ use omniman_core::ext::{
 };
 use omniman_core::order::Order;
 use omniman_core::session::Session;
-use omniman_http::{Metrics, PoolProbe, PoolUsage, Readiness, ReadinessCheck};
+use omniman_http::{
+    Metrics, PoolProbe, PoolUsage, Rate, RateLimitBackend, RateLimitStatus, Readiness, ReadinessCheck, RouteClass,
+};
 use omniman_storage::{Database, StatementCounter, StorageConfig, run_migrations};
 use omniman_worker::handlers::payment::{MockPayments, PaymentCaptureHandler, PaymentRefundHandler};
 use omniman_worker::handlers::stock::{StockCommitHandler, StockHoldHandler};
@@ -182,14 +184,44 @@ pub(crate) fn service_extensions(wakeup: Arc<Notify>) -> anyhow::Result<Extensio
 /// What the service runs on: the database behind the in-process cache (docs/performance.md).
 pub(crate) type Store = CachedStore<Database>;
 
-/// The service over `database`, with the cache in front.
+/// The service over `database`, with the cache in front, and the shared tier when `redis` is
+/// given (must then run inside the tokio runtime).
 pub(crate) fn hub(
     database: Database,
     wakeup: Arc<Notify>,
     settings: CommitSettings,
+    redis: Option<&RedisConfig>,
 ) -> anyhow::Result<Arc<Omniman<Store>>> {
-    let store = CachedStore::new(database, CacheConfig::default());
+    let mut store = CachedStore::new(database, CacheConfig::default());
+    if let Some(config) = redis {
+        store = store.with_redis(config).context("--redis-url")?;
+    }
     Ok(Arc::new(Omniman::new(store, service_extensions(wakeup)?).with_settings(settings)))
+}
+
+/// Rate limits counted in Redis: one budget per principal and class for every instance.
+#[derive(Debug)]
+pub(crate) struct RedisRateLimits(pub(crate) RedisTier);
+
+/// Whole seconds, rounded up.
+fn ceil_secs(d: std::time::Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+#[async_trait]
+impl RateLimitBackend for RedisRateLimits {
+    async fn acquire(&self, principal: &str, class: RouteClass, rate: Rate) -> Option<RateLimitStatus> {
+        let key = format!("{}:{principal}", class.as_str());
+        let outcome = self.0.gcra(&key, rate.requests, rate.per).await?;
+        Some(RateLimitStatus {
+            class,
+            limit: rate.requests,
+            remaining: outcome.remaining,
+            reset_secs: ceil_secs(outcome.reset_after),
+            window_secs: rate.per.as_secs(),
+            retry_after_secs: (!outcome.allowed).then(|| ceil_secs(outcome.retry_after).max(1)),
+        })
+    }
 }
 
 /// The cache's hits, misses and invalidations on `/metrics`, read at scrape time.
@@ -219,14 +251,52 @@ impl prometheus_client::collector::Collector for CacheMetrics {
         for (kind, result, n) in lookups {
             ConstCounter::new(n).encode(family.encode_family(&[("kind", kind), ("result", result)])?)?;
         }
-        let invalidations = ConstCounter::new(c.invalidations);
-        let metric = encoder.encode_descriptor(
+        let counter = |encoder: &mut prometheus_client::encoding::DescriptorEncoder, name, help, n: u64| {
+            let metric = encoder.encode_descriptor(name, help, None, <ConstCounter<u64> as TypedMetric>::TYPE)?;
+            ConstCounter::new(n).encode(metric)
+        };
+        counter(
+            &mut encoder,
             "cache_invalidations",
-            "Cache entries dropped as stale or changed by a write through this process",
-            None,
-            <ConstCounter<u64> as TypedMetric>::TYPE,
+            "Cache entries dropped as stale, changed by a write through this process, or changed by another instance",
+            c.invalidations,
         )?;
-        invalidations.encode(metric)
+        let Some(tier) = self.0.redis() else { return Ok(()) };
+        let r = tier.counts();
+        let up = prometheus_client::metrics::gauge::ConstGauge::new(i64::from(r.up));
+        up.encode(encoder.encode_descriptor(
+            "cache_redis_up",
+            "1 while Redis answers; 0 while the instance serves without it (from the database)",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        counter(
+            &mut encoder,
+            "cache_redis_errors",
+            "Redis commands that failed or timed out, and connections lost or refused",
+            r.errors,
+        )?;
+        let mut family = encoder.encode_descriptor(
+            "cache_redis_messages",
+            "Invalidations sent to, received from, or not sent (Redis down) to the other instances",
+            None,
+            MetricType::Counter,
+        )?;
+        for (direction, n) in [("published", r.published), ("received", r.received), ("unsent", r.unsent)] {
+            ConstCounter::new(n).encode(family.encode_family(&[("direction", direction)])?)?;
+        }
+        counter(
+            &mut encoder,
+            "cache_redis_resyncs",
+            "Times the in-process cache was dropped whole on (re)connecting to Redis (invalidations may have been missed)",
+            r.resyncs,
+        )?;
+        counter(
+            &mut encoder,
+            "rate_limit_fallbacks",
+            "Rate-limit decisions counted in process because Redis could not answer",
+            r.rate_limit_fallbacks,
+        )
     }
 }
 
@@ -259,6 +329,23 @@ pub(crate) struct ServerReadiness {
     pub(crate) database: Database,
     /// The in-process workers' loop, when `serve` started one.
     pub(crate) workers: Option<WorkerLiveness>,
+    /// The shared cache tier, when `--redis-url` configured one.
+    pub(crate) redis: Option<RedisTier>,
+}
+
+/// The `cache` check: `ok` while Redis answers, `degraded` (still ready) while it does not.
+pub(crate) fn cache_check(tier: &RedisTier) -> ReadinessCheck {
+    const NAME: &str = "cache";
+    let latency = std::time::Duration::ZERO;
+    if tier.is_up() {
+        ReadinessCheck::ok(NAME, latency)
+    } else {
+        ReadinessCheck::degraded(
+            NAME,
+            latency,
+            "Redis unreachable: serving from the database, rate limits counted per instance; reconnecting",
+        )
+    }
 }
 
 /// The `directive_workers` check for a worker loop in `state`: failing when the loop's task has
@@ -300,6 +387,9 @@ impl Readiness for ServerReadiness {
         let mut checks = vec![database];
         if let Some(workers) = &self.workers {
             checks.push(workers_check(workers.state(), workers.stall_after()));
+        }
+        if let Some(tier) = &self.redis {
+            checks.push(cache_check(tier));
         }
         checks
     }
@@ -352,7 +442,7 @@ mod tests {
         else {
             return;
         };
-        let readiness = ServerReadiness { database: test_db.db().clone(), workers: None };
+        let readiness = ServerReadiness { database: test_db.db().clone(), workers: None, redis: None };
         assert_eq!(readiness.check().await[0].status, CheckStatus::Ok);
         let held = test_db.get_pg().await.unwrap();
         let started = std::time::Instant::now();

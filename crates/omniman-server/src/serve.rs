@@ -17,8 +17,8 @@ use tokio::sync::Notify;
 
 use crate::cli::{DbArgs, ServeArgs, WorkerArgs};
 use crate::runtime::{
-    CacheMetrics, DatabasePool, ServerReadiness, count_statements, forward_database_wakeups, handlers, hub, minutes,
-    open_database,
+    CacheMetrics, DatabasePool, RedisRateLimits, ServerReadiness, count_statements, forward_database_wakeups, handlers,
+    hub, minutes, open_database,
 };
 
 /// Resolves when the process receives SIGINT or SIGTERM.
@@ -152,7 +152,8 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let wakeup = Arc::new(Notify::new());
     let settings = CommitSettings { currency: args.currency.clone(), ..CommitSettings::default() };
-    let hub = hub(database.clone(), wakeup.clone(), settings)?;
+    let hub = hub(database.clone(), wakeup.clone(), settings, args.redis.config().as_ref())?;
+    let tier = hub.store().redis().cloned();
     let workers = (args.workers > 0).then(|| {
         let config = WorkerConfig { concurrency: args.workers, ..WorkerConfig::default() };
         handlers(&hub).map(|h| start_workers(&database, h, config, wakeup.clone()))
@@ -173,12 +174,16 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..HttpConfig::default()
     };
     let cache_metrics = CacheMetrics(hub.store().clone());
-    let state = AppState::new(hub, config)
+    let mut state = AppState::new(hub, config)
         .with_readiness(Arc::new(ServerReadiness {
             database: database.clone(),
             workers: workers.as_ref().map(WorkerHandle::liveness),
+            redis: tier.clone(),
         }))
         .with_pool_probe(Arc::new(DatabasePool(database.clone())));
+    if let Some(tier) = tier {
+        state = state.with_rate_limit_backend(Arc::new(RedisRateLimits(tier)));
+    }
     state.metrics().register_collector(cache_metrics);
     let mut server = actix_web::HttpServer::new(move || {
         let metrics = Arc::clone(state.metrics());
@@ -235,7 +240,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let database = open_database(&args.db).await?;
     let wakeup = Arc::new(Notify::new());
-    let hub = hub(database.clone(), wakeup.clone(), CommitSettings::default())?;
+    let hub = hub(database.clone(), wakeup.clone(), CommitSettings::default(), args.redis.config().as_ref())?;
     let config = WorkerConfig {
         topics: (!args.topics.is_empty()).then(|| args.topics.clone()),
         batch_size: usize::try_from(args.limit).unwrap_or(50),

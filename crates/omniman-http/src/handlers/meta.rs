@@ -32,7 +32,8 @@ pub(crate) async fn health() -> HttpResponse {
     HttpResponse::Ok().json(HealthView { status: "healthy".into(), version: env!("CARGO_PKG_VERSION").into() })
 }
 
-/// Readiness: every dependency answers.
+/// Readiness: every dependency answers (a `degraded` one, such as the shared cache tier, is
+/// reported without making the instance unready).
 #[utoipa::path(
     get,
     path = "/api/health/ready",
@@ -44,7 +45,7 @@ pub(crate) async fn health() -> HttpResponse {
 )]
 pub(crate) async fn ready<S: Store + 'static>(state: web::Data<AppState<S>>) -> HttpResponse {
     let checks = state.readiness.check().await;
-    let ok = checks.iter().all(|c| c.status == CheckStatus::Ok);
+    let ok = checks.iter().all(|c| c.status != CheckStatus::Failing);
     let view = ReadyView {
         status: if ok { "ready" } else { "not_ready" }.into(),
         checks: checks
@@ -54,6 +55,7 @@ pub(crate) async fn ready<S: Store + 'static>(state: web::Data<AppState<S>>) -> 
                 status: match c.status {
                     CheckStatus::Ok => "ok",
                     CheckStatus::Failing => "failing",
+                    CheckStatus::Degraded => "degraded",
                 }
                 .into(),
                 latency_ms: crate::middleware::millis(c.latency),

@@ -29,11 +29,11 @@ pub struct ReadyView {
 pub struct ReadyCheckView {
     /// Name, e.g. `database`.
     pub name: String,
-    /// `ok` or `failing`.
+    /// `ok`, `failing` (not ready) or `degraded` (still ready: e.g. `cache` when Redis is down).
     pub status: String,
     /// How long the check took, in milliseconds.
     pub latency_ms: f64,
-    /// Detail when failing.
+    /// Detail when failing or degraded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }

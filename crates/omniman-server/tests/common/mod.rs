@@ -179,6 +179,8 @@ pub const OMNIMAN_ENV: &[&str] = &[
     "OMNIMAN_RATE_LIMIT_DEFAULT",
     "OMNIMAN_HTTP_THREADS",
     "OMNIMAN_CURRENCY",
+    "OMNIMAN_REDIS_URL",
+    "OMNIMAN_REDIS_PREFIX",
 ];
 
 /// `omniman ARGS` with a clean environment (see [`OMNIMAN_ENV`]) plus `envs`.
