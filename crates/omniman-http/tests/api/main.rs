@@ -14,6 +14,7 @@ mod openapi;
 mod order_data;
 mod orders;
 mod pagination;
+mod properties;
 mod resolve;
 mod sessions;
 mod transport;
