@@ -28,6 +28,10 @@ use serde_json::{Value, json};
 
 const LINES: usize = 3;
 const PRICE: i64 = 250;
+/// SIGKILLs, one per round of load.
+const KILLS: usize = 3;
+/// Clients committing at once.
+const TASKS: usize = 12;
 
 fn channels() -> Value {
     json!([{"code": "pos", "name": "Point of sale", "config": {"post_commit_directives": ["fault.audit"]}}])
@@ -120,8 +124,6 @@ async fn sigkill_mid_load_loses_and_duplicates_nothing() {
     // No workers: the post-commit directives stay `pending`, where they can be counted.
     let serve_args = ["--workers", "0"];
 
-    const KILLS: usize = 3;
-    const TASKS: usize = 12;
     let mut attempts: Vec<Attempt> = Vec::new();
     for round in 0..KILLS {
         let server = Running::serve(&url, &serve_args).await;
@@ -174,7 +176,7 @@ async fn sigkill_mid_load_loses_and_duplicates_nothing() {
         let (status, order) = get(&client, &base, &admin, &format!("/orders/{order_ref}")).await;
         assert_eq!(status, 200, "{order}");
         assert_eq!(order["items"].as_array().unwrap().len(), LINES, "{order}");
-        assert_eq!(order["total_q"], json!(PRICE * LINES as i64), "{order}");
+        assert_eq!(order["total_q"], json!(PRICE * i64::try_from(LINES).unwrap()), "{order}");
         assert_eq!(orders_of_sessions.get(order["session_key"].as_str().unwrap()), Some(order_ref));
         let events = all(&client, &base, &admin, &format!("/orders/{order_ref}/events")).await;
         assert_eq!(events.iter().filter(|e| e["type"] == "created").count(), 1, "{events:?}");
