@@ -55,7 +55,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Task {
     /// Run every CI check in order, stopping at the first failure:
-    /// fmt, core purity, dependencies' MSRV, clippy, rustdoc, tests, MSRV build.
+    /// fmt, core purity, dependencies' MSRV, cargo-deny, clippy, rustdoc, tests, MSRV build.
     ///
     /// Arguments after `--` are appended to `cargo test --workspace`, e.g.
     /// `cargo xtask ci -- -- --nocapture`.
@@ -115,6 +115,7 @@ fn ci(ws: &Workspace, test_args: &[OsString]) -> StepResult {
     ws.run_cargo(&["fmt", "--all", "--", "--check"])?;
     purity(ws)?;
     let msrv = dependencies_msrv(ws)?;
+    deny(ws)?;
     ws.run_cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     // After clippy, whose check-mode dependency metadata rustdoc reuses. RUSTDOCFLAGS is set on
     // this step only: globally it would also change how `cargo test` builds doctests.
@@ -228,6 +229,33 @@ fn forbidden_crates(tree: &str) -> Vec<&str> {
         }
     }
     found
+}
+
+/// `cargo deny` with the committed deny.toml: licences, bans and sources always; advisories when
+/// the RustSec database can be fetched (it lives on GitHub). A missing cargo-deny, or an
+/// unreachable advisory database, is a loud note rather than a failure: `.ci/run` installs the
+/// tool, and a machine without network cannot be asked for the advisories.
+fn deny(ws: &Workspace) -> StepResult {
+    let installed = ws
+        .cargo(&["deny", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        println!("!!! SKIPPED: cargo-deny is not installed; `cargo install --locked cargo-deny` enables");
+        println!("!!! the advisories, licences, bans and sources check (deny.toml).");
+        return Ok(());
+    }
+    let mut fetch = ws.cargo(&["deny", "fetch", "db"]);
+    fetch.stdout(Stdio::null()).stderr(Stdio::null());
+    let fetched = fetch.status().is_ok_and(|s| s.success());
+    if fetched {
+        return ws.run_cargo(&["deny", "--locked", "check", "--disable-fetch"]);
+    }
+    println!("!!! the RustSec advisory database could not be fetched (no network to GitHub?):");
+    println!("!!! checking licences, bans and sources only; advisories are NOT checked.");
+    ws.run_cargo(&["deny", "--locked", "check", "bans", "licenses", "sources"])
 }
 
 /// Checks that no package in Cargo.lock declares a `rust-version` above the workspace's, so the

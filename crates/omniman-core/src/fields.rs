@@ -30,6 +30,96 @@ use crate::input::InvalidInput;
 /// Unknown fields reported in one answer, at most: a body of junk keys gets a bounded reply.
 pub const MAX_UNKNOWN_REPORTED: usize = 10;
 
+/// A line's `meta`, as compact JSON, at most (docs/api.md, "Limits").
+pub const MAX_META_BYTES: usize = 16 * 1024;
+/// A session's `data` (after a batch or an import) and one `set_data` value, as compact JSON, at
+/// most (docs/api.md, "Limits").
+pub const MAX_DATA_BYTES: usize = 64 * 1024;
+/// Nesting of objects and lists in a `meta`, a `data` or a `set_data` value, counting the value
+/// itself (`{}` is 1, `{"a": []}` is 2), and of a value within the session's `data` (its path's
+/// segments count).
+pub const MAX_JSON_DEPTH: usize = 16;
+/// An object key anywhere inside a `meta`, a `data` or a `set_data` value, in characters.
+pub const MAX_JSON_KEY_CHARS: usize = 128;
+
+/// Checks a client-given JSON value against the limits: at most `max_bytes` as compact JSON, at
+/// most [`MAX_JSON_DEPTH`] levels (counting from `depth`, the levels above it) and object keys of
+/// at most [`MAX_JSON_KEY_CHARS`] characters. The error is the problem, for a field path.
+///
+/// ```
+/// use omniman_core::fields::{check_json, MAX_JSON_DEPTH};
+/// assert!(check_json(&serde_json::json!({"a": [1, 2]}), 100, 0).is_ok());
+/// assert!(check_json(&serde_json::json!({"a": "long text"}), 10, 0).unwrap_err().contains("at most 10 bytes"));
+/// assert!(check_json(&serde_json::json!([[]]), 100, MAX_JSON_DEPTH - 1).is_err());
+/// ```
+pub fn check_json(value: &Value, max_bytes: usize, depth: usize) -> Result<(), String> {
+    within_limits(deepest(value, depth), value, max_bytes)
+}
+
+/// [`check_json`] of an object (a session's `data`) without wrapping it in a [`Value`].
+pub fn check_json_object(map: &Map<String, Value>, max_bytes: usize) -> Result<(), String> {
+    within_limits(deepest_in_object(map, 0), map, max_bytes)
+}
+
+fn within_limits(
+    deepest: Result<usize, String>,
+    value: &impl serde::Serialize,
+    max_bytes: usize,
+) -> Result<(), String> {
+    if deepest.map_err(|e| format!("must have {e}"))? > MAX_JSON_DEPTH {
+        return Err(format!("must be nested at most {MAX_JSON_DEPTH} levels deep"));
+    }
+    let mut size = Bounded { left: max_bytes };
+    if serde_json::to_writer(&mut size, value).is_err() {
+        return Err(format!("must be at most {max_bytes} bytes of JSON"));
+    }
+    Ok(())
+}
+
+/// The deepest level of containers in `value`, `depth` levels above it, or the first key that
+/// is too long; stops counting past the limit.
+fn deepest(value: &Value, depth: usize) -> Result<usize, String> {
+    match value {
+        Value::Array(list) => deepest_of(list.iter(), depth),
+        Value::Object(map) => deepest_in_object(map, depth),
+        _ => Ok(depth),
+    }
+}
+
+fn deepest_in_object(map: &Map<String, Value>, depth: usize) -> Result<usize, String> {
+    if map.keys().any(|key| key.chars().count() > MAX_JSON_KEY_CHARS) {
+        return Err(format!("object keys of at most {MAX_JSON_KEY_CHARS} characters"));
+    }
+    deepest_of(map.values(), depth)
+}
+
+fn deepest_of<'v>(children: impl Iterator<Item = &'v Value>, depth: usize) -> Result<usize, String> {
+    let mut max = depth + 1;
+    for child in children {
+        if max > MAX_JSON_DEPTH {
+            break;
+        }
+        max = max.max(deepest(child, depth + 1)?);
+    }
+    Ok(max)
+}
+
+/// A writer that takes `left` bytes and then fails: measures JSON without building it.
+struct Bounded {
+    left: usize,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.left = self.left.checked_sub(buf.len()).ok_or_else(|| std::io::Error::other("too big"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Reads typed fields out of one JSON object, recording problems by path. See the
 /// [module docs](self).
 #[derive(Debug)]
@@ -156,6 +246,20 @@ impl<'a> FieldReader<'a> {
         }
         self.error(key, "must be an object");
         None
+    }
+
+    /// An optional JSON object within the limits of [`check_json`] (`max_bytes`, depth, keys):
+    /// a `meta` or a `data`.
+    pub fn bounded_object(&mut self, key: &'static str, max_bytes: usize) -> Option<&'a Map<String, Value>> {
+        let map = self.object(key)?;
+        let value = self.raw(key)?;
+        match check_json(value, max_bytes, 0) {
+            Ok(()) => Some(map),
+            Err(problem) => {
+                self.error(key, problem);
+                None
+            }
+        }
     }
 
     /// An optional JSON list.

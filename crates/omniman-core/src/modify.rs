@@ -8,7 +8,7 @@ use crate::context::Ctx;
 use crate::directive::NewDirective;
 use crate::error::{Code, DomainError, ErrorCode, ErrorKind, FieldErrors, Rejection, StoreError, ctx};
 use crate::ext::{Extensions, ValidatorStage};
-use crate::fields::FieldReader;
+use crate::fields::{FieldReader, MAX_DATA_BYTES, MAX_META_BYTES, check_json_object};
 use crate::ids::IdGen;
 use crate::ops::{Op, OpApplier, OpError};
 use crate::session::{MAX_LINES_PER_SESSION, Precondition, Session, SessionState, set_key};
@@ -232,6 +232,7 @@ fn apply_to_draft(
         let message = format!("would leave {lines} lines; a session holds at most {MAX_LINES_PER_SESSION}");
         return Err(ModifyError::Validation(FieldErrors::one("ops", message)));
     }
+
     normalize(draft);
     draft.check_amounts()?;
     draft.rev += 1;
@@ -239,6 +240,14 @@ fn apply_to_draft(
     draft.updated_at = ctx.now;
     set_key(&mut draft.data, "checks", Value::Object(Map::new()));
     set_key(&mut draft.data, "issues", Value::Array(Vec::new()));
+    // Each `set_data` value is bounded when parsed; together they must not outgrow `data`
+    // (measured with `checks` and `issues` emptied, as stored).
+    if ops.iter().any(|op| matches!(op, Op::SetData { .. })) {
+        if let Err(problem) = check_json_object(&draft.data, MAX_DATA_BYTES) {
+            let message = format!("would leave a session `data` that {problem}");
+            return Err(ModifyError::Validation(FieldErrors::one("ops", message)));
+        }
+    }
     Ok(())
 }
 
@@ -362,7 +371,7 @@ pub fn parse_import_items(value: &Value) -> Result<Vec<crate::session::Item>, Fi
         };
         let unit_price_q = f.integer("unit_price_q");
         let line_total_q = f.integer("line_total_q");
-        let meta = f.object("meta").cloned().unwrap_or_default();
+        let meta = f.bounded_object("meta", MAX_META_BYTES).cloned().unwrap_or_default();
         match (f.finish(), qty) {
             (Ok(()), Some(qty)) => {
                 items.push(crate::session::Item { line_id, sku, name, qty, unit_price_q, line_total_q, meta });

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::channel::PricingPolicy;
 use crate::error::{Code, DomainError, ErrorCode, FieldErrors, ctx};
-use crate::fields::FieldReader;
+use crate::fields::{FieldReader, MAX_DATA_BYTES, MAX_META_BYTES, check_json};
 use crate::ids::IdGen;
 use crate::money::{Qty, QtyError};
 use crate::session::{Item, Session};
@@ -152,7 +152,7 @@ impl FieldReader<'_> {
     }
 
     fn meta(&mut self) -> Option<Map<String, Value>> {
-        self.object("meta").cloned()
+        self.bounded_object("meta", MAX_META_BYTES).cloned()
     }
 }
 
@@ -177,7 +177,7 @@ impl Op {
             return None;
         };
         let mut f = FieldReader::at(prefix, obj);
-        let name = f.required("op", usize::MAX);
+        let name = f.required("op", 64);
         if !f.is_clean() {
             errors.merge(f.finish().err().unwrap_or_default());
             return None;
@@ -204,6 +204,9 @@ impl Op {
                 let value = f.raw("value").cloned().unwrap_or(Value::Null);
                 if value.is_null() {
                     f.error("value", "this field is required and may not be null");
+                } else if let Err(problem) = check_json(&value, MAX_DATA_BYTES, path.split('.').count()) {
+                    // The value's depth in `data` counts the levels of its path.
+                    f.error("value", problem);
                 }
                 Op::SetData { path, value }
             }

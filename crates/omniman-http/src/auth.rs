@@ -157,7 +157,8 @@ async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
         .tokens
         .token_by_hash(&hash)
         .await
-        .map_err(|e| ApiError::internal(&e))?
+        // A database that cannot be reached is 503 `service_unavailable` here as everywhere.
+        .map_err(ApiError::from)?
         .ok_or_else(|| ApiError::unauthenticated("unknown or revoked token"))?
         .into();
     let class = RouteClass::of_pattern(&crate::middleware::route_pattern(&req));

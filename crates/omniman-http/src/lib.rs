@@ -23,6 +23,8 @@ mod auth;
 mod body;
 mod config;
 mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod handlers;
 mod metrics;
 mod middleware;

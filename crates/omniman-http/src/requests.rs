@@ -10,7 +10,7 @@
 
 use actix_web::{HttpRequest, web};
 use omniman_core::channel::{ChannelConfig, ChannelSpec, EditPolicy, PricingPolicy};
-use omniman_core::fields::FieldReader;
+use omniman_core::fields::{FieldReader, MAX_DATA_BYTES};
 use omniman_core::input::{ChannelCode, HandleRef, HandleType, IdempotencyKey, SessionKey};
 use omniman_core::modify::parse_import_items;
 use omniman_core::ops::Op;
@@ -43,7 +43,16 @@ pub(crate) async fn read_body_with<T: RequestBody, X>(
     also: impl FnOnce(&mut FieldReader<'_>) -> Option<X>,
 ) -> Result<(T, X), ApiError> {
     let body = read_json(req, payload, limit).await?;
-    let mut f = FieldReader::new(&body);
+    decode_with(&body, req, also)
+}
+
+/// The part of [`read_body_with`] after the bytes are read and parsed: the fields, all at once.
+pub(crate) fn decode_with<T: RequestBody, X>(
+    body: &Map<String, Value>,
+    req: &HttpRequest,
+    also: impl FnOnce(&mut FieldReader<'_>) -> Option<X>,
+) -> Result<(T, X), ApiError> {
+    let mut f = FieldReader::new(body);
     let extra = also(&mut f);
     let parsed = T::read(&mut f, req)?;
     f.finish_strict().map_err(|e| ApiError::validation(&e))?;
@@ -161,7 +170,7 @@ impl RequestBody for ImportSessionRequest {
             }
             Some(raw) => parse_import_items(raw).map_err(|errors| f.merge(errors)).ok(),
         };
-        let data = f.object("data").cloned();
+        let data = f.bounded_object("data", MAX_DATA_BYTES).cloned();
         Ok(open.zip(items).map(|(open, items)| ImportSessionRequest {
             channel_code: open.channel_code,
             session_key: open.session_key,
@@ -285,8 +294,8 @@ pub struct TransitionRequest {
 
 impl RequestBody for TransitionRequest {
     fn read(f: &mut FieldReader<'_>, _: &HttpRequest) -> Result<Option<Self>, ApiError> {
-        let status = f.non_empty("status", usize::MAX);
-        let note = f.string("note", usize::MAX);
+        let status = f.non_empty("status", 64);
+        let note = f.string("note", 1000);
         Ok(Some(TransitionRequest { status, note }))
     }
 }

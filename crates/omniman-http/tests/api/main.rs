@@ -15,6 +15,7 @@ mod openapi;
 mod order_data;
 mod orders;
 mod pagination;
+mod properties;
 mod resolve;
 mod sessions;
 mod transport;

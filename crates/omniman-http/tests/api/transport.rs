@@ -63,8 +63,12 @@ async fn the_default_limit_is_one_mebibyte() {
         json!({"channel_code": "pos", "ops": [{"op": "set_data", "path": "notes", "value": "x".repeat(1024 * 1024)}]});
     call!(app, raw_post(&format!("/api/sessions/{key}/modify"), Some("application/json"), body.to_string()))
         .expect_error(413, "payload_too_large");
-    let body =
-        json!({"channel_code": "pos", "ops": [{"op": "set_data", "path": "notes", "value": "x".repeat(600 * 1024)}]});
+    // 600 KiB within the other limits: 40 lines, each with 15 KiB of `meta`.
+    let ops: Vec<_> = (0..40)
+        .map(|i| json!({"op": "add_line", "sku": format!("S{i}"), "qty": 1, "unit_price_q": 1, "meta": {"n": "x".repeat(15 * 1024)}}))
+        .collect();
+    let body = json!({"channel_code": "pos", "ops": ops});
+    assert!(body.to_string().len() > 600 * 1024);
     call!(app, raw_post(&format!("/api/sessions/{key}/modify"), Some("application/json"), body.to_string()))
         .expect(200);
 }
