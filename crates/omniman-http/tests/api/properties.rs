@@ -217,6 +217,8 @@ const TOP: &[(&str, &[&str])] = &[
     ("/api/sessions/{key}/commit", &["channel_code", "idempotency_key"]),
     ("/api/sessions/{key}/abandon", &["channel_code"]),
     ("/api/orders/{ref}/transition", &["status", "note"]),
+    ("/api/channels", &["code", "name", "pricing_policy", "edit_policy", "display_order", "config", "is_active"]),
+    ("/api/tokens", &["name", "role", "channels", "rate_limit"]),
 ];
 /// The fields read inside an op or an import line.
 const NESTED: &[&str] = &[
@@ -249,9 +251,11 @@ fn the_odd_values_alone_in_every_field_of_every_route_never_5xx() {
         let mut bodies: Vec<(String, String)> = Vec::new();
         for (route, fields) in TOP {
             let path = route.replace("{key}", &key).replace("{ref}", &order_ref);
+            // Session routes need a channel; the others would refuse it as unknown.
+            let channel = if route.starts_with("/api/sessions") { "\"channel_code\":\"pos\"," } else { "" };
             for field in *fields {
                 for odd in ODD {
-                    let body = format!("{{\"channel_code\":\"pos\",{}:{odd}}}", Value::String((*field).to_owned()));
+                    let body = format!("{{{channel}{}:{odd}}}", Value::String((*field).to_owned()));
                     bodies.push((path.clone(), body));
                 }
             }
