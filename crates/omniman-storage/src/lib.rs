@@ -17,6 +17,7 @@ pub mod counter;
 pub mod error;
 pub mod migrations;
 pub mod pool;
+mod retry;
 pub mod schema;
 mod store;
 #[cfg(feature = "test-support")]

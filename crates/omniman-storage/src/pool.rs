@@ -13,6 +13,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use crate::config::{Backend, DatabaseUrl, SQLITE_BUSY_TIMEOUT, StorageConfig};
 use crate::counter::StatementCounter;
 use crate::error::StorageError;
+use crate::retry::{Watch, Watched};
 
 /// The async SQLite connection: Diesel's `SqliteConnection` run on Tokio's blocking threads.
 pub type AsyncSqliteConnection = SyncConnectionWrapper<diesel::SqliteConnection>;
@@ -185,9 +186,24 @@ where
     AsyncDieselConnectionManager<C>:
         deadpool::managed::Manager<Type = C, Error = diesel_async::pooled_connection::PoolError>,
 {
+    checkout_watched(pool, counter, None).await
+}
+
+/// Checks out a connection that counts its statements into `counter` and reports what happens
+/// on it to `watch` (see `crate::retry`).
+pub(crate) async fn checkout_watched<C>(
+    pool: &Pool<C>,
+    counter: Option<StatementCounter>,
+    watch: Option<std::sync::Arc<Watch>>,
+) -> Result<Object<C>, StorageError>
+where
+    C: diesel_async::pooled_connection::PoolableConnection + Send + 'static,
+    AsyncDieselConnectionManager<C>:
+        deadpool::managed::Manager<Type = C, Error = diesel_async::pooled_connection::PoolError>,
+{
     let mut conn = pool.get().await?;
-    if let Some(counter) = counter {
-        conn.set_instrumentation(counter.instrumentation());
+    if counter.is_some() || watch.is_some() {
+        conn.set_instrumentation(Watched { counter: counter.map(|c| c.instrumentation()), watch });
     }
     Ok(conn)
 }
@@ -219,6 +235,8 @@ fn build_pg_pool(url: String, config: &StorageConfig, size: usize) -> Result<PgP
     let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
     // `SELECT 1` before a pooled connection is reused: one extra round trip per checkout, in
     // exchange for never handing out a connection the server closed (restart, idle timeout).
+    // Without it (the default), a connection known closed is still dropped here, and one lost
+    // unnoticed fails its first statement: the call is retried where safe (`crate::retry`).
     manager_config.recycling_method =
         if config.check_on_checkout { RecyclingMethod::Verified } else { RecyclingMethod::Fast };
     manager_config.custom_setup = Box::new(move |url| {
