@@ -1,5 +1,6 @@
 //! Connection pools: [`Database`] holds a deadpool pool of PostgreSQL or SQLite connections.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool::Runtime;
@@ -31,8 +32,32 @@ pub type SqliteConn = Object<AsyncSqliteConnection>;
 pub enum Database {
     /// PostgreSQL.
     Postgres(PgPool),
-    /// SQLite.
-    Sqlite(SqlitePool),
+    /// SQLite: the pool, and the gate its writes pass one at a time.
+    Sqlite(SqlitePool, WriteGate),
+}
+
+/// SQLite's writers, one at a time in this process.
+///
+/// SQLite lets one connection write at a time; another that tries waits in SQLite's busy
+/// handler, which sleeps (1, 2, 5, 10 … 100 ms) and tries again. Every write port call on
+/// SQLite first takes this gate (a Tokio mutex: the next writer is woken the moment the last
+/// one is done), so writers queue here instead of sleeping there; reads do not take it (WAL:
+/// readers never wait for the writer). Transactions stay `BEGIN IMMEDIATE`, and the busy
+/// timeout still covers writers in other processes (the CLI).
+#[derive(Clone, Default)]
+pub struct WriteGate(Arc<tokio::sync::Mutex<()>>);
+
+impl WriteGate {
+    /// Waits for the gate; it is held until the guard is dropped.
+    pub(crate) async fn enter(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.0.clone().lock_owned().await
+    }
+}
+
+impl std::fmt::Debug for WriteGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteGate").finish_non_exhaustive()
+    }
 }
 
 /// How a pool's connections are used right now (for metrics).
@@ -59,7 +84,7 @@ impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let status = match self {
             Database::Postgres(pool) => pool.status(),
-            Database::Sqlite(pool) => pool.status(),
+            Database::Sqlite(pool, _) => pool.status(),
         };
         f.debug_struct("Database")
             .field("backend", &self.backend())
@@ -95,9 +120,11 @@ impl Database {
                 let path = path
                     .to_str()
                     .ok_or_else(|| StorageError::InvalidUrl(format!("SQLite path is not UTF-8: {}", path.display())))?;
-                Database::Sqlite(build_sqlite_pool(path.to_owned(), config, size)?)
+                Database::Sqlite(build_sqlite_pool(path.to_owned(), config, size)?, WriteGate::default())
             }
-            DatabaseUrl::SqliteMemory => Database::Sqlite(build_sqlite_pool(":memory:".to_owned(), config, 1)?),
+            DatabaseUrl::SqliteMemory => {
+                Database::Sqlite(build_sqlite_pool(":memory:".to_owned(), config, 1)?, WriteGate::default())
+            }
         };
         // Fail now rather than on the first request.
         db.ping().await?;
@@ -108,7 +135,7 @@ impl Database {
     pub fn backend(&self) -> Backend {
         match self {
             Database::Postgres(_) => Backend::Postgres,
-            Database::Sqlite(_) => Backend::Sqlite,
+            Database::Sqlite(..) => Backend::Sqlite,
         }
     }
 
@@ -123,7 +150,7 @@ impl Database {
     pub fn pool_status(&self) -> PoolStatus {
         let status = match self {
             Database::Postgres(pool) => pool.status(),
-            Database::Sqlite(pool) => pool.status(),
+            Database::Sqlite(pool, _) => pool.status(),
         };
         PoolStatus { max_size: status.max_size, open: status.size, idle: status.available, waiting: status.waiting }
     }
@@ -135,7 +162,7 @@ impl Database {
         // A statement, not only a checkout: pooled connections are not checked when handed out.
         match self {
             Database::Postgres(pool) => checkout(pool).await?.batch_execute("SELECT 1").await?,
-            Database::Sqlite(pool) => checkout(pool).await?.batch_execute("SELECT 1").await?,
+            Database::Sqlite(pool, _) => checkout(pool).await?.batch_execute("SELECT 1").await?,
         }
         Ok(())
     }
@@ -145,7 +172,7 @@ impl Database {
     pub async fn get_pg(&self) -> Result<Option<PgConn>, StorageError> {
         match self {
             Database::Postgres(pool) => checkout(pool).await.map(Some),
-            Database::Sqlite(_) => Ok(None),
+            Database::Sqlite(..) => Ok(None),
         }
     }
 
@@ -153,7 +180,7 @@ impl Database {
     /// current [`StatementCounter`] scope, if any.
     pub async fn get_sqlite(&self) -> Result<Option<SqliteConn>, StorageError> {
         match self {
-            Database::Sqlite(pool) => checkout(pool).await.map(Some),
+            Database::Sqlite(pool, _) => checkout(pool).await.map(Some),
             Database::Postgres(_) => Ok(None),
         }
     }
@@ -162,7 +189,7 @@ impl Database {
     pub fn close(&self) {
         match self {
             Database::Postgres(pool) => pool.close(),
-            Database::Sqlite(pool) => pool.close(),
+            Database::Sqlite(pool, _) => pool.close(),
         }
     }
 }

@@ -46,7 +46,7 @@ use self::rows::{
 };
 use crate::counter::StatementCounter;
 use crate::error::StorageError;
-use crate::pool::{Database, checkout_watched, checkout_with};
+use crate::pool::{Database, WriteGate, checkout_watched, checkout_with};
 use crate::retry::{Retry, Watch};
 
 /// How a commit transaction was refused (it rolled back).
@@ -79,7 +79,9 @@ const SEQ_RETRIES: usize = 10;
 /// Runs `f` on a connection of `pool` in a spawned task (see the module documentation); when
 /// `retry` allows it and the connection turns out lost, once more on a fresh connection (see
 /// `crate::retry`).
-async fn run<C, R, F, Fut>(pool: &Pool<C>, retry: Option<Retry>, f: F) -> StoreResult<R>
+///
+/// `gate`: on SQLite, the write gate a write takes first (see [`WriteGate`]).
+async fn run<C, R, F, Fut>(pool: &Pool<C>, gate: Option<&WriteGate>, retry: Option<Retry>, f: F) -> StoreResult<R>
 where
     C: PoolableConnection + Send + 'static,
     AsyncDieselConnectionManager<C>:
@@ -90,7 +92,13 @@ where
 {
     let pool = pool.clone();
     let counter = StatementCounter::current();
+    let gate = gate.cloned();
     let task = tokio::spawn(async move {
+        // Held by the task, so that a caller giving up does not let the next writer in early.
+        let _writing = match &gate {
+            Some(gate) => Some(gate.enter().await),
+            None => None,
+        };
         let Some(retry) = retry else {
             let conn = checkout_with(&pool, counter).await.map_err(StoreError::from)?;
             return f(conn).await;
@@ -134,7 +142,7 @@ macro_rules! on_db {
     (@ $db:expr, $retry:expr, |$conn:ident, $q:ident| $body:expr) => {
         match $db {
             Database::Postgres(pool) => {
-                run(pool, $retry, move |mut obj| async move {
+                run(pool, None, $retry, move |mut obj| async move {
                     #[allow(unused_imports)]
                     use self::pg as $q;
                     let $conn: &mut pg::Conn = &mut obj;
@@ -142,8 +150,10 @@ macro_rules! on_db {
                 })
                 .await
             }
-            Database::Sqlite(pool) => {
-                run(pool, $retry, move |mut obj| async move {
+            Database::Sqlite(pool, gate) => {
+                let retry: Option<$crate::retry::Retry> = $retry;
+                let gate = (retry != Some($crate::retry::Retry::Read)).then_some(gate);
+                run(pool, gate, retry, move |mut obj| async move {
                     #[allow(unused_imports)]
                     use self::sqlite as $q;
                     let $conn: &mut sqlite::Conn = &mut obj;
