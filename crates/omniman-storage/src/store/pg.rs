@@ -99,12 +99,18 @@ pub(crate) async fn finish(conn: &mut Conn, updates: Vec<DirectiveUpdate>, now: 
 /// order's id.
 pub(crate) async fn commit(conn: &mut Conn, plan: std::sync::Arc<CommitPlan>) -> Result<i64, CommitAbort> {
     tx!(conn, async move |c| -> Result<i64, CommitAbort> {
-        let (updated, order_id, claimed): (i64, Option<i64>, i64) =
-            match CommitStatement::new(&plan).get_result(c).await {
-                Ok(row) => row,
-                Err(e) if violates(&e, "orders_ref_key", "orders.ref") => return Err(CommitAbort::RefTaken),
-                Err(e) => return Err(e.into()),
-            };
+        // Two texts: without directives, no `INSERT INTO directives` at all, since its
+        // statement-level trigger would notify the directive workers for nothing.
+        let answer = if plan.directives.is_empty() {
+            CommitStatement::<false>::new(&plan).get_result(c).await
+        } else {
+            CommitStatement::<true>::new(&plan).get_result(c).await
+        };
+        let (updated, order_id, claimed): (i64, Option<i64>, i64) = match answer {
+            Ok(row) => row,
+            Err(e) if violates(&e, "orders_ref_key", "orders.ref") => return Err(CommitAbort::RefTaken),
+            Err(e) => return Err(e.into()),
+        };
         match (updated, order_id, claimed) {
             (0, _, _) => Err(CommitAbort::SessionChanged),
             (_, Some(id), 1) => Ok(id),
@@ -121,15 +127,16 @@ pub(crate) async fn commit(conn: &mut Conn, plan: std::sync::Arc<CommitPlan>) ->
 ///   condition and values as a modify);
 /// * `o`: the order, one row per updated session (none if the session changed);
 /// * `i`, `e`, `d`: its lines, its `created` event and the post-commit directives, from arrays
-///   (`unnest`: one bind per column whatever the number of rows);
+///   (`unnest`: one bind per column whatever the number of rows); `d` only when `DIRECTIVES`
+///   (an insert of no rows would still fire the table's statement-level `NOTIFY` trigger);
 /// * `k`: the idempotency record, claimed under `key_rule(KeyRule::Claim, …)` (the rule of
 ///   `upsert_idempotency`); its answer is the plan's with the new order's id.
 ///
 /// It returns how many sessions were updated, the order's id and how many keys were claimed;
-/// the caller rolls back unless all three say yes. The text does not depend on the plan, so
-/// PostgreSQL prepares it once per connection (a static query id puts it in the connection's
-/// statement cache).
-struct CommitStatement {
+/// the caller rolls back unless all three say yes. The text depends only on `DIRECTIVES`, so
+/// PostgreSQL prepares each of the two once per connection (a static query id, one per
+/// `DIRECTIVES`, puts them in the connection's statement cache).
+struct CommitStatement<const DIRECTIVES: bool> {
     set: Box<dyn diesel::query_builder::QueryFragment<Db> + Send>,
     cas: Box<dyn diesel::query_builder::QueryFragment<Db> + Send>,
     claim: Box<dyn diesel::query_builder::QueryFragment<Db> + Send>,
@@ -173,8 +180,8 @@ struct LineArrays {
     position: Vec<i32>,
 }
 
-impl CommitStatement {
-    fn new(plan: &CommitPlan) -> CommitStatement {
+impl<const DIRECTIVES: bool> CommitStatement<DIRECTIVES> {
+    fn new(plan: &CommitPlan) -> Self {
         use diesel::query_builder::AsChangeset;
         let o = &plan.order;
         let t = &o.timestamps;
@@ -246,18 +253,18 @@ impl CommitStatement {
     }
 }
 
-impl diesel::query_builder::QueryId for CommitStatement {
-    type QueryId = CommitStatement;
+impl<const DIRECTIVES: bool> diesel::query_builder::QueryId for CommitStatement<DIRECTIVES> {
+    type QueryId = Self;
     // The text is the same for every commit: prepared once per connection.
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl diesel::query_builder::Query for CommitStatement {
+impl<const DIRECTIVES: bool> diesel::query_builder::Query for CommitStatement<DIRECTIVES> {
     type SqlType =
         (diesel::sql_types::BigInt, diesel::sql_types::Nullable<diesel::sql_types::BigInt>, diesel::sql_types::BigInt);
 }
 
-impl diesel::query_builder::QueryFragment<Db> for CommitStatement {
+impl<const DIRECTIVES: bool> diesel::query_builder::QueryFragment<Db> for CommitStatement<DIRECTIVES> {
     fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, Db>) -> QueryResult<()> {
         use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
         let o = &self.order;
@@ -330,26 +337,28 @@ impl diesel::query_builder::QueryFragment<Db> for CommitStatement {
         out.push_bind_param::<Jsonb, _>(payload)?;
         out.push_sql(", ");
         out.push_bind_param::<Timestamptz, _>(at)?;
+        out.push_sql(" FROM o), ");
+        if DIRECTIVES {
+            out.push_sql(
+                "d AS (INSERT INTO directives (topic, status, payload, attempts, available_at, last_error, \
+                 created_at, updated_at) SELECT u.topic, ",
+            );
+            out.push_bind_param::<Text, _>(DirectiveStatus::Queued.as_str())?;
+            out.push_sql(", u.payload, 0, u.available_at, '', ");
+            out.push_bind_param::<Timestamptz, _>(&self.now)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Timestamptz, _>(&self.now)?;
+            out.push_sql(" FROM o, unnest(");
+            let (topics, payloads, available) = &self.directives;
+            out.push_bind_param::<Array<Text>, _>(topics)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Jsonb>, _>(payloads)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Timestamptz>, _>(available)?;
+            out.push_sql(") WITH ORDINALITY AS u(topic, payload, available_at, n) ORDER BY u.n), ");
+        }
         out.push_sql(
-            " FROM o), \
-             d AS (INSERT INTO directives (topic, status, payload, attempts, available_at, last_error, created_at, \
-             updated_at) SELECT u.topic, ",
-        );
-        out.push_bind_param::<Text, _>(DirectiveStatus::Queued.as_str())?;
-        out.push_sql(", u.payload, 0, u.available_at, '', ");
-        out.push_bind_param::<Timestamptz, _>(&self.now)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamptz, _>(&self.now)?;
-        out.push_sql(" FROM o, unnest(");
-        let (topics, payloads, available) = &self.directives;
-        out.push_bind_param::<Array<Text>, _>(topics)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Jsonb>, _>(payloads)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Timestamptz>, _>(available)?;
-        out.push_sql(
-            ") WITH ORDINALITY AS u(topic, payload, available_at, n) ORDER BY u.n), \
-             k AS (INSERT INTO idempotency_keys (scope, key, status, response_code, response_body, session_key, \
+            "k AS (INSERT INTO idempotency_keys (scope, key, status, response_code, response_body, session_key, \
              expires_at, created_at, updated_at) SELECT ",
         );
         let k = &self.key;
