@@ -5,7 +5,8 @@
 //! Every connection that future checks out of a [`Database`](crate::Database) pool then
 //! reports each statement it starts to the counter, through Diesel's
 //! [`Instrumentation`]. `BEGIN`, `COMMIT`, `ROLLBACK`, `SAVEPOINT`, `RELEASE` and `END` are
-//! not counted. Statements run by the pool itself (the liveness check when a connection is
+//! not counted as statements, but they are round trips ([`StatementCounter::round_trips`]:
+//! every statement sent, each waiting for its answer). Statements run by the pool itself (the liveness check when a connection is
 //! reused, session set-up on a new connection) are not counted either.
 //!
 //! The scope is a Tokio task-local: it covers the future given to `scope` (including the
@@ -45,6 +46,8 @@ pub struct StatementCounter {
 #[derive(Debug, Default)]
 struct Inner {
     count: AtomicU64,
+    /// Every statement sent, transaction control included.
+    round_trips: AtomicU64,
     statements: Mutex<Vec<String>>,
     /// Counts without keeping (or fully formatting) the statements.
     count_only: bool,
@@ -75,6 +78,20 @@ impl StatementCounter {
         self.inner.count.load(Ordering::SeqCst)
     }
 
+    /// Statements sent so far, transaction control (`BEGIN`, `COMMIT`, …) included: the round
+    /// trips to the database, as every statement waits for its answer before the next is sent.
+    ///
+    /// ```
+    /// let counter = omniman_storage::StatementCounter::count_only();
+    /// for sql in ["BEGIN", "UPDATE sessions SET rev = 2", "COMMIT"] {
+    ///     counter.record(sql);
+    /// }
+    /// assert_eq!((counter.count(), counter.round_trips()), (1, 3));
+    /// ```
+    pub fn round_trips(&self) -> u64 {
+        self.inner.round_trips.load(Ordering::SeqCst)
+    }
+
     /// The counted statements' SQL (with bind values), oldest first.
     pub fn statements(&self) -> Vec<String> {
         self.inner.statements.lock().unwrap_or_else(PoisonError::into_inner).clone()
@@ -85,6 +102,7 @@ impl StatementCounter {
         let mut statements = self.inner.statements.lock().unwrap_or_else(PoisonError::into_inner);
         statements.clear();
         self.inner.count.store(0, Ordering::SeqCst);
+        self.inner.round_trips.store(0, Ordering::SeqCst);
     }
 
     /// Run `fut` with this counter current: connections it checks out count into it.
@@ -104,8 +122,10 @@ impl StatementCounter {
         CURRENT.try_with(Clone::clone).ok()
     }
 
-    /// Record one statement, unless it is transaction control.
+    /// Record one statement: a round trip, and a counted statement unless it is transaction
+    /// control.
     pub fn record(&self, sql: &str) {
+        self.inner.round_trips.fetch_add(1, Ordering::SeqCst);
         if is_transaction_control(sql) {
             return;
         }
@@ -219,9 +239,10 @@ mod tests {
         c.record("SELECT 1");
         c.record("COMMIT");
         assert_eq!(c.count(), 1);
+        assert_eq!(c.round_trips(), 3);
         assert_eq!(c.statements(), vec!["SELECT 1".to_owned()]);
         c.reset();
-        assert_eq!(c.count(), 0);
+        assert_eq!((c.count(), c.round_trips()), (0, 0));
         assert!(c.statements().is_empty());
     }
 

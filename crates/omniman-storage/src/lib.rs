@@ -17,6 +17,7 @@ pub mod counter;
 pub mod error;
 pub mod migrations;
 pub mod pool;
+mod retry;
 pub mod schema;
 mod store;
 #[cfg(feature = "test-support")]
@@ -26,5 +27,5 @@ pub use config::{Backend, DatabaseUrl, StorageConfig};
 pub use counter::StatementCounter;
 pub use error::StorageError;
 pub use migrations::{applied_migrations, revert_all_migrations, run_migrations};
-pub use pool::{Database, PoolStatus};
+pub use pool::{Database, PoolStatus, WriteGate};
 pub use store::{DIRECTIVES_CHANNEL, DirectiveWakeups, StockLevel};

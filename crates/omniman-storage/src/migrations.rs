@@ -129,7 +129,7 @@ where
             conn.batch_execute(&format!("SELECT pg_advisory_unlock({PG_MIGRATION_LOCK})")).await?;
             result.map_err(StorageError::Migration)
         }
-        Database::Sqlite(pool) => {
+        Database::Sqlite(pool, _) => {
             let mut conn: Object<AsyncSqliteConnection> = pool.get().await?;
             conn.spawn_blocking(move |inner| Ok(task(&mut Harness::Sqlite(inner)).map_err(|e| e.to_string())))
                 .await?

@@ -1,5 +1,6 @@
 //! Connection pools: [`Database`] holds a deadpool pool of PostgreSQL or SQLite connections.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool::Runtime;
@@ -13,6 +14,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use crate::config::{Backend, DatabaseUrl, SQLITE_BUSY_TIMEOUT, StorageConfig};
 use crate::counter::StatementCounter;
 use crate::error::StorageError;
+use crate::retry::{Watch, Watched};
 
 /// The async SQLite connection: Diesel's `SqliteConnection` run on Tokio's blocking threads.
 pub type AsyncSqliteConnection = SyncConnectionWrapper<diesel::SqliteConnection>;
@@ -30,8 +32,32 @@ pub type SqliteConn = Object<AsyncSqliteConnection>;
 pub enum Database {
     /// PostgreSQL.
     Postgres(PgPool),
-    /// SQLite.
-    Sqlite(SqlitePool),
+    /// SQLite: the pool, and the gate its writes pass one at a time.
+    Sqlite(SqlitePool, WriteGate),
+}
+
+/// SQLite's writers, one at a time in this process.
+///
+/// SQLite lets one connection write at a time; another that tries waits in SQLite's busy
+/// handler, which sleeps (1, 2, 5, 10 … 100 ms) and tries again. Every write port call on
+/// SQLite first takes this gate (a Tokio mutex: the next writer is woken the moment the last
+/// one is done), so writers queue here instead of sleeping there; reads do not take it (WAL:
+/// readers never wait for the writer). Transactions stay `BEGIN IMMEDIATE`, and the busy
+/// timeout still covers writers in other processes (the CLI).
+#[derive(Clone, Default)]
+pub struct WriteGate(Arc<tokio::sync::Mutex<()>>);
+
+impl WriteGate {
+    /// Waits for the gate; it is held until the guard is dropped.
+    pub(crate) async fn enter(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.0.clone().lock_owned().await
+    }
+}
+
+impl std::fmt::Debug for WriteGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteGate").finish_non_exhaustive()
+    }
 }
 
 /// How a pool's connections are used right now (for metrics).
@@ -58,7 +84,7 @@ impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let status = match self {
             Database::Postgres(pool) => pool.status(),
-            Database::Sqlite(pool) => pool.status(),
+            Database::Sqlite(pool, _) => pool.status(),
         };
         f.debug_struct("Database")
             .field("backend", &self.backend())
@@ -94,9 +120,11 @@ impl Database {
                 let path = path
                     .to_str()
                     .ok_or_else(|| StorageError::InvalidUrl(format!("SQLite path is not UTF-8: {}", path.display())))?;
-                Database::Sqlite(build_sqlite_pool(path.to_owned(), config, size)?)
+                Database::Sqlite(build_sqlite_pool(path.to_owned(), config, size)?, WriteGate::default())
             }
-            DatabaseUrl::SqliteMemory => Database::Sqlite(build_sqlite_pool(":memory:".to_owned(), config, 1)?),
+            DatabaseUrl::SqliteMemory => {
+                Database::Sqlite(build_sqlite_pool(":memory:".to_owned(), config, 1)?, WriteGate::default())
+            }
         };
         // Fail now rather than on the first request.
         db.ping().await?;
@@ -107,7 +135,7 @@ impl Database {
     pub fn backend(&self) -> Backend {
         match self {
             Database::Postgres(_) => Backend::Postgres,
-            Database::Sqlite(_) => Backend::Sqlite,
+            Database::Sqlite(..) => Backend::Sqlite,
         }
     }
 
@@ -122,7 +150,7 @@ impl Database {
     pub fn pool_status(&self) -> PoolStatus {
         let status = match self {
             Database::Postgres(pool) => pool.status(),
-            Database::Sqlite(pool) => pool.status(),
+            Database::Sqlite(pool, _) => pool.status(),
         };
         PoolStatus { max_size: status.max_size, open: status.size, idle: status.available, waiting: status.waiting }
     }
@@ -134,7 +162,7 @@ impl Database {
         // A statement, not only a checkout: pooled connections are not checked when handed out.
         match self {
             Database::Postgres(pool) => checkout(pool).await?.batch_execute("SELECT 1").await?,
-            Database::Sqlite(pool) => checkout(pool).await?.batch_execute("SELECT 1").await?,
+            Database::Sqlite(pool, _) => checkout(pool).await?.batch_execute("SELECT 1").await?,
         }
         Ok(())
     }
@@ -144,7 +172,7 @@ impl Database {
     pub async fn get_pg(&self) -> Result<Option<PgConn>, StorageError> {
         match self {
             Database::Postgres(pool) => checkout(pool).await.map(Some),
-            Database::Sqlite(_) => Ok(None),
+            Database::Sqlite(..) => Ok(None),
         }
     }
 
@@ -152,7 +180,7 @@ impl Database {
     /// current [`StatementCounter`] scope, if any.
     pub async fn get_sqlite(&self) -> Result<Option<SqliteConn>, StorageError> {
         match self {
-            Database::Sqlite(pool) => checkout(pool).await.map(Some),
+            Database::Sqlite(pool, _) => checkout(pool).await.map(Some),
             Database::Postgres(_) => Ok(None),
         }
     }
@@ -161,7 +189,7 @@ impl Database {
     pub fn close(&self) {
         match self {
             Database::Postgres(pool) => pool.close(),
-            Database::Sqlite(pool) => pool.close(),
+            Database::Sqlite(pool, _) => pool.close(),
         }
     }
 }
@@ -185,9 +213,24 @@ where
     AsyncDieselConnectionManager<C>:
         deadpool::managed::Manager<Type = C, Error = diesel_async::pooled_connection::PoolError>,
 {
+    checkout_watched(pool, counter, None).await
+}
+
+/// Checks out a connection that counts its statements into `counter` and reports what happens
+/// on it to `watch` (see `crate::retry`).
+pub(crate) async fn checkout_watched<C>(
+    pool: &Pool<C>,
+    counter: Option<StatementCounter>,
+    watch: Option<std::sync::Arc<Watch>>,
+) -> Result<Object<C>, StorageError>
+where
+    C: diesel_async::pooled_connection::PoolableConnection + Send + 'static,
+    AsyncDieselConnectionManager<C>:
+        deadpool::managed::Manager<Type = C, Error = diesel_async::pooled_connection::PoolError>,
+{
     let mut conn = pool.get().await?;
-    if let Some(counter) = counter {
-        conn.set_instrumentation(counter.instrumentation());
+    if counter.is_some() || watch.is_some() {
+        conn.set_instrumentation(Watched { counter: counter.map(|c| c.instrumentation()), watch });
     }
     Ok(conn)
 }
@@ -219,6 +262,8 @@ fn build_pg_pool(url: String, config: &StorageConfig, size: usize) -> Result<PgP
     let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
     // `SELECT 1` before a pooled connection is reused: one extra round trip per checkout, in
     // exchange for never handing out a connection the server closed (restart, idle timeout).
+    // Without it (the default), a connection known closed is still dropped here, and one lost
+    // unnoticed fails its first statement: the call is retried where safe (`crate::retry`).
     manager_config.recycling_method =
         if config.check_on_checkout { RecyclingMethod::Verified } else { RecyclingMethod::Fast };
     manager_config.custom_setup = Box::new(move |url| {

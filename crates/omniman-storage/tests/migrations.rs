@@ -519,7 +519,7 @@ async fn sqlite_in_memory_database_works_with_one_connection() {
     let mut conn = db.get_sqlite().await.unwrap().unwrap();
     let n: i64 = s::channels::table.count().get_result(&mut conn).await.unwrap();
     assert_eq!(n, 1);
-    let Database::Sqlite(pool) = &db else { unreachable!() };
+    let Database::Sqlite(pool, _) = &db else { unreachable!() };
     assert_eq!(pool.status().max_size, 1);
 }
 

@@ -71,3 +71,25 @@ async fn postgres_calls_abandoned_on_a_current_thread_runtime() {
     let Some(test_db) = TestDb::postgres().await else { return };
     abandoned_calls(&test_db).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_commit_without_directives_wakes_nobody() {
+    use omniman_core::ext::Extensions;
+    use omniman_core::ops::Op;
+    use omniman_core::prelude::{Caller, Omniman, OpenSession};
+    use omniman_core::testing;
+    let Some(test_db) = TestDb::postgres().await else { return };
+    test_db.upsert_channel(&serde_json::from_value(serde_json::json!({"code": "pos"})).unwrap(), t(0)).await.unwrap();
+    let mut wakeups = test_db.listen_directives().await.unwrap().expect("PostgreSQL listens");
+    let hub = Omniman::new(test_db.db().clone(), Extensions::default());
+    let caller = Caller::external("till");
+    let opened = hub.open_session(OpenSession::on(testing::code("pos")), &caller).await.unwrap();
+    let at = testing::at("pos", &opened.session.session_key);
+    let batch = Op::parse_batch(&serde_json::json!([{"op": "add_line", "sku": "A", "qty": 1, "unit_price_q": 1}]));
+    hub.modify(&at, &batch.unwrap(), None, &caller).await.unwrap();
+    hub.commit(&at, Some(&testing::idem("K")), None, &caller).await.unwrap();
+    // The commit statement has no `INSERT INTO directives` then: its statement-level trigger
+    // would notify even for no rows.
+    let quiet = tokio::time::timeout(Duration::from_millis(300), wakeups.wait()).await;
+    assert!(quiet.is_err(), "a commit without post-commit directives wakes nobody");
+}

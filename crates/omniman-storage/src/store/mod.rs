@@ -18,6 +18,7 @@ pub(crate) mod rows;
 mod sqlite;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use diesel::result::Error as DieselError;
@@ -45,7 +46,8 @@ use self::rows::{
 };
 use crate::counter::StatementCounter;
 use crate::error::StorageError;
-use crate::pool::{Database, checkout_with};
+use crate::pool::{Database, WriteGate, checkout_watched, checkout_with};
+use crate::retry::{Retry, Watch};
 
 /// How a commit transaction was refused (it rolled back).
 #[derive(Debug)]
@@ -74,21 +76,47 @@ pub(crate) enum KeyRule {
 /// How many times a statement that lost a race on an event `seq` is retried.
 const SEQ_RETRIES: usize = 10;
 
-/// Runs `f` on a connection of `pool` in a spawned task (see the module documentation).
-async fn run<C, R, F, Fut>(pool: &Pool<C>, f: F) -> StoreResult<R>
+/// Runs `f` on a connection of `pool` in a spawned task (see the module documentation); when
+/// `retry` allows it and the connection turns out lost, once more on a fresh connection (see
+/// `crate::retry`).
+///
+/// `gate`: on SQLite, the write gate a write takes first (see [`WriteGate`]).
+async fn run<C, R, F, Fut>(pool: &Pool<C>, gate: Option<&WriteGate>, retry: Option<Retry>, f: F) -> StoreResult<R>
 where
     C: PoolableConnection + Send + 'static,
     AsyncDieselConnectionManager<C>:
         deadpool::managed::Manager<Type = C, Error = diesel_async::pooled_connection::PoolError>,
-    F: FnOnce(Object<C>) -> Fut + Send + 'static,
+    F: FnOnce(Object<C>) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = StoreResult<R>> + Send + 'static,
     R: Send + 'static,
 {
     let pool = pool.clone();
     let counter = StatementCounter::current();
+    let gate = gate.cloned();
     let task = tokio::spawn(async move {
-        let conn = checkout_with(&pool, counter).await.map_err(StoreError::from)?;
-        f(conn).await
+        // Held by the task, so that a caller giving up does not let the next writer in early.
+        let _writing = match &gate {
+            Some(gate) => Some(gate.enter().await),
+            None => None,
+        };
+        let Some(retry) = retry else {
+            let conn = checkout_with(&pool, counter).await.map_err(StoreError::from)?;
+            return f(conn).await;
+        };
+        let again = f.clone();
+        let watch = Arc::new(Watch::default());
+        let started = std::time::Instant::now();
+        let conn = checkout_watched(&pool, counter.clone(), Some(watch.clone())).await.map_err(StoreError::from)?;
+        match f(conn).await {
+            Err(_) if watch.may_retry(retry) => {
+                // What lost one connection (a restart, a network failure) likely lost the other
+                // idle ones too: they go, and the call runs again on a new connection.
+                drop(pool.retain(|_, metrics| metrics.created >= started));
+                let conn = checkout_with(&pool, counter).await.map_err(StoreError::from)?;
+                again(conn).await
+            }
+            result => result,
+        }
     });
     match task.await {
         Ok(result) => result,
@@ -98,12 +126,23 @@ where
 }
 
 /// Runs `$body` with `$conn` (the backend's raw connection) and `$q` (the backend's query
-/// module) on whichever backend `$db` is.
+/// module) on whichever backend `$db` is. `read $db`: a read, retried on a fresh connection
+/// when its connection was lost; `tx $db`: a write in one transaction, retried when its
+/// `BEGIN` failed so (see `crate::retry`); plain `$db`: never retried.
 macro_rules! on_db {
+    (read $db:expr, |$conn:ident, $q:ident| $body:expr) => {
+        on_db!(@ $db, Some($crate::retry::Retry::Read), |$conn, $q| $body)
+    };
+    (tx $db:expr, |$conn:ident, $q:ident| $body:expr) => {
+        on_db!(@ $db, Some($crate::retry::Retry::BeforeBegin), |$conn, $q| $body)
+    };
     ($db:expr, |$conn:ident, $q:ident| $body:expr) => {
+        on_db!(@ $db, None, |$conn, $q| $body)
+    };
+    (@ $db:expr, $retry:expr, |$conn:ident, $q:ident| $body:expr) => {
         match $db {
             Database::Postgres(pool) => {
-                run(pool, move |mut obj| async move {
+                run(pool, None, $retry, move |mut obj| async move {
                     #[allow(unused_imports)]
                     use self::pg as $q;
                     let $conn: &mut pg::Conn = &mut obj;
@@ -111,8 +150,10 @@ macro_rules! on_db {
                 })
                 .await
             }
-            Database::Sqlite(pool) => {
-                run(pool, move |mut obj| async move {
+            Database::Sqlite(pool, gate) => {
+                let retry: Option<$crate::retry::Retry> = $retry;
+                let gate = (retry != Some($crate::retry::Retry::Read)).then_some(gate);
+                run(pool, gate, retry, move |mut obj| async move {
                     #[allow(unused_imports)]
                     use self::sqlite as $q;
                     let $conn: &mut sqlite::Conn = &mut obj;
@@ -144,13 +185,13 @@ fn limit(n: usize) -> i64 {
 impl ChannelStore for Database {
     async fn channel_by_code(&self, code: &str) -> StoreResult<Option<Channel>> {
         let code = code.to_owned();
-        on_db!(self, |conn, q| {
+        on_db!(read self, |conn, q| {
             q::channel_by_code(conn, &code).await.map_err(db_error)?.map(ChannelRow::into_channel).transpose()
         })
     }
 
     async fn list_channels(&self) -> StoreResult<Vec<Channel>> {
-        on_db!(self, |conn, q| {
+        on_db!(read self, |conn, q| {
             q::list_channels(conn).await.map_err(db_error)?.into_iter().map(ChannelRow::into_channel).collect()
         })
     }
@@ -164,7 +205,7 @@ impl ChannelStore for Database {
 impl SessionStore for Database {
     async fn load_session(&self, channel_code: &str, session_key: &str) -> StoreResult<Option<(Channel, Session)>> {
         let (channel_code, session_key) = (channel_code.to_owned(), session_key.to_owned());
-        on_db!(self, |conn, q| {
+        on_db!(read self, |conn, q| {
             let Some((channel, session)) =
                 q::load_session(conn, &channel_code, &session_key).await.map_err(db_error)?
             else {
@@ -178,7 +219,7 @@ impl SessionStore for Database {
 
     async fn sessions_by_key(&self, session_key: &str) -> StoreResult<Vec<Session>> {
         let session_key = session_key.to_owned();
-        on_db!(self, |conn, q| sessions(q::sessions_by_key(conn, &session_key).await.map_err(db_error)?))
+        on_db!(read self, |conn, q| sessions(q::sessions_by_key(conn, &session_key).await.map_err(db_error)?))
     }
 
     async fn open_session_by_handle(
@@ -188,7 +229,7 @@ impl SessionStore for Database {
         handle_ref: &str,
     ) -> StoreResult<Option<Session>> {
         let (handle_type, handle_ref) = (handle_type.to_owned(), handle_ref.to_owned());
-        on_db!(self, |conn, q| {
+        on_db!(read self, |conn, q| {
             q::open_session_by_handle(conn, channel_id, &handle_type, &handle_ref)
                 .await
                 .map_err(db_error)?
@@ -233,7 +274,8 @@ impl SessionStore for Database {
 
     async fn list_sessions(&self, filter: &SessionFilter, page: &PageRequest) -> StoreResult<Page<Session>> {
         let (filter, page) = (filter.clone(), *page);
-        let rows = on_db!(self, |conn, q| sessions(q::list_sessions(conn, filter, page).await.map_err(db_error)?))?;
+        let rows =
+            on_db!(read self, |conn, q| sessions(q::list_sessions(conn, filter, page).await.map_err(db_error)?))?;
         Ok(Page::from_rows(rows, &page, |s| (s.opened_at, s.id)))
     }
 
@@ -244,11 +286,10 @@ impl SessionStore for Database {
 
 impl OrderStore for Database {
     async fn commit(&self, plan: &CommitPlan) -> StoreResult<CommitWrite> {
-        let plan = plan.clone();
-        on_db!(self, |conn, q| {
-            let order = plan.order.clone();
-            match q::commit(conn, plan).await {
-                Ok(id) => Ok(CommitWrite::Committed(stored_order(&order, id))),
+        let plan = Arc::new(plan.clone());
+        on_db!(tx self, |conn, q| {
+            match q::commit(conn, plan.clone()).await {
+                Ok(id) => Ok(CommitWrite::Committed(stored_order(&plan.order, id))),
                 Err(CommitAbort::SessionChanged) => Ok(CommitWrite::SessionChanged),
                 Err(CommitAbort::KeyTaken) => Ok(CommitWrite::KeyTaken),
                 Err(CommitAbort::RefTaken) => Ok(CommitWrite::RefTaken),
@@ -259,7 +300,7 @@ impl OrderStore for Database {
 
     async fn order_by_ref(&self, order_ref: &str) -> StoreResult<Option<(Channel, Order)>> {
         let order_ref = order_ref.to_owned();
-        on_db!(self, |conn, q| {
+        on_db!(read self, |conn, q| {
             let Some((channel, order)) = q::order_by_ref(conn, &order_ref).await.map_err(db_error)? else {
                 return Ok(None);
             };
@@ -271,7 +312,7 @@ impl OrderStore for Database {
 
     async fn order_for_session(&self, channel_id: i64, session_key: &str) -> StoreResult<Option<Order>> {
         let session_key = session_key.to_owned();
-        on_db!(self, |conn, q| {
+        on_db!(read self, |conn, q| {
             q::order_for_session(conn, channel_id, &session_key)
                 .await
                 .map_err(db_error)?
@@ -282,7 +323,7 @@ impl OrderStore for Database {
 
     async fn transition(&self, plan: &TransitionPlan) -> StoreResult<bool> {
         let plan = plan.clone();
-        on_db!(self, |conn, q| {
+        on_db!(tx self, |conn, q| {
             let mut attempt = 0;
             loop {
                 match q::transition(conn, plan.clone()).await {
@@ -326,7 +367,7 @@ impl OrderStore for Database {
     }
 
     async fn list_events(&self, order_id: i64) -> StoreResult<Vec<OrderEvent>> {
-        on_db!(self, |conn, q| {
+        on_db!(read self, |conn, q| {
             q::list_events(conn, order_id)
                 .await
                 .map_err(db_error)?
@@ -338,19 +379,19 @@ impl OrderStore for Database {
 
     async fn list_orders(&self, filter: &OrderFilter, page: &PageRequest) -> StoreResult<Page<OrderSummary>> {
         let (filter, page) = (filter.clone(), *page);
-        let rows = on_db!(self, |conn, q| q::list_orders(conn, filter, page).await.map_err(db_error))?;
+        let rows = on_db!(read self, |conn, q| q::list_orders(conn, filter, page).await.map_err(db_error))?;
         let rows: Vec<OrderSummary> = rows.into_iter().map(OrderSummary::from).collect();
         Ok(Page::from_rows(rows, &page, |o| (o.created_at, o.id)))
     }
 
     async fn orders_after(&self, since: i64, limit_: usize) -> StoreResult<Vec<OrderSummary>> {
         let n = limit(limit_);
-        let rows = on_db!(self, |conn, q| q::orders_after(conn, since, n).await.map_err(db_error))?;
+        let rows = on_db!(read self, |conn, q| q::orders_after(conn, since, n).await.map_err(db_error))?;
         Ok(rows.into_iter().map(OrderSummary::from).collect())
     }
 
     async fn max_order_id(&self) -> StoreResult<i64> {
-        on_db!(self, |conn, q| q::max_order_id(conn).await.map_err(db_error))
+        on_db!(read self, |conn, q| q::max_order_id(conn).await.map_err(db_error))
     }
 }
 
@@ -381,7 +422,7 @@ impl DirectiveQueue for Database {
     }
 
     async fn stuck_directives(&self, seen_before: DateTime<Utc>) -> StoreResult<Vec<Directive>> {
-        on_db!(self, |conn, q| directives(q::stuck_directives(conn, seen_before).await.map_err(db_error)?))
+        on_db!(read self, |conn, q| directives(q::stuck_directives(conn, seen_before).await.map_err(db_error)?))
     }
 
     async fn requeue(&self, update: &DirectiveUpdate, now: DateTime<Utc>) -> StoreResult<bool> {
@@ -390,19 +431,20 @@ impl DirectiveQueue for Database {
     }
 
     async fn directive(&self, id: i64) -> StoreResult<Option<Directive>> {
-        on_db!(self, |conn, q| {
+        on_db!(read self, |conn, q| {
             q::directive(conn, id).await.map_err(db_error)?.map(rows::DirectiveRow::into_directive).transpose()
         })
     }
 
     async fn list_directives(&self, filter: &DirectiveFilter, page: &PageRequest) -> StoreResult<Page<Directive>> {
         let (filter, page) = (filter.clone(), *page);
-        let rows = on_db!(self, |conn, q| directives(q::list_directives(conn, filter, page).await.map_err(db_error)?))?;
+        let rows =
+            on_db!(read self, |conn, q| directives(q::list_directives(conn, filter, page).await.map_err(db_error)?))?;
         Ok(Page::from_rows(rows, &page, |d| (d.created_at, d.id)))
     }
 
     async fn directive_counts(&self) -> StoreResult<Vec<(DirectiveStatus, i64)>> {
-        on_db!(self, |conn, q| {
+        on_db!(read self, |conn, q| {
             q::directive_counts(conn)
                 .await
                 .map_err(db_error)?
@@ -420,7 +462,7 @@ impl DirectiveQueue for Database {
 impl IdempotencyStore for Database {
     async fn idempotency_record(&self, scope: &str, key: &str) -> StoreResult<Option<IdempotencyRecord>> {
         let (scope, key) = (scope.to_owned(), key.to_owned());
-        on_db!(self, |conn, q| {
+        on_db!(read self, |conn, q| {
             q::idempotency_record(conn, &scope, &key)
                 .await
                 .map_err(db_error)?
@@ -454,13 +496,13 @@ impl TokenStore for Database {
 
     async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
         let token_hash = token_hash.to_owned();
-        on_db!(self, |conn, q| {
+        on_db!(read self, |conn, q| {
             q::token_by_hash(conn, &token_hash).await.map_err(db_error)?.map(rows::TokenRow::into_token).transpose()
         })
     }
 
     async fn list_tokens(&self) -> StoreResult<Vec<ApiToken>> {
-        on_db!(self, |conn, q| {
+        on_db!(read self, |conn, q| {
             q::list_tokens(conn).await.map_err(db_error)?.into_iter().map(rows::TokenRow::into_token).collect()
         })
     }

@@ -13,13 +13,6 @@ macro_rules! tx {
     };
 }
 
-/// One multi-row `INSERT`.
-macro_rules! insert_rows {
-    ($conn:expr, $table:expr, $rows:expr) => {
-        diesel::insert_into($table).values($rows).execute($conn).await
-    };
-}
-
 /// One multi-row `INSERT … RETURNING $col`.
 macro_rules! insert_rows_returning {
     ($conn:expr, $table:expr, $rows:expr, $col:expr) => {
@@ -98,4 +91,305 @@ pub(crate) async fn finish(conn: &mut Conn, updates: Vec<DirectiveUpdate>, now: 
     .bind::<Array<Jsonb>, _>(patches)
     .execute(conn)
     .await
+}
+
+/// The commit as one statement (see [`CommitStatement`]) in one transaction: `BEGIN`, the
+/// statement, `COMMIT` (`ROLLBACK` when the statement reports that the session changed or the
+/// key is held). Three round trips whatever the number of lines and directives. Returns the new
+/// order's id.
+pub(crate) async fn commit(conn: &mut Conn, plan: std::sync::Arc<CommitPlan>) -> Result<i64, CommitAbort> {
+    tx!(conn, async move |c| -> Result<i64, CommitAbort> {
+        // Two texts: without directives, no `INSERT INTO directives` at all, since its
+        // statement-level trigger would notify the directive workers for nothing.
+        let answer = if plan.directives.is_empty() {
+            CommitStatement::<false>::new(&plan).get_result(c).await
+        } else {
+            CommitStatement::<true>::new(&plan).get_result(c).await
+        };
+        let (updated, order_id, claimed): (i64, Option<i64>, i64) = match answer {
+            Ok(row) => row,
+            Err(e) if violates(&e, "orders_ref_key", "orders.ref") => return Err(CommitAbort::RefTaken),
+            Err(e) => return Err(e.into()),
+        };
+        match (updated, order_id, claimed) {
+            (0, _, _) => Err(CommitAbort::SessionChanged),
+            (_, Some(id), 1) => Ok(id),
+            (_, Some(_), _) => Err(CommitAbort::KeyTaken),
+            (_, None, _) => Err(CommitAbort::Db(diesel::result::Error::NotFound)),
+        }
+    })
+}
+
+/// Every row of a commit in one statement of data-modifying CTEs, each conditional on the one
+/// before through the rows it returns:
+///
+/// * `s`: the session's compare-and-set (`session_cas!`, `session_update_values!`: the same
+///   condition and values as a modify);
+/// * `o`: the order, one row per updated session (none if the session changed);
+/// * `i`, `e`, `d`: its lines, its `created` event and the post-commit directives, from arrays
+///   (`unnest`: one bind per column whatever the number of rows); `d` only when `DIRECTIVES`
+///   (an insert of no rows would still fire the table's statement-level `NOTIFY` trigger);
+/// * `k`: the idempotency record, claimed under `key_rule(KeyRule::Claim, …)` (the rule of
+///   `upsert_idempotency`); its answer is the plan's with the new order's id.
+///
+/// It returns how many sessions were updated, the order's id and how many keys were claimed;
+/// the caller rolls back unless all three say yes. The text depends only on `DIRECTIVES`, so
+/// PostgreSQL prepares each of the two once per connection (a static query id, one per
+/// `DIRECTIVES`, puts them in the connection's statement cache).
+struct CommitStatement<const DIRECTIVES: bool> {
+    set: Box<dyn diesel::query_builder::QueryFragment<Db> + Send>,
+    cas: Box<dyn diesel::query_builder::QueryFragment<Db> + Send>,
+    claim: Box<dyn diesel::query_builder::QueryFragment<Db> + Send>,
+    order: OrderValues,
+    lines: LineArrays,
+    event: (String, String, Value, DateTime<Utc>),
+    directives: (Vec<String>, Vec<Value>, Vec<DateTime<Utc>>),
+    now: DateTime<Utc>,
+    key: IdempotencyValues,
+}
+
+/// The order's columns, as bound.
+struct OrderValues {
+    reference: String,
+    channel_id: i64,
+    session_key: String,
+    handle_type: Option<String>,
+    handle_ref: Option<String>,
+    external_ref: Option<String>,
+    status: String,
+    snapshot: Value,
+    data: Value,
+    currency: String,
+    total_q: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    /// `confirmed_at` … `returned_at`, in column order.
+    stamps: [Option<DateTime<Utc>>; 8],
+}
+
+/// The order lines, one array per column.
+#[derive(Default)]
+struct LineArrays {
+    line_id: Vec<String>,
+    sku: Vec<String>,
+    name: Vec<String>,
+    qty_milli: Vec<i64>,
+    unit_price_q: Vec<i64>,
+    line_total_q: Vec<i64>,
+    meta: Vec<Value>,
+    position: Vec<i32>,
+}
+
+impl<const DIRECTIVES: bool> CommitStatement<DIRECTIVES> {
+    fn new(plan: &CommitPlan) -> Self {
+        use diesel::query_builder::AsChangeset;
+        let o = &plan.order;
+        let t = &o.timestamps;
+        let mut lines = LineArrays::default();
+        for (i, line) in o.items.iter().enumerate() {
+            lines.line_id.push(line.line_id.clone());
+            lines.sku.push(line.sku.clone());
+            lines.name.push(line.name.clone());
+            lines.qty_milli.push(line.qty.millis());
+            lines.unit_price_q.push(line.unit_price_q);
+            lines.line_total_q.push(line.line_total_q);
+            lines.meta.push(Value::Object(line.meta.clone()));
+            lines.position.push(i32::try_from(i).unwrap_or(i32::MAX));
+        }
+        let directives = crate::store::rows::directive_values(&plan.directives, plan.now);
+        let mut d = (
+            Vec::with_capacity(directives.len()),
+            Vec::with_capacity(directives.len()),
+            Vec::with_capacity(directives.len()),
+        );
+        for v in directives {
+            d.0.push(v.topic);
+            d.1.push(v.payload);
+            d.2.push(v.available_at);
+        }
+        // The answer is completed with the order's id in SQL (`|| jsonb_build_object(…)`).
+        let key = IdempotencyValues::new(&plan.idempotency_record(0));
+        CommitStatement {
+            set: Box::new(session_update_values!(SessionValues::new(&plan.session)).as_changeset()),
+            cas: Box::new(session_cas!(plan.session.id, plan.expected_version)),
+            claim: Box::new(key_rule(KeyRule::Claim, key.created_at, key.session_key.clone())),
+            order: OrderValues {
+                reference: o.reference.clone(),
+                channel_id: o.channel_id,
+                session_key: o.session_key.clone(),
+                handle_type: o.handle_type.clone(),
+                handle_ref: o.handle_ref.clone(),
+                external_ref: o.external_ref.clone(),
+                status: o.status.clone(),
+                snapshot: o.snapshot.clone(),
+                data: Value::Object(o.data.clone()),
+                currency: o.currency.clone(),
+                total_q: o.total_q,
+                created_at: ts(o.created_at),
+                updated_at: ts(o.updated_at),
+                stamps: [
+                    t.confirmed_at,
+                    t.processing_at,
+                    t.ready_at,
+                    t.dispatched_at,
+                    t.delivered_at,
+                    t.completed_at,
+                    t.cancelled_at,
+                    t.returned_at,
+                ]
+                .map(ts_opt),
+            },
+            lines,
+            event: (
+                plan.event.event_type.clone(),
+                plan.event.actor.clone(),
+                Value::Object(plan.event.payload.clone()),
+                ts(plan.event.created_at),
+            ),
+            directives: d,
+            now: ts(plan.now),
+            key,
+        }
+    }
+}
+
+impl<const DIRECTIVES: bool> diesel::query_builder::QueryId for CommitStatement<DIRECTIVES> {
+    type QueryId = Self;
+    // The text is the same for every commit: prepared once per connection.
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<const DIRECTIVES: bool> diesel::query_builder::Query for CommitStatement<DIRECTIVES> {
+    type SqlType =
+        (diesel::sql_types::BigInt, diesel::sql_types::Nullable<diesel::sql_types::BigInt>, diesel::sql_types::BigInt);
+}
+
+impl<const DIRECTIVES: bool> diesel::query_builder::QueryFragment<Db> for CommitStatement<DIRECTIVES> {
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, Db>) -> QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
+        let o = &self.order;
+        out.push_sql("WITH s AS (UPDATE sessions SET ");
+        self.set.walk_ast(out.reborrow())?;
+        out.push_sql(" WHERE ");
+        self.cas.walk_ast(out.reborrow())?;
+        out.push_sql(
+            " RETURNING id), \
+             o AS (INSERT INTO orders (ref, channel_id, session_key, handle_type, handle_ref, external_ref, \
+             status, snapshot, data, currency, total_q, created_at, updated_at, confirmed_at, processing_at, \
+             ready_at, dispatched_at, delivered_at, completed_at, cancelled_at, returned_at) SELECT ",
+        );
+        out.push_bind_param::<Text, _>(&o.reference)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&o.channel_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&o.session_key)?;
+        for v in [&o.handle_type, &o.handle_ref, &o.external_ref] {
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(v)?;
+        }
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&o.status)?;
+        for v in [&o.snapshot, &o.data] {
+            out.push_sql(", ");
+            out.push_bind_param::<Jsonb, _>(v)?;
+        }
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&o.currency)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&o.total_q)?;
+        for v in [&o.created_at, &o.updated_at] {
+            out.push_sql(", ");
+            out.push_bind_param::<Timestamptz, _>(v)?;
+        }
+        for v in &o.stamps {
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Timestamptz>, _>(v)?;
+        }
+        out.push_sql(
+            " FROM s RETURNING id), \
+             i AS (INSERT INTO order_items (order_id, line_id, sku, name, qty_milli, unit_price_q, line_total_q, \
+             meta, position) SELECT o.id, u.* FROM o, unnest(",
+        );
+        let l = &self.lines;
+        for (n, v) in [&l.line_id, &l.sku, &l.name].into_iter().enumerate() {
+            if n > 0 {
+                out.push_sql(", ");
+            }
+            out.push_bind_param::<Array<Text>, _>(v)?;
+        }
+        for v in [&l.qty_milli, &l.unit_price_q, &l.line_total_q] {
+            out.push_sql(", ");
+            out.push_bind_param::<Array<BigInt>, _>(v)?;
+        }
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Jsonb>, _>(&l.meta)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Integer>, _>(&l.position)?;
+        out.push_sql(
+            ") AS u), \
+             e AS (INSERT INTO order_events (order_id, seq, type, actor, payload, created_at) SELECT o.id, 0, ",
+        );
+        let (event_type, actor, payload, at) = &self.event;
+        out.push_bind_param::<Text, _>(event_type)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(actor)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Jsonb, _>(payload)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(at)?;
+        out.push_sql(" FROM o), ");
+        if DIRECTIVES {
+            out.push_sql(
+                "d AS (INSERT INTO directives (topic, status, payload, attempts, available_at, last_error, \
+                 created_at, updated_at) SELECT u.topic, ",
+            );
+            out.push_bind_param::<Text, _>(DirectiveStatus::Queued.as_str())?;
+            out.push_sql(", u.payload, 0, u.available_at, '', ");
+            out.push_bind_param::<Timestamptz, _>(&self.now)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Timestamptz, _>(&self.now)?;
+            out.push_sql(" FROM o, unnest(");
+            let (topics, payloads, available) = &self.directives;
+            out.push_bind_param::<Array<Text>, _>(topics)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Jsonb>, _>(payloads)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Timestamptz>, _>(available)?;
+            out.push_sql(") WITH ORDINALITY AS u(topic, payload, available_at, n) ORDER BY u.n), ");
+        }
+        out.push_sql(
+            "k AS (INSERT INTO idempotency_keys (scope, key, status, response_code, response_body, session_key, \
+             expires_at, created_at, updated_at) SELECT ",
+        );
+        let k = &self.key;
+        out.push_bind_param::<Text, _>(&k.scope)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&k.key)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(k.status)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Integer>, _>(&k.response_code)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Jsonb>, _>(&k.response_body)?;
+        out.push_sql(" || jsonb_build_object('order_id', o.id), ");
+        out.push_bind_param::<Nullable<Text>, _>(&k.session_key)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Timestamptz>, _>(&k.expires_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&k.created_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&k.created_at)?;
+        out.push_sql(
+            " FROM o ON CONFLICT (scope, key) DO UPDATE SET status = excluded.status, \
+             response_code = excluded.response_code, response_body = excluded.response_body, \
+             session_key = excluded.session_key, expires_at = excluded.expires_at, \
+             created_at = excluded.created_at, updated_at = excluded.updated_at WHERE ",
+        );
+        self.claim.walk_ast(out.reborrow())?;
+        out.push_sql(
+            " RETURNING 1) \
+             SELECT (SELECT count(*) FROM s), (SELECT id FROM o), (SELECT count(*) FROM k)",
+        );
+        Ok(())
+    }
 }

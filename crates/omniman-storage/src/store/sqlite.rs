@@ -64,6 +64,7 @@ macro_rules! claimable {
 }
 
 shared_queries!();
+commit_in_statements!();
 
 /// One immediate transaction: per update, the conditional `UPDATE`, preceded by a read of the
 /// payload when there is a patch to merge (the merge is done here, key by key, so that it

@@ -75,7 +75,7 @@ impl StockBackend for Database {
         _date: Option<NaiveDate>,
     ) -> Result<Availability, BackendError> {
         let (sku_owned, now) = (sku.to_owned(), now());
-        let (on_hand, held) = on_db!(self, |conn, q| q::stock_of(conn, &sku_owned, now).await.map_err(db_error))
+        let (on_hand, held) = on_db!(read self, |conn, q| q::stock_of(conn, &sku_owned, now).await.map_err(db_error))
             .map_err(backend_error)?;
         Ok(Availability::for_request(sku, qty, on_hand.unwrap_or(0).saturating_sub(held)))
     }
@@ -169,7 +169,7 @@ impl Database {
     /// Every SKU with a level, by SKU: on hand, held by live holds at `now`, and available.
     pub async fn stock_levels(&self, now: DateTime<Utc>) -> Result<Vec<StockLevel>, StoreError> {
         let now = ts(now);
-        let rows = on_db!(self, |conn, q| q::stock_levels(conn, now).await.map_err(db_error))?;
+        let rows = on_db!(read self, |conn, q| q::stock_levels(conn, now).await.map_err(db_error))?;
         Ok(rows
             .into_iter()
             .map(|(sku, on_hand, held)| StockLevel {

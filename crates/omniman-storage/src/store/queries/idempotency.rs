@@ -18,6 +18,33 @@ macro_rules! idempotency_queries {
                 .optional()
         }
 
+        /// The condition under which a write may replace the existing record of its key (see
+        /// [`KeyRule`]), evaluated on that record; `at` and `session_key` are the new record's.
+        pub(crate) fn key_rule(
+            rule: KeyRule,
+            at: DateTime<Utc>,
+            session_key: Option<String>,
+        ) -> Box<
+            dyn diesel::expression::BoxableExpression<
+                    s::idempotency_keys::table,
+                    Db,
+                    SqlType = diesel::sql_types::Nullable<diesel::sql_types::Bool>,
+                >,
+        > {
+            use diesel::NullableExpressionMethods;
+            use s::idempotency_keys::dsl as k;
+            match rule {
+                KeyRule::UnlessDone => Box::new(k::status.ne(IdempotencyStatus::Done.as_str()).nullable()),
+                // `omniman_core::idempotency::replaceable`, in SQL.
+                KeyRule::Claim => Box::new(
+                    k::status.eq(IdempotencyStatus::Failed.as_str()).nullable().or(k::status
+                        .eq(IdempotencyStatus::InProgress.as_str())
+                        .and(k::expires_at.le(at))
+                        .and(k::session_key.is_null().or(k::session_key.eq(session_key)))),
+                ),
+            }
+        }
+
         /// 1 statement: inserts the record or replaces the existing one when `rule` lets it go;
         /// 0 rows when the existing record holds the key.
         pub(crate) async fn upsert_idempotency(
@@ -25,21 +52,8 @@ macro_rules! idempotency_queries {
             v: IdempotencyValues,
             rule: KeyRule,
         ) -> QueryResult<usize> {
-            use diesel::NullableExpressionMethods;
-            use diesel::expression::BoxableExpression;
-            use diesel::sql_types::{Bool, Nullable};
             use s::idempotency_keys::dsl as k;
-            let replaceable: Box<dyn BoxableExpression<s::idempotency_keys::table, Db, SqlType = Nullable<Bool>>> =
-                match rule {
-                    KeyRule::UnlessDone => Box::new(k::status.ne(IdempotencyStatus::Done.as_str()).nullable()),
-                    // `omniman_core::idempotency::replaceable`, in SQL.
-                    KeyRule::Claim => Box::new(
-                        k::status.eq(IdempotencyStatus::Failed.as_str()).nullable().or(k::status
-                            .eq(IdempotencyStatus::InProgress.as_str())
-                            .and(k::expires_at.le(v.created_at))
-                            .and(k::session_key.is_null().or(k::session_key.eq(v.session_key.clone())))),
-                    ),
-                };
+            let replaceable = key_rule(rule, v.created_at, v.session_key.clone());
             let upsert = diesel::insert_into(k::idempotency_keys)
                 .values((
                     k::scope.eq(v.scope),

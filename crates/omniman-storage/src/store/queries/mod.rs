@@ -7,8 +7,8 @@
 //! * `Conn` and `Db`: the raw connection and the Diesel backend;
 //! * `tx!(conn, async move |c| …)`: a write transaction (PostgreSQL: `BEGIN`; SQLite:
 //!   `BEGIN IMMEDIATE`, so that a transaction never has to upgrade a read lock);
-//! * `insert_rows!` / `insert_rows_returning!`: one multi-row `INSERT` (SQLite: through
-//!   Diesel's synchronous connection, which can batch; diesel-async cannot on SQLite);
+//! * `insert_rows_returning!`: one multi-row `INSERT … RETURNING` (SQLite: through Diesel's
+//!   synchronous connection, which can batch; diesel-async cannot on SQLite);
 //! * `claimable!(now, topics, limit)`: the claim's `id IN (SELECT …)` condition (Diesel cannot
 //!   type a subquery on the table being updated): PostgreSQL adds `FOR UPDATE SKIP LOCKED` and
 //!   matches topics with `= ANY(array)`; SQLite (whose single writer already serializes claims)
@@ -23,8 +23,13 @@
 //! Each file of this module defines the `macro_rules!` of one table group; `shared_queries!()`
 //! brings the imports they share into scope once and expands them all into the same backend
 //! module, so the queries of every group are one source for both backends and call each other
-//! as before (`commit` reuses the session update, the directive insert and the idempotency
-//! upsert).
+//! as before.
+//!
+//! The commit is the exception: on SQLite, `commit_in_statements!()` (in `orders.rs`) writes one
+//! statement per table in an immediate transaction, reusing the session update, the directive
+//! insert and the idempotency upsert; on PostgreSQL, `pg::commit` writes the same rows in one
+//! statement (data-modifying CTEs) built from the same pieces: the session's compare-and-set
+//! (`session_cas!`, `session_update_values!`) and the key's claim rule (`key_rule`).
 
 // `#[macro_use]`: the group macros are expanded where `shared_queries!()` is, in the backend
 // modules declared after this one.

@@ -26,106 +26,6 @@ macro_rules! summary_columns {
 /// The order queries of one backend, expanded by `shared_queries!` (see `queries/mod.rs`).
 macro_rules! order_queries {
     () => {
-        /// An order line binds 9 values.
-        const ITEM_ROWS_PER_INSERT: usize = crate::store::queries::rows_per_insert(9);
-        /// A directive binds 8 values (`insert_directives`).
-        const DIRECTIVE_ROWS_PER_INSERT: usize = crate::store::queries::rows_per_insert(8);
-
-        /// One transaction of at most 6 statements: conditional session update, order insert,
-        /// one multi-row item insert, the `created` event, one multi-row directive insert (when
-        /// there are directives) and the idempotency upsert. Returns the new order's id.
-        ///
-        /// Items and directives past what one statement may bind (`rows_per_insert`: 3,640 lines
-        /// of 9 values, 4,095 directives of 8) take one more insert per such chunk.
-        pub(crate) async fn commit(conn: &mut Conn, plan: CommitPlan) -> Result<i64, CommitAbort> {
-            tx!(conn, async move |c| -> Result<i64, CommitAbort> {
-                let session = SessionValues::new(&plan.session);
-                if update_session_row(c, plan.session.id, plan.expected_version, session).await? == 0 {
-                    return Err(CommitAbort::SessionChanged);
-                }
-                let order_id = match insert_order(c, &plan).await {
-                    Ok(id) => id,
-                    Err(e) if violates(&e, "orders_ref_key", "orders.ref") => return Err(CommitAbort::RefTaken),
-                    Err(e) => return Err(e.into()),
-                };
-                for (n, lines) in plan.order.items.chunks(ITEM_ROWS_PER_INSERT).enumerate() {
-                    let first = n * ITEM_ROWS_PER_INSERT;
-                    let rows: Vec<_> = lines
-                        .iter()
-                        .enumerate()
-                        .map(|(i, line)| {
-                            (
-                                s::order_items::order_id.eq(order_id),
-                                s::order_items::line_id.eq(line.line_id.clone()),
-                                s::order_items::sku.eq(line.sku.clone()),
-                                s::order_items::name.eq(line.name.clone()),
-                                s::order_items::qty_milli.eq(line.qty.millis()),
-                                s::order_items::unit_price_q.eq(line.unit_price_q),
-                                s::order_items::line_total_q.eq(line.line_total_q),
-                                s::order_items::meta.eq(Value::Object(line.meta.clone())),
-                                s::order_items::position.eq(i32::try_from(first + i).unwrap_or(i32::MAX)),
-                            )
-                        })
-                        .collect();
-                    insert_rows!(c, s::order_items::table, rows)?;
-                }
-                diesel::insert_into(s::order_events::table)
-                    .values((
-                        s::order_events::order_id.eq(order_id),
-                        s::order_events::seq.eq(0),
-                        s::order_events::type_.eq(plan.event.event_type.clone()),
-                        s::order_events::actor.eq(plan.event.actor.clone()),
-                        s::order_events::payload.eq(Value::Object(plan.event.payload.clone())),
-                        s::order_events::created_at.eq(ts(plan.event.created_at)),
-                    ))
-                    .execute(c)
-                    .await?;
-                for chunk in plan.directives.chunks(DIRECTIVE_ROWS_PER_INSERT) {
-                    insert_directives(c, crate::store::rows::directive_values(chunk, plan.now)).await?;
-                }
-                let record = IdempotencyValues::new(&plan.idempotency_record(order_id));
-                if upsert_idempotency(c, record, KeyRule::Claim).await? == 0 {
-                    return Err(CommitAbort::KeyTaken);
-                }
-                Ok(order_id)
-            })
-        }
-
-        /// 1 statement: the new id.
-        async fn insert_order(conn: &mut Conn, plan: &CommitPlan) -> QueryResult<i64> {
-            let o = &plan.order;
-            let t = &o.timestamps;
-            diesel::insert_into(s::orders::table)
-                .values((
-                    s::orders::ref_.eq(o.reference.clone()),
-                    s::orders::channel_id.eq(o.channel_id),
-                    s::orders::session_key.eq(o.session_key.clone()),
-                    s::orders::handle_type.eq(o.handle_type.clone()),
-                    s::orders::handle_ref.eq(o.handle_ref.clone()),
-                    s::orders::external_ref.eq(o.external_ref.clone()),
-                    s::orders::status.eq(o.status.clone()),
-                    s::orders::snapshot.eq(o.snapshot.clone()),
-                    s::orders::data.eq(Value::Object(o.data.clone())),
-                    s::orders::currency.eq(o.currency.clone()),
-                    s::orders::total_q.eq(o.total_q),
-                    s::orders::created_at.eq(ts(o.created_at)),
-                    s::orders::updated_at.eq(ts(o.updated_at)),
-                    (
-                        s::orders::confirmed_at.eq(ts_opt(t.confirmed_at)),
-                        s::orders::processing_at.eq(ts_opt(t.processing_at)),
-                        s::orders::ready_at.eq(ts_opt(t.ready_at)),
-                        s::orders::dispatched_at.eq(ts_opt(t.dispatched_at)),
-                        s::orders::delivered_at.eq(ts_opt(t.delivered_at)),
-                        s::orders::completed_at.eq(ts_opt(t.completed_at)),
-                        s::orders::cancelled_at.eq(ts_opt(t.cancelled_at)),
-                        s::orders::returned_at.eq(ts_opt(t.returned_at)),
-                    ),
-                ))
-                .returning(s::orders::id)
-                .get_result(conn)
-                .await
-        }
-
         /// 1 statement (orders JOIN channels; the lines come from the snapshot).
         pub(crate) async fn order_by_ref(
             conn: &mut Conn,
@@ -273,6 +173,113 @@ macro_rules! order_queries {
         pub(crate) async fn max_order_id(conn: &mut Conn) -> QueryResult<i64> {
             let max: Option<i64> = s::orders::table.select(diesel::dsl::max(s::orders::id)).first(conn).await?;
             Ok(max.unwrap_or(0))
+        }
+    };
+}
+
+/// The commit as one statement per table (SQLite, where a statement is a function call): see
+/// `pg::commit` for PostgreSQL's single statement, which writes the same rows under the same
+/// conditions (`session_cas!`, `key_rule`).
+macro_rules! commit_in_statements {
+    () => {
+        /// An order line binds 9 values.
+        const ITEM_ROWS_PER_INSERT: usize = crate::store::queries::rows_per_insert(9);
+        /// A directive binds 8 values (`insert_directives`).
+        const DIRECTIVE_ROWS_PER_INSERT: usize = crate::store::queries::rows_per_insert(8);
+
+        /// One transaction of at most 6 statements: conditional session update, order insert,
+        /// one multi-row item insert, the `created` event, one multi-row directive insert (when
+        /// there are directives) and the idempotency upsert. Returns the new order's id.
+        ///
+        /// Items and directives past what one statement may bind (`rows_per_insert`: 3,640 lines
+        /// of 9 values, 4,095 directives of 8) take one more insert per such chunk.
+        pub(crate) async fn commit(conn: &mut Conn, plan: std::sync::Arc<CommitPlan>) -> Result<i64, CommitAbort> {
+            tx!(conn, async move |c| -> Result<i64, CommitAbort> {
+                let session = SessionValues::new(&plan.session);
+                if update_session_row(c, plan.session.id, plan.expected_version, session).await? == 0 {
+                    return Err(CommitAbort::SessionChanged);
+                }
+                let order_id = match insert_order(c, &plan).await {
+                    Ok(id) => id,
+                    Err(e) if violates(&e, "orders_ref_key", "orders.ref") => return Err(CommitAbort::RefTaken),
+                    Err(e) => return Err(e.into()),
+                };
+                for (n, lines) in plan.order.items.chunks(ITEM_ROWS_PER_INSERT).enumerate() {
+                    let first = n * ITEM_ROWS_PER_INSERT;
+                    let rows: Vec<_> = lines
+                        .iter()
+                        .enumerate()
+                        .map(|(i, line)| {
+                            (
+                                s::order_items::order_id.eq(order_id),
+                                s::order_items::line_id.eq(line.line_id.clone()),
+                                s::order_items::sku.eq(line.sku.clone()),
+                                s::order_items::name.eq(line.name.clone()),
+                                s::order_items::qty_milli.eq(line.qty.millis()),
+                                s::order_items::unit_price_q.eq(line.unit_price_q),
+                                s::order_items::line_total_q.eq(line.line_total_q),
+                                s::order_items::meta.eq(Value::Object(line.meta.clone())),
+                                s::order_items::position.eq(i32::try_from(first + i).unwrap_or(i32::MAX)),
+                            )
+                        })
+                        .collect();
+                    insert_rows!(c, s::order_items::table, rows)?;
+                }
+                diesel::insert_into(s::order_events::table)
+                    .values((
+                        s::order_events::order_id.eq(order_id),
+                        s::order_events::seq.eq(0),
+                        s::order_events::type_.eq(plan.event.event_type.clone()),
+                        s::order_events::actor.eq(plan.event.actor.clone()),
+                        s::order_events::payload.eq(Value::Object(plan.event.payload.clone())),
+                        s::order_events::created_at.eq(ts(plan.event.created_at)),
+                    ))
+                    .execute(c)
+                    .await?;
+                for chunk in plan.directives.chunks(DIRECTIVE_ROWS_PER_INSERT) {
+                    insert_directives(c, crate::store::rows::directive_values(chunk, plan.now)).await?;
+                }
+                let record = IdempotencyValues::new(&plan.idempotency_record(order_id));
+                if upsert_idempotency(c, record, KeyRule::Claim).await? == 0 {
+                    return Err(CommitAbort::KeyTaken);
+                }
+                Ok(order_id)
+            })
+        }
+
+        /// 1 statement: the new id.
+        async fn insert_order(conn: &mut Conn, plan: &CommitPlan) -> QueryResult<i64> {
+            let o = &plan.order;
+            let t = &o.timestamps;
+            diesel::insert_into(s::orders::table)
+                .values((
+                    s::orders::ref_.eq(o.reference.clone()),
+                    s::orders::channel_id.eq(o.channel_id),
+                    s::orders::session_key.eq(o.session_key.clone()),
+                    s::orders::handle_type.eq(o.handle_type.clone()),
+                    s::orders::handle_ref.eq(o.handle_ref.clone()),
+                    s::orders::external_ref.eq(o.external_ref.clone()),
+                    s::orders::status.eq(o.status.clone()),
+                    s::orders::snapshot.eq(o.snapshot.clone()),
+                    s::orders::data.eq(Value::Object(o.data.clone())),
+                    s::orders::currency.eq(o.currency.clone()),
+                    s::orders::total_q.eq(o.total_q),
+                    s::orders::created_at.eq(ts(o.created_at)),
+                    s::orders::updated_at.eq(ts(o.updated_at)),
+                    (
+                        s::orders::confirmed_at.eq(ts_opt(t.confirmed_at)),
+                        s::orders::processing_at.eq(ts_opt(t.processing_at)),
+                        s::orders::ready_at.eq(ts_opt(t.ready_at)),
+                        s::orders::dispatched_at.eq(ts_opt(t.dispatched_at)),
+                        s::orders::delivered_at.eq(ts_opt(t.delivered_at)),
+                        s::orders::completed_at.eq(ts_opt(t.completed_at)),
+                        s::orders::cancelled_at.eq(ts_opt(t.cancelled_at)),
+                        s::orders::returned_at.eq(ts_opt(t.returned_at)),
+                    ),
+                ))
+                .returning(s::orders::id)
+                .get_result(conn)
+                .await
         }
     };
 }

@@ -49,6 +49,17 @@ macro_rules! session_update_values {
     }};
 }
 
+/// The compare-and-set condition of a session write: the row as the service read it
+/// (`version`), still open.
+macro_rules! session_cas {
+    ($id:expr, $expected_version:expr) => {
+        s::sessions::id
+            .eq($id)
+            .and(s::sessions::version.eq($expected_version))
+            .and(s::sessions::state.eq(SessionState::Open.as_str()))
+    };
+}
+
 /// The session queries of one backend, expanded by `shared_queries!` (see `queries/mod.rs`).
 macro_rules! session_queries {
     () => {
@@ -132,15 +143,10 @@ macro_rules! session_queries {
             expected_version: i64,
             v: SessionValues,
         ) -> QueryResult<usize> {
-            diesel::update(
-                s::sessions::table
-                    .filter(s::sessions::id.eq(id))
-                    .filter(s::sessions::version.eq(expected_version))
-                    .filter(s::sessions::state.eq(SessionState::Open.as_str())),
-            )
-            .set(session_update_values!(v))
-            .execute(conn)
-            .await
+            diesel::update(s::sessions::table.filter(session_cas!(id, expected_version)))
+                .set(session_update_values!(v))
+                .execute(conn)
+                .await
         }
 
         /// 1 statement, plus 1 multi-row insert when there are directives (in one transaction).
