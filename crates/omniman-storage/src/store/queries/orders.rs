@@ -23,6 +23,23 @@ macro_rules! summary_columns {
     };
 }
 
+/// The timestamp of each status an order has reached (`t`: its `OrderTimestamps`), as column
+/// values for an insert or an update.
+macro_rules! status_timestamps {
+    ($t:expr) => {
+        (
+            s::orders::confirmed_at.eq(ts_opt($t.confirmed_at)),
+            s::orders::processing_at.eq(ts_opt($t.processing_at)),
+            s::orders::ready_at.eq(ts_opt($t.ready_at)),
+            s::orders::dispatched_at.eq(ts_opt($t.dispatched_at)),
+            s::orders::delivered_at.eq(ts_opt($t.delivered_at)),
+            s::orders::completed_at.eq(ts_opt($t.completed_at)),
+            s::orders::cancelled_at.eq(ts_opt($t.cancelled_at)),
+            s::orders::returned_at.eq(ts_opt($t.returned_at)),
+        )
+    };
+}
+
 /// The order queries of one backend, expanded by `shared_queries!` (see `queries/mod.rs`).
 macro_rules! order_queries {
     () => {
@@ -71,14 +88,7 @@ macro_rules! order_queries {
                 .set((
                     s::orders::status.eq(o.status.clone()),
                     s::orders::updated_at.eq(ts(o.updated_at)),
-                    s::orders::confirmed_at.eq(ts_opt(t.confirmed_at)),
-                    s::orders::processing_at.eq(ts_opt(t.processing_at)),
-                    s::orders::ready_at.eq(ts_opt(t.ready_at)),
-                    s::orders::dispatched_at.eq(ts_opt(t.dispatched_at)),
-                    s::orders::delivered_at.eq(ts_opt(t.delivered_at)),
-                    s::orders::completed_at.eq(ts_opt(t.completed_at)),
-                    s::orders::cancelled_at.eq(ts_opt(t.cancelled_at)),
-                    s::orders::returned_at.eq(ts_opt(t.returned_at)),
+                    status_timestamps!(t),
                 ))
                 .execute(c)
                 .await?;
@@ -266,16 +276,7 @@ macro_rules! commit_in_statements {
                     s::orders::total_q.eq(o.total_q),
                     s::orders::created_at.eq(ts(o.created_at)),
                     s::orders::updated_at.eq(ts(o.updated_at)),
-                    (
-                        s::orders::confirmed_at.eq(ts_opt(t.confirmed_at)),
-                        s::orders::processing_at.eq(ts_opt(t.processing_at)),
-                        s::orders::ready_at.eq(ts_opt(t.ready_at)),
-                        s::orders::dispatched_at.eq(ts_opt(t.dispatched_at)),
-                        s::orders::delivered_at.eq(ts_opt(t.delivered_at)),
-                        s::orders::completed_at.eq(ts_opt(t.completed_at)),
-                        s::orders::cancelled_at.eq(ts_opt(t.cancelled_at)),
-                        s::orders::returned_at.eq(ts_opt(t.returned_at)),
-                    ),
+                    status_timestamps!(t),
                 ))
                 .returning(s::orders::id)
                 .get_result(conn)
