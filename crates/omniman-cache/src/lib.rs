@@ -167,19 +167,18 @@ async fn read_through<V: Clone + Send + Sync + 'static>(
 #[derive(Clone)]
 pub struct CachedStore<S> {
     inner: S,
-    tokens: Cache<String, ApiToken>,
-    channels: Cache<String, Channel>,
-    sessions: Cache<(String, String), Session>,
-    counters: Arc<Counters>,
+    /// The in-process level, shared with the tier's subscription, which applies the other
+    /// instances' invalidations to it.
+    memory: Level1,
     tier: Option<RedisTier>,
 }
 
 impl<S> std::fmt::Debug for CachedStore<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CachedStore")
-            .field("tokens", &self.tokens.entry_count())
-            .field("channels", &self.channels.entry_count())
-            .field("sessions", &self.sessions.entry_count())
+            .field("tokens", &self.memory.tokens.entry_count())
+            .field("channels", &self.memory.channels.entry_count())
+            .field("sessions", &self.memory.sessions.entry_count())
             .field("redis", &self.tier)
             .finish_non_exhaustive()
     }
@@ -188,14 +187,13 @@ impl<S> std::fmt::Debug for CachedStore<S> {
 impl<S> CachedStore<S> {
     /// Wraps `inner`.
     pub fn new(inner: S, config: CacheConfig) -> CachedStore<S> {
-        CachedStore {
-            inner,
+        let memory = Level1 {
             tokens: Cache::builder().time_to_live(config.token_ttl).max_capacity(10_000).build(),
             channels: Cache::builder().time_to_live(config.channel_ttl).max_capacity(10_000).build(),
             sessions: Cache::builder().time_to_idle(config.session_ttl).max_capacity(config.max_sessions).build(),
             counters: Arc::default(),
-            tier: None,
-        }
+        };
+        CachedStore { inner, memory, tier: None }
     }
 
     /// Adds the shared tier: invalidations sent to and received from the other instances using
@@ -203,13 +201,7 @@ impl<S> CachedStore<S> {
     /// unreachable Redis is not an error (the tier is down until it answers); a malformed URL is.
     /// Must run inside a tokio runtime.
     pub fn with_redis(mut self, config: &RedisConfig) -> Result<CachedStore<S>, redis::RedisError> {
-        let level1 = Level1 {
-            tokens: self.tokens.clone(),
-            channels: self.channels.clone(),
-            sessions: self.sessions.clone(),
-            counters: Arc::clone(&self.counters),
-        };
-        self.tier = Some(RedisTier::start(config, level1)?);
+        self.tier = Some(RedisTier::start(config, self.memory.clone())?);
         Ok(self)
     }
 
@@ -232,7 +224,7 @@ impl<S> CachedStore<S> {
 
     /// Hits, misses and invalidations so far.
     pub fn counts(&self) -> CacheCounts {
-        let c = &self.counters;
+        let c = &self.memory.counters;
         let get = |n: &AtomicU64| n.load(Ordering::Relaxed);
         CacheCounts {
             token_hits: get(&c.token_hits),
@@ -252,23 +244,23 @@ impl<S> CachedStore<S> {
     /// Caches `session` unless a newer version of it is cached already (two writers that both
     /// succeeded, one after the other, may report back in either order).
     fn keep_session(&self, session: &Session) {
-        self.sessions.entry(Self::session_key(session)).and_compute_with(|cached| match cached {
+        self.memory.sessions.entry(Self::session_key(session)).and_compute_with(|cached| match cached {
             Some(entry) if entry.value().version >= session.version => Op::Nop,
             _ => Op::Put(session.clone()),
         });
     }
 
     fn forget_session(&self, channel_code: &str, session_key: &str) {
-        self.sessions.invalidate(&SessionAt(channel_code, session_key));
-        bump(&self.counters.invalidations);
+        self.memory.sessions.invalidate(&SessionAt(channel_code, session_key));
+        bump(&self.memory.counters.invalidations);
     }
 }
 
 impl<S: ChannelStore> CachedStore<S> {
     /// The channel, from memory while it is fresh.
     async fn cached_channel(&self, code: &str) -> StoreResult<Option<Channel>> {
-        let counts = (&self.counters.channel_hits, &self.counters.channel_misses);
-        read_through(&self.channels, code, counts, self.inner.channel_by_code(code)).await
+        let counts = (&self.memory.counters.channel_hits, &self.memory.counters.channel_misses);
+        read_through(&self.memory.channels, code, counts, self.inner.channel_by_code(code)).await
     }
 }
 
@@ -283,8 +275,8 @@ impl<S: ChannelStore> ChannelStore for CachedStore<S> {
 
     async fn upsert_channel(&self, spec: &ChannelSpec, now: DateTime<Utc>) -> StoreResult<Channel> {
         let channel = self.inner.upsert_channel(spec, now).await?;
-        self.channels.insert(channel.code.clone(), channel.clone());
-        bump(&self.counters.invalidations);
+        self.memory.channels.insert(channel.code.clone(), channel.clone());
+        bump(&self.memory.counters.invalidations);
         self.tell_others(&Message::Channel(&channel.code));
         Ok(channel)
     }
@@ -296,12 +288,12 @@ impl<S: SessionStore + ChannelStore> SessionStore for CachedStore<S> {
         match &found {
             Some((channel, session)) => {
                 // Warms the channel for the next write; a fresh entry is left as it is.
-                if !self.channels.contains_key(channel.code.as_str()) {
-                    self.channels.insert(channel.code.clone(), channel.clone());
+                if !self.memory.channels.contains_key(channel.code.as_str()) {
+                    self.memory.channels.insert(channel.code.clone(), channel.clone());
                 }
                 self.keep_session(session);
             }
-            None => self.sessions.invalidate(&SessionAt(channel_code, session_key)),
+            None => self.memory.sessions.invalidate(&SessionAt(channel_code, session_key)),
         }
         Ok(found)
     }
@@ -311,13 +303,13 @@ impl<S: SessionStore + ChannelStore> SessionStore for CachedStore<S> {
         channel_code: &str,
         session_key: &str,
     ) -> StoreResult<Option<(Channel, Session)>> {
-        if let Some(session) = self.sessions.get(&SessionAt(channel_code, session_key)) {
+        if let Some(session) = self.memory.sessions.get(&SessionAt(channel_code, session_key)) {
             if let Some(channel) = self.cached_channel(channel_code).await? {
-                bump(&self.counters.session_hits);
+                bump(&self.memory.counters.session_hits);
                 return Ok(Some((channel, session)));
             }
         }
-        bump(&self.counters.session_misses);
+        bump(&self.memory.counters.session_misses);
         self.load_session(channel_code, session_key).await
     }
 
@@ -372,8 +364,8 @@ impl<S: SessionStore + ChannelStore> SessionStore for CachedStore<S> {
         let abandoned = self.inner.abandon_idle_sessions(idle_since, now).await?;
         if abandoned > 0 {
             // Which ones is not reported; their cached versions are stale either way.
-            self.sessions.invalidate_all();
-            bump(&self.counters.invalidations);
+            self.memory.sessions.invalidate_all();
+            bump(&self.memory.counters.invalidations);
             self.tell_others(&Message::AllSessions);
         }
         Ok(abandoned)
@@ -489,8 +481,8 @@ impl<S: TokenStore> TokenStore for CachedStore<S> {
     }
 
     async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
-        let counts = (&self.counters.token_hits, &self.counters.token_misses);
-        read_through(&self.tokens, token_hash, counts, self.inner.token_by_hash(token_hash)).await
+        let counts = (&self.memory.counters.token_hits, &self.memory.counters.token_misses);
+        read_through(&self.memory.tokens, token_hash, counts, self.inner.token_by_hash(token_hash)).await
     }
 
     async fn list_tokens(&self) -> StoreResult<Vec<ApiToken>> {
@@ -501,8 +493,8 @@ impl<S: TokenStore> TokenStore for CachedStore<S> {
         let revoked = self.inner.revoke_token(name, now).await?;
         if revoked {
             // Cached by hash, not by name: drop them all.
-            self.tokens.invalidate_all();
-            bump(&self.counters.invalidations);
+            self.memory.tokens.invalidate_all();
+            bump(&self.memory.counters.invalidations);
             self.tell_others(&Message::Tokens);
         }
         Ok(revoked)

@@ -120,7 +120,7 @@ redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', string.format('
 return {1, math.floor((now - allow_at) / interval + 1e-9), 0, math.ceil(new_tat - now)}
 ";
 
-/// The in-process level, as the subscription sees it.
+/// The in-process level: what `CachedStore` keeps, and what the subscription drops from.
 #[derive(Clone)]
 pub(crate) struct Level1 {
     pub(crate) tokens: Cache<String, ApiToken>,
