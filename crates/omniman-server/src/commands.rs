@@ -168,24 +168,19 @@ pub(crate) async fn tokens(command: TokensCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The CLI's wording of a management refusal (the HTTP API carries the same facts as fields).
+/// The CLI's wording of a management refusal: field problems named by their flags, and what to do
+/// when there are no channels yet. The other messages are the service's own.
 fn explain(error: ManageError) -> anyhow::Error {
-    match error {
+    match &error {
         ManageError::Validation(fields) => {
             let problems: Vec<String> =
                 fields.0.iter().flat_map(|(path, msgs)| msgs.iter().map(move |m| format!("--{path} {m}"))).collect();
             anyhow::anyhow!(problems.join("; "))
         }
-        ManageError::UnknownChannels { unknown, known } => {
-            let noun = if unknown.len() == 1 { "channel" } else { "channels" };
-            let known = if known.is_empty() {
-                "there are no channels yet; create them with `omniman channels apply FILE` or `omniman demo`".to_owned()
-            } else {
-                format!("known: {}", known.join(", "))
-            };
-            anyhow::anyhow!("unknown {noun}: {} ({known})", unknown.join(", "))
+        ManageError::UnknownChannels { known, .. } if known.is_empty() => {
+            anyhow::anyhow!("{error}; create them with `omniman channels apply FILE` or `omniman demo`")
         }
-        other => other.into(),
+        _ => error.into(),
     }
 }
 

@@ -51,7 +51,7 @@ pub enum ManageError {
     #[error("validation failed: {0}")]
     Validation(FieldErrors),
     /// A token names channels that do not exist.
-    #[error("unknown channels: {}", unknown.join(", "))]
+    #[error("{}", unknown_channels(unknown, known))]
     UnknownChannels {
         /// The codes that exist nowhere.
         unknown: Vec<String>,
@@ -115,6 +115,14 @@ impl DomainError for ManageError {
             ManageError::Store(e) => e.context(),
         }
     }
+}
+
+/// `unknown channel: nope (known: pos, web)`: what is wrong and what would be right.
+fn unknown_channels(unknown: &[String], known: &[String]) -> String {
+    let noun = if unknown.len() == 1 { "channel" } else { "channels" };
+    let known =
+        if known.is_empty() { "there are no channels yet".to_owned() } else { format!("known: {}", known.join(", ")) };
+    format!("unknown {noun}: {} ({known})", unknown.join(", "))
 }
 
 fn validated(spec: ChannelSpec) -> Result<ChannelSpec, ManageError> {
