@@ -55,6 +55,7 @@ pub mod context;
 pub mod data_path;
 pub mod directive;
 pub mod error;
+pub mod events;
 pub mod ext;
 pub mod fields;
 pub mod idempotency;
