@@ -124,6 +124,8 @@ codes! {
     DirectiveNotFound = "directive_not_found",
     /// No such unrevoked API token.
     TokenNotFound = "token_not_found",
+    /// The server keeps no event log to stream (an in-memory store).
+    EventsUnavailable = "events_unavailable",
     /// No such issue in the session.
     IssueNotFound = "issue_not_found",
     /// The issue offers no such action.
@@ -214,6 +216,7 @@ impl Code {
             | Code::ChannelNotFound
             | Code::DirectiveNotFound
             | Code::TokenNotFound
+            | Code::EventsUnavailable
             | Code::IssueNotFound
             | Code::ActionNotFound => ErrorKind::NotFound,
             Code::MethodNotAllowed => ErrorKind::MethodNotAllowed,

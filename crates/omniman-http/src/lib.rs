@@ -23,6 +23,7 @@ mod auth;
 mod body;
 mod config;
 mod error;
+pub mod events;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod handlers;

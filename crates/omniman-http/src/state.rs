@@ -13,6 +13,7 @@ use omniman_core::ports::{ApiToken, StoreResult};
 use omniman_core::prelude::Store;
 
 use crate::config::HttpConfig;
+use crate::events::EventFeed;
 use crate::metrics::{Metrics, PoolProbe};
 use crate::ratelimit::{RateLimitBackend, RateLimiter};
 
@@ -96,6 +97,7 @@ pub struct AppState<S> {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) limiter: Arc<RateLimiter>,
     pub(crate) pool: Option<Arc<dyn PoolProbe>>,
+    pub(crate) events: Option<EventFeed>,
 }
 
 impl<S> Clone for AppState<S> {
@@ -108,6 +110,7 @@ impl<S> Clone for AppState<S> {
             metrics: Arc::clone(&self.metrics),
             limiter: Arc::clone(&self.limiter),
             pool: self.pool.clone(),
+            events: self.events.clone(),
         }
     }
 }
@@ -129,7 +132,19 @@ impl<S: Store + 'static> AppState<S> {
             readiness: Arc::new(AlwaysReady),
             metrics: Arc::new(Metrics::new()),
             pool: None,
+            events: None,
         }
+    }
+
+    /// Serves `GET /api/events` from `feed` (without one, the route answers 404).
+    pub fn with_event_feed(mut self, feed: EventFeed) -> AppState<S> {
+        self.events = Some(feed);
+        self
+    }
+
+    /// The live event feed, when the server keeps an event log.
+    pub fn event_feed(&self) -> Option<&EventFeed> {
+        self.events.as_ref()
     }
 
     /// Reports the database pool's usage in `GET /metrics` (`omniman_db_pool_connections`).

@@ -204,6 +204,22 @@ macro_rules! omniman_tables {
             }
         }
 
+        diesel::table! {
+            use diesel::sql_types::*;
+            use super::{JsonDoc, Ts};
+
+            events (id) {
+                id -> BigInt,
+                #[sql_name = "type"]
+                type_ -> Text,
+                channel_code -> Nullable<Text>,
+                session_key -> Nullable<Text>,
+                order_ref -> Nullable<Text>,
+                data -> JsonDoc,
+                created_at -> Ts,
+            }
+        }
+
         diesel::joinable!(sessions -> channels (channel_id));
         diesel::joinable!(orders -> channels (channel_id));
         diesel::joinable!(order_items -> orders (order_id));
@@ -220,6 +236,7 @@ macro_rules! omniman_tables {
             api_tokens,
             stock_levels,
             stock_holds,
+            events,
         );
     };
 }

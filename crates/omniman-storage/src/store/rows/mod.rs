@@ -568,7 +568,9 @@ impl IdempotencyValues {
 }
 
 mod holds;
+mod log;
 mod tokens;
 
 pub(crate) use holds::*;
+pub(crate) use log::*;
 pub(crate) use tokens::*;
