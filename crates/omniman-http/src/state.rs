@@ -13,6 +13,7 @@ use omniman_core::ports::{ApiToken, StoreResult};
 use omniman_core::prelude::Store;
 
 use crate::config::HttpConfig;
+use crate::console::{ConsoleKey, StockLevels};
 use crate::metrics::{Metrics, PoolProbe};
 use crate::ratelimit::{RateLimitBackend, RateLimiter};
 
@@ -96,6 +97,8 @@ pub struct AppState<S> {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) limiter: Arc<RateLimiter>,
     pub(crate) pool: Option<Arc<dyn PoolProbe>>,
+    pub(crate) console: Arc<ConsoleKey>,
+    pub(crate) stock: Option<Arc<dyn StockLevels>>,
 }
 
 impl<S> Clone for AppState<S> {
@@ -108,6 +111,8 @@ impl<S> Clone for AppState<S> {
             metrics: Arc::clone(&self.metrics),
             limiter: Arc::clone(&self.limiter),
             pool: self.pool.clone(),
+            console: Arc::clone(&self.console),
+            stock: self.stock.clone(),
         }
     }
 }
@@ -121,6 +126,7 @@ impl<S> fmt::Debug for AppState<S> {
 impl<S: Store + 'static> AppState<S> {
     /// A state with [`AlwaysReady`] readiness and a fresh metrics registry.
     pub fn new(hub: Arc<Omniman<S>>, config: HttpConfig) -> AppState<S> {
+        let console = Arc::new(ConsoleKey::new(config.console_secret.as_ref()));
         AppState {
             hub,
             path_rules: config.path_rules(),
@@ -129,7 +135,15 @@ impl<S: Store + 'static> AppState<S> {
             readiness: Arc::new(AlwaysReady),
             metrics: Arc::new(Metrics::new()),
             pool: None,
+            console,
+            stock: None,
         }
+    }
+
+    /// Shows the stock levels of `source` on the console's stock page (read only).
+    pub fn with_stock_levels(mut self, source: Arc<dyn StockLevels>) -> AppState<S> {
+        self.stock = Some(source);
+        self
     }
 
     /// Reports the database pool's usage in `GET /metrics` (`omniman_db_pool_connections`).

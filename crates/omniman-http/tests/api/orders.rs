@@ -267,7 +267,10 @@ async fn a_failed_directive_is_retried_by_an_admin_keeping_its_attempts() {
     let id = claimed.id;
     let path = format!("/api/directives/{id}/retry");
     let ctx = call!(app, post(&path, ADMIN, &json!({}))).expect_error(409, "directive_not_failed");
-    assert_eq!((ctx["directive_id"].as_str(), ctx["status"].as_str()), (Some(id.to_string().as_str()), Some("running")));
+    assert_eq!(
+        (ctx["directive_id"].as_str(), ctx["status"].as_str()),
+        (Some(id.to_string().as_str()), Some("running"))
+    );
     let failed = DirectiveUpdate {
         id,
         claimed_attempts: claimed.attempts,
