@@ -17,8 +17,8 @@ use tokio::sync::Notify;
 
 use crate::cli::{DbArgs, ServeArgs, WorkerArgs};
 use crate::runtime::{
-    CacheMetrics, DatabasePool, DatabaseStock, RedisRateLimits, ServerReadiness, count_statements, forward_database_wakeups, handlers,
-    hub, minutes, open_database,
+    CacheMetrics, DatabasePool, DatabaseStock, RedisRateLimits, ServerReadiness, count_statements,
+    forward_database_wakeups, handlers, hub, minutes, open_database,
 };
 
 /// Resolves when the process receives SIGINT or SIGTERM.
