@@ -31,7 +31,8 @@ use maud::html;
 use omniman_core::ports::{Role, Store};
 
 pub(crate) use session::ConsoleKey;
-#[allow(unused_imports)] // for console routes added elsewhere (the board's event stream)
+// `allow`, not `expect`: for console routes added elsewhere (the board's event stream).
+#[allow(unused_imports)]
 pub(crate) use session::signed_in;
 pub use stock::{StockLevels, StockRow};
 

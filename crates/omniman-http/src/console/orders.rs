@@ -251,7 +251,7 @@ mod tests {
                    "terminal_statuses": ["served"]}}),
         );
         assert_eq!(
-            columns(&[default.clone()]),
+            columns(std::slice::from_ref(&default)),
             ["new", "confirmed", "processing", "ready", "dispatched", "delivered", "returned"]
         );
         assert_eq!(columns(&[own, default])[..2], ["queued", "cooking"]);

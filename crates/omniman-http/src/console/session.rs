@@ -170,7 +170,9 @@ pub(crate) async fn signed<S: Store + 'static>(req: &HttpRequest, state: &AppSta
 /// stops; the board's script then polls, and a poll redirected to the sign-in page reloads
 /// there), or an error page when the store cannot be read. The security headers are added to
 /// every `/console` answer by the app's middleware. Console routes are not rate limited.
-#[allow(dead_code)] // the entry point for console routes added elsewhere
+// `allow`, not `expect`: unused only until a console route added elsewhere (the board's event
+// stream) calls it.
+#[allow(dead_code)]
 pub(crate) async fn signed_in<S: Store + 'static>(
     req: &HttpRequest,
     state: &AppState<S>,

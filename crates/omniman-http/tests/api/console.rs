@@ -253,3 +253,59 @@ async fn a_cookie_signed_by_one_instance_is_accepted_by_another_with_the_same_se
     let other = service!(unshared);
     assert_eq!(call!(other, page("/console", &cookie)).status.as_u16(), 303, "a random key per process");
 }
+
+#[actix_web::test]
+async fn a_channel_is_edited_with_the_apis_rules_and_messages_and_deactivated() {
+    let state = common::state().await;
+    let app = service!(state.clone());
+    let cookie = sign_in!(app, ADMIN);
+    let edit = call!(app, page("/console/channels/web", &cookie));
+    assert_eq!(edit.status.as_u16(), 200);
+    let token = csrf(&edit);
+
+    let bad = r#"{"currency": "XXXX", "order_flow": {"transitions": 5}}"#;
+    let api = call!(
+        app,
+        TestRequest::patch()
+            .uri("/api/channels/web")
+            .insert_header(("Authorization", format!("Bearer {ADMIN}")))
+            .set_json(serde_json::json!({"config": serde_json::from_str::<serde_json::Value>(bad).unwrap()}))
+    );
+    let message = api.json()["error"]["message"].as_str().unwrap().to_owned();
+    let fields = [
+        ("csrf", token.as_str()),
+        ("name", "Web"),
+        ("pricing_policy", "internal"),
+        ("edit_policy", "open"),
+        ("display_order", "1"),
+        ("config", bad),
+        ("is_active", "on"),
+    ];
+    let resp = call!(app, form_post("/console/channels/web", &cookie, &fields));
+    assert_eq!(resp.status.as_u16(), 400);
+    let escaped = message.replace('"', "&quot;");
+    assert!(html(&resp).contains(&escaped) || html(&resp).contains(&message), "{message} in {}", html(&resp));
+    assert!(html(&resp).contains("XXXX"), "what was typed is kept");
+    let resp = call!(app, form_post("/console/channels/web", &cookie, &[("csrf", &token), ("config", "{nope")]));
+    assert_eq!(resp.status.as_u16(), 400);
+    assert!(html(&resp).contains("config: is not JSON"), "{}", html(&resp));
+
+    let good = [
+        ("csrf", token.as_str()),
+        ("name", "Web shop"),
+        ("pricing_policy", "external"),
+        ("edit_policy", "open"),
+        ("display_order", "7"),
+        ("config", r#"{"currency": "EUR"}"#),
+        ("is_active", "on"),
+    ];
+    let resp = call!(app, form_post("/console/channels/web", &cookie, &good));
+    assert_eq!((resp.status.as_u16(), resp.header("location")), (303, Some("/console/channels")), "{}", html(&resp));
+    let channel = state.hub().channel("web").await.unwrap();
+    assert_eq!((channel.name.as_str(), channel.display_order, channel.is_active), ("Web shop", 7, true));
+    assert_eq!(channel.config.raw()["currency"], "EUR");
+
+    let resp = call!(app, form_post("/console/channels/web/deactivate", &cookie, &[("csrf", &token)]));
+    assert_eq!(resp.status.as_u16(), 303);
+    assert!(!state.hub().channel("web").await.unwrap().is_active);
+}
