@@ -359,7 +359,12 @@ async fn a_committed_order_appears_on_the_open_board_within_a_second() {
     // Let the script open its stream first.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let order = commit_order(&api, "LIVE-1").await;
-    wait_for(&browser, &format!("article[data-ref='{order}']"), Duration::from_secs(1)).await;
+    let card = format!("article[data-ref='{order}']");
+    let shown = browser.wait().at_most(Duration::from_secs(1)).for_element(Locator::Css(&card)).await;
+    assert!(
+        shown.is_ok(),
+        "{order} was not on the board within a second: the board follows orders live through /console/events"
+    );
     browser.close().await.unwrap();
 }
 
