@@ -140,11 +140,12 @@ pub(crate) fn money(total_q: i64, currency: &str) -> String {
     format!("{} {currency}", omniman_core::money::format_q2(total_q))
 }
 
-/// How long ago, coarsely: `45 s`, `12 min`, `3 h`, `2 d`.
+/// How long ago, coarsely: `< 1 min`, `12 min`, `3 h`, `2 d` (so the live board's text changes
+/// at most once a minute when nothing else does).
 pub(crate) fn age(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let secs = (now - at).num_seconds().max(0);
     match secs {
-        0..60 => format!("{secs} s"),
+        0..60 => "< 1 min".to_owned(),
         60..3600 => format!("{} min", secs / 60),
         3600..86_400 => format!("{} h", secs / 3600),
         _ => format!("{} d", secs / 86_400),

@@ -132,7 +132,7 @@ pub(crate) async fn board<S: Store + 'static>(req: HttpRequest, state: web::Data
     }
     let body = html! {
         p class="help" { "Orders waiting in each status, oldest first. The board follows new orders and changes live." }
-        div id="board" data-fragment="/console/board?fragment=1" aria-live="polite" { (fragment) }
+        div id="board" data-fragment="/console/board?fragment=1" { (fragment) }
     };
     layout::ok_page("Order board", Section::Board, &signed, &body)
 }

@@ -8,6 +8,7 @@
     return;
   }
   var url = board.getAttribute('data-fragment');
+  var last = null;
   var source = null;
   var busy = false;
   var again = false;
@@ -33,6 +34,11 @@
         return response.text();
       })
       .then(function (html) {
+        // Unchanged: leave the page (and whatever the operator is doing on it) alone.
+        if (html === last) {
+          return;
+        }
+        last = html;
         board.innerHTML = html;
         if (focused) {
           var target = document.getElementById(focused);
