@@ -170,6 +170,8 @@ codes! {
     ChannelExists = "channel_exists",
     /// An API token with that name exists.
     TokenExists = "token_exists",
+    /// Only a failed directive can be retried.
+    DirectiveNotFailed = "directive_not_failed",
     /// An `If-Match` precondition failed.
     PreconditionFailed = "precondition_failed",
     /// The body is larger than the limit.
@@ -238,7 +240,8 @@ impl Code {
             | Code::SessionExists
             | Code::ChannelInactive
             | Code::ChannelExists
-            | Code::TokenExists => ErrorKind::Conflict,
+            | Code::TokenExists
+            | Code::DirectiveNotFailed => ErrorKind::Conflict,
             Code::PreconditionFailed => ErrorKind::PreconditionFailed,
             Code::PayloadTooLarge => ErrorKind::PayloadTooLarge,
             Code::UnsupportedMediaType => ErrorKind::UnsupportedMediaType,

@@ -92,6 +92,7 @@ route_table! {
         GET "/api/events" => events::events::<S>;
         GET "/api/directives" => admin::list_directives::<S>;
         GET "/api/directives/{id}" => admin::get_directive::<S>;
+        POST "/api/directives/{id}/retry" => admin::retry_directive::<S>;
         GET "/api/tokens" => manage::list_tokens::<S>;
         POST "/api/tokens" => manage::create_token::<S>;
         DELETE "/api/tokens/{id}" => manage::revoke_token::<S>;

@@ -13,6 +13,7 @@ use omniman_core::ports::{ApiToken, StoreResult};
 use omniman_core::prelude::Store;
 
 use crate::config::HttpConfig;
+use crate::console::{ConsoleKey, StockLevels};
 use crate::events::EventFeed;
 use crate::metrics::{Metrics, PoolProbe};
 use crate::ratelimit::{RateLimitBackend, RateLimiter};
@@ -98,6 +99,8 @@ pub struct AppState<S> {
     pub(crate) limiter: Arc<RateLimiter>,
     pub(crate) pool: Option<Arc<dyn PoolProbe>>,
     pub(crate) events: Option<EventFeed>,
+    pub(crate) console: Arc<ConsoleKey>,
+    pub(crate) stock: Option<Arc<dyn StockLevels>>,
 }
 
 impl<S> Clone for AppState<S> {
@@ -111,6 +114,8 @@ impl<S> Clone for AppState<S> {
             limiter: Arc::clone(&self.limiter),
             pool: self.pool.clone(),
             events: self.events.clone(),
+            console: Arc::clone(&self.console),
+            stock: self.stock.clone(),
         }
     }
 }
@@ -124,6 +129,7 @@ impl<S> fmt::Debug for AppState<S> {
 impl<S: Store + 'static> AppState<S> {
     /// A state with [`AlwaysReady`] readiness and a fresh metrics registry.
     pub fn new(hub: Arc<Omniman<S>>, config: HttpConfig) -> AppState<S> {
+        let console = Arc::new(ConsoleKey::new(config.console_secret.as_ref()));
         AppState {
             hub,
             path_rules: config.path_rules(),
@@ -133,10 +139,19 @@ impl<S: Store + 'static> AppState<S> {
             metrics: Arc::new(Metrics::new()),
             pool: None,
             events: None,
+            console,
+            stock: None,
         }
     }
 
-    /// Serves `GET /api/events` from `feed` (without one, the route answers 404).
+    /// Shows the stock levels of `source` on the console's stock page (read only).
+    pub fn with_stock_levels(mut self, source: Arc<dyn StockLevels>) -> AppState<S> {
+        self.stock = Some(source);
+        self
+    }
+
+    /// Serves `GET /api/events` from `feed` (without one, the route answers 404
+    /// `events_unavailable`).
     pub fn with_event_feed(mut self, feed: EventFeed) -> AppState<S> {
         self.events = Some(feed);
         self

@@ -113,6 +113,11 @@ pub(crate) struct ServeArgs {
     /// `previous` links; without it the links are relative. Never taken from request headers.
     #[arg(long, env = "OMNIMAN_PUBLIC_URL")]
     pub(crate) public_url: Option<String>,
+    /// The key the operator console (`/console`) signs its cookies with. Without it a random key
+    /// is drawn at start: signing in holds until a restart, and on this instance only, so set
+    /// the same secret on every instance behind one address.
+    #[arg(long, env = "OMNIMAN_CONSOLE_SECRET", hide_env_values = true)]
+    pub(crate) console_secret: Option<String>,
     /// Seconds a client has to send a request's body once its headers arrived (past it: 408
     /// `request_timeout`, connection closed). The headers themselves have 5 s.
     #[arg(long, env = "OMNIMAN_BODY_TIMEOUT", default_value = "10", value_parser = seconds)]

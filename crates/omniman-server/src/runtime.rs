@@ -435,6 +435,20 @@ impl PoolProbe for DatabasePool {
     }
 }
 
+/// The database's stock levels for the console's stock page.
+pub(crate) struct DatabaseStock(pub(crate) Database);
+
+#[async_trait]
+impl omniman_http::StockLevels for DatabaseStock {
+    async fn stock_levels(&self) -> Result<Vec<omniman_http::StockRow>, String> {
+        let levels = self.0.stock_levels(chrono::Utc::now()).await.map_err(|e| e.to_string())?;
+        Ok(levels
+            .into_iter()
+            .map(|l| omniman_http::StockRow { sku: l.sku, on_hand: l.on_hand, held: l.held, available: l.available })
+            .collect())
+    }
+}
+
 /// Middleware counting the SQL statements each request runs (token lookup included,
 /// transaction control excluded) into `omniman_sql_statements_per_request`. Statements a
 /// streamed body runs after the handler returns (`/api/orders/stream`) are not counted.

@@ -9,7 +9,7 @@ use omniman_core::commit::CommitSettings;
 use omniman_core::directive::RetryPolicy;
 use omniman_core::money::Qty;
 use omniman_core::ports::{ApiToken, ChannelStore, Role, TokenStore};
-use omniman_http::{AppState, HttpConfig, generate_token, hash_token, parse_rate_limits};
+use omniman_http::{AppState, ConsoleSecret, HttpConfig, generate_token, hash_token, parse_rate_limits};
 use omniman_storage::Database;
 use omniman_worker::{Worker, WorkerConfig, WorkerHandle};
 use serde_json::json;
@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 
 use crate::cli::{DbArgs, ServeArgs, WorkerArgs};
 use crate::runtime::{
-    CacheMetrics, DatabasePool, RedisRateLimits, ServerReadiness, count_statements, follow_event_log,
+    CacheMetrics, DatabasePool, DatabaseStock, RedisRateLimits, ServerReadiness, count_statements, follow_event_log,
     forward_database_wakeups, handlers, hub, minutes, open_database,
 };
 
@@ -170,6 +170,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         slow_request: Duration::from_millis(args.slow_request_ms),
         rate_limits,
         public_url: args.public_url.clone(),
+        console_secret: args.console_secret.clone().map(ConsoleSecret::new),
         body_timeout: args.body_timeout,
         ..HttpConfig::default()
     };
@@ -182,7 +183,8 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             workers: workers.as_ref().map(WorkerHandle::liveness),
             redis: tier.clone(),
         }))
-        .with_pool_probe(Arc::new(DatabasePool(database.clone())));
+        .with_pool_probe(Arc::new(DatabasePool(database.clone())))
+        .with_stock_levels(Arc::new(DatabaseStock(database.clone())));
     if let Some(tier) = tier {
         state = state.with_rate_limit_backend(Arc::new(RedisRateLimits(tier)));
     }

@@ -138,6 +138,8 @@ pub(crate) fn event_stream(feed: EventFeed, filter: EventFilter, after: Option<i
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         // Proxies that buffer (nginx) would hold events back.
         .insert_header(("X-Accel-Buffering", "no"))
+        // Never compressed: an encoder holds small frames back until it has a block.
+        .insert_header((header::CONTENT_ENCODING, "identity"))
         .streaming(body)
 }
 
