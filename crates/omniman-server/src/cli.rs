@@ -384,7 +384,8 @@ pub(crate) enum StockCommand {
 /// `omniman cleanup`.
 #[derive(Debug, Args)]
 #[command(after_help = "With no flag, `omniman cleanup` runs the idempotency-key cleanup only. \
-Sessions are abandoned only with an explicit --abandon-idle HOURS; give --idempotency as well to do both.")]
+Sessions are abandoned only with an explicit --abandon-idle HOURS, and events deleted only with an explicit \
+--events-older-than DAYS; give --idempotency as well to do both.")]
 pub(crate) struct CleanupArgs {
     /// Delete idempotency keys past their expiry (the default when no flag is given).
     #[arg(long)]
@@ -393,6 +394,10 @@ pub(crate) struct CleanupArgs {
     /// this runs).
     #[arg(long, value_name = "HOURS")]
     pub(crate) abandon_idle: Option<u32>,
+    /// Delete events of the event log older than this many days, keeping the newest (without
+    /// --idempotency, only this runs).
+    #[arg(long, value_name = "DAYS")]
+    pub(crate) events_older_than: Option<u32>,
     /// Database.
     #[command(flatten)]
     pub(crate) db: DbArgs,

@@ -172,6 +172,28 @@ async fn events_arrive_live_filtered_and_scoped() {
     assert_eq!(types(&only_orders), ["order.created", "order.status_changed"]);
     assert_eq!(only_orders[1]["data"], json!({"from": "new", "to": "confirmed"}));
 
+    // docs/events.md shows real events: the same fields, at the top and in `data`.
+    let real: Vec<&Value> = events.iter().chain(&only_orders).collect();
+    let documented: Vec<Value> = include_str!("../../../docs/events.md")
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(|data| serde_json::from_str(data).unwrap_or_else(|e| panic!("{data}: {e}")))
+        .collect();
+    assert!(documented.len() >= 2);
+    for doc in &documented {
+        let kind = doc["type"].as_str().unwrap();
+        let same = real.iter().find(|e| e["type"] == kind).unwrap_or_else(|| panic!("no real {kind}"));
+        let keys = |v: &Value| v.as_object().unwrap().keys().filter(|k| *k != "at").cloned().collect::<Vec<_>>();
+        let (mut documented_keys, mut real_keys) = (keys(doc), keys(same));
+        documented_keys.sort();
+        real_keys.sort();
+        assert_eq!(documented_keys, real_keys, "{kind}");
+        let (mut doc_data, mut real_data) = (keys(&doc["data"]), keys(&same["data"]));
+        doc_data.sort();
+        real_data.sort();
+        assert_eq!(doc_data, real_data, "{kind} data");
+    }
+
     // A client token sees its own channel only.
     sale(&api, "web").await;
     let own_events = own.events(5, Duration::from_secs(5)).await;
