@@ -3,8 +3,8 @@
 //!
 //! Each instance follows the log itself, so every instance sees every event, whichever instance
 //! wrote it: the log is the fan-out. A subscriber first replays what it missed from the log
-//! (`Last-Event-ID`), then takes the live events; the hand-over is exact (see
-//! [`EventFeed::subscribe`]). A subscriber that falls behind by more than the buffer loses its
+//! (`Last-Event-ID`), then takes the live events; the hand-over is exact (the live feed and its
+//! starting position are taken together, under the lock the feed sends under). A subscriber that falls behind by more than the buffer loses its
 //! place in the live feed and is told to reconnect: writers never wait for readers.
 
 use std::fmt;

@@ -157,30 +157,23 @@ pub(crate) fn forward_database_wakeups(
     }))
 }
 
-/// Follows the database's event log for `GET /api/events`, woken by each committed write that
-/// wrote events (PostgreSQL: `NOTIFY` from any process, listening again if the connection drops;
-/// SQLite: this process's writes) and, between them, by the feed's own polling. Returns the feed
-/// and the task forwarding the wake-ups.
+/// Follows the database's event log for `GET /api/events`. This process's writes wake the feed
+/// at once; other processes' writes (other instances, `omniman worker`, the CLI) are found by
+/// polling, every 20 ms on PostgreSQL and every second on SQLite, where one process owns the
+/// database (docs/events.md, "Several instances"). Returns the feed and the task forwarding the
+/// wake-ups.
 pub(crate) async fn follow_event_log(database: &Database) -> anyhow::Result<(EventFeed, tokio::task::JoinHandle<()>)> {
-    let feed = EventFeed::start(Arc::new(database.clone()), FeedSettings::default()).await?;
+    let poll = match database.backend() {
+        omniman_storage::Backend::Postgres => std::time::Duration::from_millis(20),
+        omniman_storage::Backend::Sqlite => std::time::Duration::from_secs(1),
+    };
+    let settings = FeedSettings { poll, ..FeedSettings::default() };
+    let feed = EventFeed::start(Arc::new(database.clone()), settings).await?;
     let waker = feed.clone();
-    let database = database.clone();
+    let mut wakeups = database.event_wakeups();
     let task = tokio::spawn(async move {
-        loop {
-            match database.listen_events().await {
-                Ok(mut wakeups) => {
-                    while wakeups.wait().await {
-                        waker.wake();
-                    }
-                    tracing::warn!(
-                        "lost the LISTEN connection of the event log; listening again (the feed keeps polling)"
-                    );
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot LISTEN for new events; retrying (the feed keeps polling)");
-                }
-            }
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        while wakeups.wait().await {
+            waker.wake();
         }
     });
     Ok((feed, task))

@@ -114,7 +114,7 @@ where
     F: FnOnce(&mut Harness<'_>) -> Result<Vec<String>, BoxError> + Send + 'static,
 {
     match db {
-        Database::Postgres(pool) => {
+        Database::Postgres(pool, _) => {
             let mut conn = Object::take(pool.get().await?);
             conn.batch_execute(&format!("SET statement_timeout = 0; SELECT pg_advisory_lock({PG_MIGRATION_LOCK})"))
                 .await?;

@@ -30,10 +30,39 @@ pub type SqliteConn = Object<AsyncSqliteConnection>;
 /// A handle on the database: a pool for one of the two backends. Cheap to clone.
 #[derive(Clone)]
 pub enum Database {
-    /// PostgreSQL.
-    Postgres(PgPool),
+    /// PostgreSQL: the pool, and the count of this process's writes.
+    Postgres(PgPool, Writes),
     /// SQLite: the pool, and the gate its writes pass one at a time.
     Sqlite(SqlitePool, WriteGate),
+}
+
+/// Counts the write calls of this process, so that readers of the event log in this process
+/// wake up after each one (`Database::event_wakeups`). Cheap to clone (shared).
+#[derive(Clone)]
+pub struct Writes(Arc<tokio::sync::watch::Sender<u64>>);
+
+impl Default for Writes {
+    fn default() -> Writes {
+        Writes(Arc::new(tokio::sync::watch::Sender::new(0)))
+    }
+}
+
+impl Writes {
+    /// Records that a write call ended (committed or not: a wake-up too many costs a read).
+    pub(crate) fn wrote(&self) {
+        self.0.send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    /// A receiver that sees each write after this call.
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+}
+
+impl std::fmt::Debug for Writes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writes").field("count", &*self.0.borrow()).finish()
+    }
 }
 
 /// SQLite's writers, one at a time in this process.
@@ -45,34 +74,17 @@ pub enum Database {
 /// readers never wait for the writer). Transactions stay `BEGIN IMMEDIATE`, and the busy
 /// timeout still covers writers in other processes (the CLI).
 ///
-/// The gate also counts the writes that went through it, so that readers of the event log in
-/// this process wake up after each one (`Database::listen_events`).
-#[derive(Clone)]
+/// The gate also counts the writes that went through it ([`Writes`]).
+#[derive(Clone, Default)]
 pub struct WriteGate {
     lock: Arc<tokio::sync::Mutex<()>>,
-    written: Arc<tokio::sync::watch::Sender<u64>>,
-}
-
-impl Default for WriteGate {
-    fn default() -> WriteGate {
-        WriteGate { lock: Arc::default(), written: Arc::new(tokio::sync::watch::Sender::new(0)) }
-    }
+    pub(crate) writes: Writes,
 }
 
 impl WriteGate {
     /// Waits for the gate; it is held until the guard is dropped.
     pub(crate) async fn enter(&self) -> tokio::sync::OwnedMutexGuard<()> {
         self.lock.clone().lock_owned().await
-    }
-
-    /// Records that a write went through (committed or not: a wake-up too many costs a read).
-    pub(crate) fn wrote(&self) {
-        self.written.send_modify(|count| *count = count.wrapping_add(1));
-    }
-
-    /// A receiver that sees each write after this call.
-    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.written.subscribe()
     }
 }
 
@@ -105,7 +117,7 @@ impl PoolStatus {
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let status = match self {
-            Database::Postgres(pool) => pool.status(),
+            Database::Postgres(pool, _) => pool.status(),
             Database::Sqlite(pool, _) => pool.status(),
         };
         f.debug_struct("Database")
@@ -137,7 +149,9 @@ impl Database {
         let url = config.url()?;
         let size = config.effective_pool_size(&url);
         let db = match &url {
-            DatabaseUrl::Postgres(pg_url) => Database::Postgres(build_pg_pool(pg_url.clone(), config, size)?),
+            DatabaseUrl::Postgres(pg_url) => {
+                Database::Postgres(build_pg_pool(pg_url.clone(), config, size)?, Writes::default())
+            }
             DatabaseUrl::SqliteFile(path) => {
                 let path = path
                     .to_str()
@@ -156,7 +170,7 @@ impl Database {
     /// The engine behind this handle.
     pub fn backend(&self) -> Backend {
         match self {
-            Database::Postgres(_) => Backend::Postgres,
+            Database::Postgres(..) => Backend::Postgres,
             Database::Sqlite(..) => Backend::Sqlite,
         }
     }
@@ -171,7 +185,7 @@ impl Database {
     /// ```
     pub fn pool_status(&self) -> PoolStatus {
         let status = match self {
-            Database::Postgres(pool) => pool.status(),
+            Database::Postgres(pool, _) => pool.status(),
             Database::Sqlite(pool, _) => pool.status(),
         };
         PoolStatus { max_size: status.max_size, open: status.size, idle: status.available, waiting: status.waiting }
@@ -183,7 +197,7 @@ impl Database {
         use diesel_async::SimpleAsyncConnection;
         // A statement, not only a checkout: pooled connections are not checked when handed out.
         match self {
-            Database::Postgres(pool) => checkout(pool).await?.batch_execute("SELECT 1").await?,
+            Database::Postgres(pool, _) => checkout(pool).await?.batch_execute("SELECT 1").await?,
             Database::Sqlite(pool, _) => checkout(pool).await?.batch_execute("SELECT 1").await?,
         }
         Ok(())
@@ -193,7 +207,7 @@ impl Database {
     /// current [`StatementCounter`] scope, if any.
     pub async fn get_pg(&self) -> Result<Option<PgConn>, StorageError> {
         match self {
-            Database::Postgres(pool) => checkout(pool).await.map(Some),
+            Database::Postgres(pool, _) => checkout(pool).await.map(Some),
             Database::Sqlite(..) => Ok(None),
         }
     }
@@ -203,14 +217,14 @@ impl Database {
     pub async fn get_sqlite(&self) -> Result<Option<SqliteConn>, StorageError> {
         match self {
             Database::Sqlite(pool, _) => checkout(pool).await.map(Some),
-            Database::Postgres(_) => Ok(None),
+            Database::Postgres(..) => Ok(None),
         }
     }
 
     /// Close the pool: idle connections are closed now, checked-out ones when returned.
     pub fn close(&self) {
         match self {
-            Database::Postgres(pool) => pool.close(),
+            Database::Postgres(pool, _) => pool.close(),
             Database::Sqlite(pool, _) => pool.close(),
         }
     }

@@ -80,7 +80,7 @@ async fn scenario(db: &Database) -> Vec<LogEvent> {
     assert_eq!(db.finish(&[failed], Utc::now()).await.unwrap(), 1);
 
     let read = db.read_events(0, 100).await.unwrap();
-    assert!(read.in_flight.is_empty() || matches!(db, Database::Postgres(_)));
+    assert!(read.in_flight.is_empty() || matches!(db, Database::Postgres(..)));
     let mut cursor = EventCursor::after(0);
     let events = cursor.advance(read);
     assert_eq!(db.last_event_id().await.unwrap(), cursor.position());
@@ -151,9 +151,9 @@ async fn postgres_writes_the_same_log() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_writes_wake_readers_of_the_log() {
+async fn writes_wake_readers_of_the_log() {
     let test_db = TestDb::sqlite().await;
-    let mut wakeups = test_db.listen_events().await.unwrap();
+    let mut wakeups = test_db.event_wakeups();
     test_db.upsert_channel(&ChannelSpec::new("pos"), Utc::now()).await.unwrap();
     let woke = tokio::time::timeout(Duration::from_secs(5), wakeups.wait()).await;
     assert_eq!(woke, Ok(true));
@@ -181,7 +181,7 @@ async fn postgres_cursor_waits_for_transactions_in_flight() {
     let Some(test_db) = TestDb::postgres().await else { return };
     test_db.upsert_channel(&ChannelSpec::new("pos"), Utc::now()).await.unwrap();
     let hub = Omniman::new(test_db.db().clone(), Extensions::default());
-    let mut wakeups = test_db.listen_events().await.unwrap();
+    let mut wakeups = test_db.event_wakeups();
     let mut cursor = EventCursor::after(test_db.last_event_id().await.unwrap());
 
     let open_in_flight = |key: &'static str| {

@@ -6,4 +6,3 @@ DROP FUNCTION omniman_order_events();
 DROP FUNCTION omniman_session_events();
 DROP FUNCTION omniman_new_stock_issues(JSONB, JSONB);
 DROP TABLE events;
-DROP FUNCTION omniman_notify_events();

@@ -20,18 +20,9 @@ CREATE TABLE events (
 );
 CREATE INDEX events_created_idx ON events (created_at);
 
--- Wake readers (LISTEN omniman_events) once per statement that wrote events; delivered on
--- commit, dropped on rollback.
-CREATE FUNCTION omniman_notify_events() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('omniman_events', '');
-    RETURN NULL;
-END;
-$$;
-CREATE TRIGGER events_notify
-    AFTER INSERT ON events
-    FOR EACH STATEMENT EXECUTE FUNCTION omniman_notify_events();
+-- No NOTIFY here: a transaction that notifies holds a cluster-wide lock through its commit, so
+-- every write would commit one at a time. Readers poll, and wake up at once on their own
+-- process's writes.
 
 -- The stock issues of `issues` that `before` does not hold (by issue id), as shortage lines;
 -- NULL when there is none.

@@ -17,9 +17,6 @@ use crate::pool::{Database, checkout_with};
 /// The PostgreSQL channel the `directives` insert trigger notifies.
 pub const DIRECTIVES_CHANNEL: &str = "omniman_directives";
 
-/// The PostgreSQL channel the `events` insert trigger notifies.
-pub const EVENTS_CHANNEL: &str = "omniman_events";
-
 impl EventLog for Database {
     async fn read_events(&self, after: i64, limit: usize) -> StoreResult<EventRead> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -43,7 +40,7 @@ pub type DirectiveWakeups = Wakeups;
 enum Source {
     /// PostgreSQL `LISTEN` on a dedicated connection.
     Listen { rx: mpsc::Receiver<()>, task: tokio::task::JoinHandle<()> },
-    /// SQLite: the writes of this process (see `WriteGate`).
+    /// The writes of this process (see `Writes`).
     Local(watch::Receiver<u64>),
 }
 
@@ -71,19 +68,21 @@ impl Database {
     /// SQLite, where one process owns the database and workers poll.
     pub async fn listen_directives(&self) -> Result<Option<DirectiveWakeups>, StorageError> {
         match self {
-            Database::Postgres(_) => self.listen(DIRECTIVES_CHANNEL).await.map(Some),
+            Database::Postgres(..) => self.listen(DIRECTIVES_CHANNEL).await.map(Some),
             Database::Sqlite(..) => Ok(None),
         }
     }
 
-    /// Wakes up after each committed transaction that wrote events: on PostgreSQL by `LISTEN`
-    /// on a dedicated connection (any process's writes); on SQLite after each write of this
-    /// process (another process's writes, such as the CLI's, are found by polling).
-    pub async fn listen_events(&self) -> Result<Wakeups, StorageError> {
-        match self {
-            Database::Postgres(_) => self.listen(EVENTS_CHANNEL).await,
-            Database::Sqlite(_, gate) => Ok(Wakeups(Source::Local(gate.subscribe()))),
-        }
+    /// Wakes up after each write call of this process, for readers of the event log. Writes of
+    /// other processes (other instances, workers, the CLI) are found by polling: a `NOTIFY` in
+    /// every writing transaction would serialise the commits of the whole PostgreSQL cluster
+    /// (docs/events.md).
+    pub fn event_wakeups(&self) -> Wakeups {
+        let writes = match self {
+            Database::Postgres(_, writes) => writes,
+            Database::Sqlite(_, gate) => &gate.writes,
+        };
+        Wakeups(Source::Local(writes.subscribe()))
     }
 
     /// Deletes events written before `before`, keeping the newest; returns how many went.
@@ -91,8 +90,8 @@ impl Database {
         on_db!(self, |conn, q| q::prune_events(conn, before).await.map_err(db_error))
     }
 
-    async fn listen(&self, channel: &'static str) -> Result<Wakeups, StorageError> {
-        let Database::Postgres(pool) = self else {
+    async fn listen(&self, channel: &str) -> Result<Wakeups, StorageError> {
+        let Database::Postgres(pool, _) = self else {
             unreachable!("only PostgreSQL listens");
         };
         let mut conn = Object::take(checkout_with(pool, None).await?);

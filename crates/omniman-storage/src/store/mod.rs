@@ -42,7 +42,7 @@ use self::rows::{
     directive_values, stored_order, stored_session, ts, violates,
 };
 use crate::counter::StatementCounter;
-use crate::pool::{Database, WriteGate, checkout_watched, checkout_with};
+use crate::pool::{Database, WriteGate, Writes, checkout_watched, checkout_with};
 use crate::retry::{Retry, Watch};
 
 /// How a commit transaction was refused (it rolled back).
@@ -76,8 +76,15 @@ const SEQ_RETRIES: usize = 10;
 /// `retry` allows it and the connection turns out lost, once more on a fresh connection (see
 /// `crate::retry`).
 ///
-/// `gate`: on SQLite, the write gate a write takes first (see [`WriteGate`]).
-async fn run<C, R, F, Fut>(pool: &Pool<C>, gate: Option<&WriteGate>, retry: Option<Retry>, f: F) -> StoreResult<R>
+/// `gate`: on SQLite, the write gate a write takes first (see [`WriteGate`]). `writes`: a write
+/// call's count, told when it ends (see [`Writes`]).
+async fn run<C, R, F, Fut>(
+    pool: &Pool<C>,
+    gate: Option<&WriteGate>,
+    writes: Option<&Writes>,
+    retry: Option<Retry>,
+    f: F,
+) -> StoreResult<R>
 where
     C: PoolableConnection + Send + 'static,
     AsyncDieselConnectionManager<C>:
@@ -89,10 +96,11 @@ where
     let pool = pool.clone();
     let counter = StatementCounter::current();
     let gate = gate.cloned();
+    let writes = writes.cloned();
     let task = tokio::spawn(async move {
         let result = run_gated(pool, gate.as_ref(), retry, counter, f).await;
-        if let Some(gate) = &gate {
-            gate.wrote();
+        if let Some(writes) = &writes {
+            writes.wrote();
         }
         result
     });
@@ -160,8 +168,10 @@ macro_rules! on_db {
     };
     (@ $db:expr, $retry:expr, |$conn:ident, $q:ident| $body:expr) => {
         match $db {
-            Database::Postgres(pool) => {
-                run(pool, None, $retry, move |mut obj| async move {
+            Database::Postgres(pool, writes) => {
+                let retry: Option<$crate::retry::Retry> = $retry;
+                let writes = (retry != Some($crate::retry::Retry::Read)).then_some(writes);
+                run(pool, None, writes, retry, move |mut obj| async move {
                     #[allow(unused_imports)]
                     use self::pg as $q;
                     let $conn: &mut pg::Conn = &mut obj;
@@ -172,7 +182,7 @@ macro_rules! on_db {
             Database::Sqlite(pool, gate) => {
                 let retry: Option<$crate::retry::Retry> = $retry;
                 let gate = (retry != Some($crate::retry::Retry::Read)).then_some(gate);
-                run(pool, gate, retry, move |mut obj| async move {
+                run(pool, gate, gate.map(|g| &g.writes), retry, move |mut obj| async move {
                     #[allow(unused_imports)]
                     use self::sqlite as $q;
                     let $conn: &mut sqlite::Conn = &mut obj;
@@ -188,7 +198,7 @@ macro_rules! on_db {
 mod events;
 mod stock;
 
-pub use self::events::{DIRECTIVES_CHANNEL, DirectiveWakeups, EVENTS_CHANNEL, Wakeups};
+pub use self::events::{DIRECTIVES_CHANNEL, DirectiveWakeups, Wakeups};
 pub use self::stock::StockLevel;
 
 fn sessions(rows: Vec<(SessionRow, String)>) -> StoreResult<Vec<Session>> {
