@@ -128,6 +128,8 @@ codes! {
     IssueNotFound = "issue_not_found",
     /// The issue offers no such action.
     ActionNotFound = "action_not_found",
+    /// No such webhook subscription.
+    WebhookNotFound = "webhook_not_found",
     /// The route does not take that method.
     MethodNotAllowed = "method_not_allowed",
     /// The session is already sealed into an order.
@@ -215,7 +217,8 @@ impl Code {
             | Code::DirectiveNotFound
             | Code::TokenNotFound
             | Code::IssueNotFound
-            | Code::ActionNotFound => ErrorKind::NotFound,
+            | Code::ActionNotFound
+            | Code::WebhookNotFound => ErrorKind::NotFound,
             Code::MethodNotAllowed => ErrorKind::MethodNotAllowed,
             Code::AlreadyCommitted
             | Code::AlreadyAbandoned

@@ -66,6 +66,7 @@ macro_rules! until_written {
 
 mod manage;
 mod orders;
+mod webhooks;
 
 pub use manage::{ChannelChange, IssueToken, MAX_TOKEN_NAME_CHARS, ManageError};
 pub use orders::Transitioned;
