@@ -45,6 +45,8 @@ mod orders;
 mod sessions;
 #[macro_use]
 mod stock;
+#[macro_use]
+mod webhooks;
 
 /// Newest-first keyset paging on `($at, $id)`: filter past the cursor, order in the cursor's
 /// direction, fetch one more row than the page.
@@ -104,5 +106,6 @@ macro_rules! shared_queries {
         directive_queries!();
         idempotency_queries!();
         stock_queries!();
+        webhook_queries!();
     };
 }

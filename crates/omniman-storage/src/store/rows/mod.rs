@@ -569,6 +569,8 @@ impl IdempotencyValues {
 
 mod holds;
 mod tokens;
+mod webhooks;
 
 pub(crate) use holds::*;
 pub(crate) use tokens::*;
+pub(crate) use webhooks::*;
