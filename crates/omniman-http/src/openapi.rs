@@ -41,6 +41,7 @@ use crate::routes::DocumentedRoutes;
         (name = "orders", description = "Committed orders and their status flow"),
         (name = "admin", description = "Admin token only: order stream, directives, metrics"),
         (name = "management", description = "Admin token only: create and change channels, issue and revoke tokens"),
+        (name = "webhooks", description = "Admin token only: webhook subscriptions and their deliveries"),
     )
 )]
 pub struct ApiDoc;

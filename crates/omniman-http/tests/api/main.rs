@@ -20,3 +20,4 @@ mod resolve;
 mod sessions;
 mod transport;
 mod walkthrough;
+mod webhooks;
