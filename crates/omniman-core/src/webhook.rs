@@ -212,11 +212,17 @@ impl NewDelivery {
     }
 }
 
+/// Whether `event` reports the failure of a delivery: such an event is never delivered, or a
+/// receiver that keeps failing would be sent the news of its own failures, for ever.
+fn reports_a_delivery(event: &LogEvent) -> bool {
+    event.kind == EventType::DirectiveFailed && event.data.get("topic").and_then(Value::as_str) == Some(DELIVER_TOPIC)
+}
+
 /// The deliveries `events` make for `webhooks`: one per event and matching active
-/// subscription, in event order.
+/// subscription, in event order. Failures of deliveries themselves are not delivered.
 pub fn plan_deliveries(events: &[LogEvent], webhooks: &[Webhook], now: DateTime<Utc>) -> Vec<NewDelivery> {
     let mut planned = Vec::new();
-    for event in events {
+    for event in events.iter().filter(|e| !reports_a_delivery(e)) {
         for hook in webhooks.iter().filter(|h| h.wants(event)) {
             let body = serde_json::to_value(event).unwrap_or(Value::Null);
             planned.push(NewDelivery::new(hook.id, Some(event.id), event.kind.as_str(), body, now));
@@ -293,5 +299,17 @@ mod tests {
         assert_eq!(planned[1].directive.topic, DELIVER_TOPIC);
         assert_eq!(planned[1].directive.payload["event"]["type"], json!("order.created"));
         assert_eq!(planned[1].directive.payload["webhook_id"], json!(1));
+    }
+
+    #[test]
+    fn the_failure_of_a_delivery_is_not_delivered() {
+        let mut events = EventRead::fixture(&[1, 2], &[]).events;
+        for (event, topic) in events.iter_mut().zip([DELIVER_TOPIC, "stock.hold"]) {
+            event.kind = EventType::DirectiveFailed;
+            event.data = json!({"topic": topic});
+        }
+        let hook = Webhook::fixture(1, &[EventType::DirectiveFailed]);
+        let planned = plan_deliveries(&events, &[hook], DateTime::<Utc>::UNIX_EPOCH);
+        assert_eq!(planned.iter().map(|d| d.event_id).collect::<Vec<_>>(), [Some(2)]);
     }
 }
