@@ -22,9 +22,9 @@ use omniman_http::{
     Metrics, PoolProbe, PoolUsage, Rate, RateLimitBackend, RateLimitStatus, Readiness, ReadinessCheck, RouteClass,
 };
 use omniman_storage::{Database, StatementCounter, StorageConfig, run_migrations};
+use omniman_worker::handlers::deliver::WebhookDeliveryHandler;
 use omniman_worker::handlers::payment::{MockPayments, PaymentCaptureHandler, PaymentRefundHandler};
 use omniman_worker::handlers::stock::{StockCommitHandler, StockHoldHandler};
-use omniman_worker::handlers::deliver::WebhookDeliveryHandler;
 use omniman_worker::handlers::webhook::WebhookHandler;
 use omniman_worker::{Dispatcher, DispatcherHandle, WorkerLiveness, WorkerState};
 use tokio::sync::Notify;

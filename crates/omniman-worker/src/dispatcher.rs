@@ -59,7 +59,7 @@ impl<S: WebhookStore + EventLog + 'static> Dispatcher<S> {
 
     /// Dispatches what the log holds past the stored position, a batch at a time, until it is
     /// caught up (or waits for a transaction still in flight), a race is lost, or
-    /// [`STEPS_PER_RUN`] batches are done.
+    /// a bounded number of batches are done.
     pub async fn run_once(&mut self) -> Result<DispatchReport, StoreError> {
         let mut report = DispatchReport::default();
         let mut hooks = None;
