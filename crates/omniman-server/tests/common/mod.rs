@@ -307,8 +307,9 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hooks", listener.local_addr().unwrap());
         let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (log, mut script) = (received.clone(), script.to_vec().into_iter());
+        let (log, script) = (received.clone(), script.to_vec());
         let task = tokio::spawn(async move {
+            let mut script = script.into_iter();
             while let Ok((mut socket, _)) = listener.accept().await {
                 let mut bytes = Vec::new();
                 let mut buf = [0_u8; 8192];
