@@ -124,6 +124,8 @@ codes! {
     DirectiveNotFound = "directive_not_found",
     /// No such unrevoked API token.
     TokenNotFound = "token_not_found",
+    /// The server keeps no event log to stream (an in-memory store).
+    EventsUnavailable = "events_unavailable",
     /// No such issue in the session.
     IssueNotFound = "issue_not_found",
     /// The issue offers no such action.
@@ -170,6 +172,8 @@ codes! {
     ChannelExists = "channel_exists",
     /// An API token with that name exists.
     TokenExists = "token_exists",
+    /// Only a failed directive can be retried.
+    DirectiveNotFailed = "directive_not_failed",
     /// An `If-Match` precondition failed.
     PreconditionFailed = "precondition_failed",
     /// The body is larger than the limit.
@@ -216,6 +220,7 @@ impl Code {
             | Code::ChannelNotFound
             | Code::DirectiveNotFound
             | Code::TokenNotFound
+            | Code::EventsUnavailable
             | Code::IssueNotFound
             | Code::ActionNotFound
             | Code::WebhookNotFound => ErrorKind::NotFound,
@@ -238,7 +243,8 @@ impl Code {
             | Code::SessionExists
             | Code::ChannelInactive
             | Code::ChannelExists
-            | Code::TokenExists => ErrorKind::Conflict,
+            | Code::TokenExists
+            | Code::DirectiveNotFailed => ErrorKind::Conflict,
             Code::PreconditionFailed => ErrorKind::PreconditionFailed,
             Code::PayloadTooLarge => ErrorKind::PayloadTooLarge,
             Code::UnsupportedMediaType => ErrorKind::UnsupportedMediaType,

@@ -322,7 +322,7 @@ mod tests {
             let mut delivered = Vec::new();
             for id in &commit_order {
                 in_flight.retain(|x| x != id);
-                if !rolled_back[(*id - 1) as usize] {
+                if !rolled_back[usize::try_from(*id - 1).unwrap()] {
                     visible.push(*id);
                     visible.sort_unstable();
                 }

@@ -194,6 +194,11 @@ impl Query {
         self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
     }
 
+    /// Every non-empty value of `key`, in order (a repeated parameter).
+    pub(crate) fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs.iter().filter(move |(k, v)| k == key && !v.is_empty()).map(|(_, v)| v.as_str())
+    }
+
     pub(crate) fn owned(&self, key: &str) -> Option<String> {
         self.get(key).map(str::to_owned)
     }

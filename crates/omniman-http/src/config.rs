@@ -44,6 +44,38 @@ pub struct HttpConfig {
     /// `previous` links; `None`: the links are relative (`/api/sessions?cursor=…`). Never taken
     /// from the request's `Host` or forwarded headers.
     pub public_url: Option<String>,
+    /// The key the operator console signs its cookies and form tokens with (`omniman serve
+    /// --console-secret`). `None`: a random key drawn when the [`AppState`](crate::AppState) is
+    /// built, so signing in holds for this process only; set it (the same on each) when several
+    /// instances serve one console.
+    pub console_secret: Option<ConsoleSecret>,
+}
+
+/// A secret the console derives its signing key from; never printed.
+///
+/// ```
+/// let secret = omniman_http::ConsoleSecret::new("s3cret");
+/// assert_eq!(format!("{secret:?}"), "ConsoleSecret(..)");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConsoleSecret(String);
+
+impl ConsoleSecret {
+    /// Wraps the secret text.
+    pub fn new(secret: impl Into<String>) -> ConsoleSecret {
+        ConsoleSecret(secret.into())
+    }
+
+    /// The secret's bytes.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for ConsoleSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConsoleSecret(..)")
+    }
 }
 
 impl Default for HttpConfig {
@@ -56,6 +88,7 @@ impl Default for HttpConfig {
             body_timeout: DEFAULT_BODY_TIMEOUT,
             rate_limits: RateLimits::default(),
             public_url: None,
+            console_secret: None,
         }
     }
 }

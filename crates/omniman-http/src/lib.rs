@@ -22,7 +22,9 @@
 mod auth;
 mod body;
 mod config;
+mod console;
 mod error;
+pub mod events;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod handlers;
@@ -46,7 +48,10 @@ use actix_web::{App, web};
 use omniman_core::ports::Store;
 
 pub use auth::{Principal, TOKEN_PREFIX, generate_token, hash_token};
-pub use config::{DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_DATA_MAX_DEPTH, DEFAULT_SLOW_REQUEST, HttpConfig};
+pub use config::{
+    ConsoleSecret, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_DATA_MAX_DEPTH, DEFAULT_SLOW_REQUEST, HttpConfig,
+};
+pub use console::{StockLevels, StockRow};
 pub use error::{ApiError, ErrorBody, ErrorDetail, status_of};
 pub use metrics::{Metrics, PoolProbe, PoolUsage};
 pub use middleware::{REQUEST_ID_HEADER, RequestId, route_pattern};
@@ -92,6 +97,7 @@ pub fn configure<S: Store + 'static>(cfg: &mut web::ServiceConfig, state: AppSta
         .app_data(web::Data::new(observe))
         .app_data(web::Data::new(meta::OpenApiJson(openapi::served_json())));
     routes::register::<S>(cfg);
+    console::configure::<S>(cfg);
     cfg.default_service(web::to(meta::not_found));
 }
 
@@ -125,6 +131,8 @@ pub fn app<S: Store + 'static>(
                 .add((header::CACHE_CONTROL, "no-store")),
         )
         .wrap(from_fn(middleware::observe))
+        // The console's security headers on all its answers, errors from the layers above included.
+        .wrap(from_fn(console::security_headers))
         // Outermost: the path is normalised before anything looks at it (and before anything
         // holds the request, which it rewrites in place).
         .wrap(NormalizePath::trim())

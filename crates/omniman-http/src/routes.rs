@@ -14,7 +14,7 @@ use actix_web::http::Method;
 use actix_web::web;
 use omniman_core::ports::Store;
 
-use crate::handlers::{admin, manage, meta, orders, sessions, webhooks};
+use crate::handlers::{admin, events, manage, meta, orders, sessions, webhooks};
 
 /// A route the API answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,8 +89,10 @@ route_table! {
         GET "/api/orders/{ref}" => orders::get_order::<S>;
         POST "/api/orders/{ref}/transition" => orders::transition::<S>;
         GET "/api/orders/{ref}/events" => orders::events::<S>;
+        GET "/api/events" => events::events::<S>;
         GET "/api/directives" => admin::list_directives::<S>;
         GET "/api/directives/{id}" => admin::get_directive::<S>;
+        POST "/api/directives/{id}/retry" => admin::retry_directive::<S>;
         GET "/api/tokens" => manage::list_tokens::<S>;
         POST "/api/tokens" => manage::create_token::<S>;
         DELETE "/api/tokens/{id}" => manage::revoke_token::<S>;

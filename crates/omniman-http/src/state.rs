@@ -13,6 +13,8 @@ use omniman_core::ports::{ApiToken, StoreResult};
 use omniman_core::prelude::Store;
 
 use crate::config::HttpConfig;
+use crate::console::{ConsoleKey, StockLevels};
+use crate::events::EventFeed;
 use crate::metrics::{Metrics, PoolProbe};
 use crate::ratelimit::{RateLimitBackend, RateLimiter};
 
@@ -96,6 +98,9 @@ pub struct AppState<S> {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) limiter: Arc<RateLimiter>,
     pub(crate) pool: Option<Arc<dyn PoolProbe>>,
+    pub(crate) events: Option<EventFeed>,
+    pub(crate) console: Arc<ConsoleKey>,
+    pub(crate) stock: Option<Arc<dyn StockLevels>>,
 }
 
 impl<S> Clone for AppState<S> {
@@ -108,6 +113,9 @@ impl<S> Clone for AppState<S> {
             metrics: Arc::clone(&self.metrics),
             limiter: Arc::clone(&self.limiter),
             pool: self.pool.clone(),
+            events: self.events.clone(),
+            console: Arc::clone(&self.console),
+            stock: self.stock.clone(),
         }
     }
 }
@@ -121,6 +129,7 @@ impl<S> fmt::Debug for AppState<S> {
 impl<S: Store + 'static> AppState<S> {
     /// A state with [`AlwaysReady`] readiness and a fresh metrics registry.
     pub fn new(hub: Arc<Omniman<S>>, config: HttpConfig) -> AppState<S> {
+        let console = Arc::new(ConsoleKey::new(config.console_secret.as_ref()));
         AppState {
             hub,
             path_rules: config.path_rules(),
@@ -129,7 +138,28 @@ impl<S: Store + 'static> AppState<S> {
             readiness: Arc::new(AlwaysReady),
             metrics: Arc::new(Metrics::new()),
             pool: None,
+            events: None,
+            console,
+            stock: None,
         }
+    }
+
+    /// Shows the stock levels of `source` on the console's stock page (read only).
+    pub fn with_stock_levels(mut self, source: Arc<dyn StockLevels>) -> AppState<S> {
+        self.stock = Some(source);
+        self
+    }
+
+    /// Serves `GET /api/events` from `feed` (without one, the route answers 404
+    /// `events_unavailable`).
+    pub fn with_event_feed(mut self, feed: EventFeed) -> AppState<S> {
+        self.events = Some(feed);
+        self
+    }
+
+    /// The live event feed, when the server keeps an event log.
+    pub fn event_feed(&self) -> Option<&EventFeed> {
+        self.events.as_ref()
     }
 
     /// Reports the database pool's usage in `GET /metrics` (`omniman_db_pool_connections`).

@@ -113,6 +113,11 @@ pub(crate) struct ServeArgs {
     /// `previous` links; without it the links are relative. Never taken from request headers.
     #[arg(long, env = "OMNIMAN_PUBLIC_URL")]
     pub(crate) public_url: Option<String>,
+    /// The key the operator console (`/console`) signs its cookies with. Without it a random key
+    /// is drawn at start: signing in holds until a restart, and on this instance only, so set
+    /// the same secret on every instance behind one address.
+    #[arg(long, env = "OMNIMAN_CONSOLE_SECRET", hide_env_values = true)]
+    pub(crate) console_secret: Option<String>,
     /// Seconds a client has to send a request's body once its headers arrived (past it: 408
     /// `request_timeout`, connection closed). The headers themselves have 5 s.
     #[arg(long, env = "OMNIMAN_BODY_TIMEOUT", default_value = "10", value_parser = seconds)]
@@ -379,7 +384,8 @@ pub(crate) enum StockCommand {
 /// `omniman cleanup`.
 #[derive(Debug, Args)]
 #[command(after_help = "With no flag, `omniman cleanup` runs the idempotency-key cleanup only. \
-Sessions are abandoned only with an explicit --abandon-idle HOURS; give --idempotency as well to do both.")]
+Sessions are abandoned only with an explicit --abandon-idle HOURS, and events deleted only with an explicit \
+--events-older-than DAYS; give --idempotency as well to do both.")]
 pub(crate) struct CleanupArgs {
     /// Delete idempotency keys past their expiry (the default when no flag is given).
     #[arg(long)]
@@ -388,6 +394,10 @@ pub(crate) struct CleanupArgs {
     /// this runs).
     #[arg(long, value_name = "HOURS")]
     pub(crate) abandon_idle: Option<u32>,
+    /// Delete events of the event log older than this many days, keeping the newest (without
+    /// --idempotency, only this runs).
+    #[arg(long, value_name = "DAYS")]
+    pub(crate) events_older_than: Option<u32>,
     /// Database.
     #[command(flatten)]
     pub(crate) db: DbArgs,

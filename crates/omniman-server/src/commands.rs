@@ -299,9 +299,9 @@ fn parse_on_hand(text: &str) -> anyhow::Result<Option<Qty>> {
 }
 
 /// `omniman cleanup`: with no flag, the idempotency-key cleanup alone (abandoning sessions
-/// needs an explicit `--abandon-idle HOURS`).
+/// needs an explicit `--abandon-idle HOURS`, pruning the event log `--events-older-than DAYS`).
 pub(crate) async fn cleanup(args: CleanupArgs) -> anyhow::Result<()> {
-    let idempotency = args.idempotency || args.abandon_idle.is_none();
+    let idempotency = args.idempotency || (args.abandon_idle.is_none() && args.events_older_than.is_none());
     let database = open_database(&args.db).await?;
     let now = Utc::now();
     if idempotency {
@@ -313,6 +313,10 @@ pub(crate) async fn cleanup(args: CleanupArgs) -> anyhow::Result<()> {
             "open sessions idle for more than {hours} h abandoned: {}",
             database.abandon_idle_sessions(idle_since, now).await?
         );
+    }
+    if let Some(days) = args.events_older_than {
+        let before = now - TimeDelta::days(i64::from(days));
+        println!("events older than {days} days deleted: {}", database.prune_events(before).await?);
     }
     Ok(())
 }

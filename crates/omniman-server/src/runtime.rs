@@ -18,6 +18,7 @@ use omniman_core::ext::{
 };
 use omniman_core::order::Order;
 use omniman_core::session::Session;
+use omniman_http::events::{EventFeed, FeedSettings};
 use omniman_http::{
     Metrics, PoolProbe, PoolUsage, Rate, RateLimitBackend, RateLimitStatus, Readiness, ReadinessCheck, RouteClass,
 };
@@ -156,6 +157,35 @@ pub(crate) fn forward_database_wakeups(
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
     }))
+}
+
+/// Follows the database's event log for `GET /api/events`, woken by each committed write that
+/// wrote events (PostgreSQL: `NOTIFY` from any process, listening again if the connection drops;
+/// SQLite: this process's writes) and, between them, by the feed's own polling. Returns the feed
+/// and the task forwarding the wake-ups.
+pub(crate) async fn follow_event_log(database: &Database) -> anyhow::Result<(EventFeed, tokio::task::JoinHandle<()>)> {
+    let feed = EventFeed::start(Arc::new(database.clone()), FeedSettings::default()).await?;
+    let waker = feed.clone();
+    let database = database.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            match database.listen_events().await {
+                Ok(mut wakeups) => {
+                    while wakeups.wait().await {
+                        waker.wake();
+                    }
+                    tracing::warn!(
+                        "lost the LISTEN connection of the event log; listening again (the feed keeps polling)"
+                    );
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot LISTEN for new events; retrying (the feed keeps polling)");
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    });
+    Ok((feed, task))
 }
 
 /// Wakes idle in-process workers after a change that enqueued directives.
@@ -415,6 +445,20 @@ impl PoolProbe for DatabasePool {
     fn pool_usage(&self) -> PoolUsage {
         let status = self.0.pool_status();
         PoolUsage { max: status.max_size, in_use: status.in_use(), idle: status.idle, waiting: status.waiting }
+    }
+}
+
+/// The database's stock levels for the console's stock page.
+pub(crate) struct DatabaseStock(pub(crate) Database);
+
+#[async_trait]
+impl omniman_http::StockLevels for DatabaseStock {
+    async fn stock_levels(&self) -> Result<Vec<omniman_http::StockRow>, String> {
+        let levels = self.0.stock_levels(chrono::Utc::now()).await.map_err(|e| e.to_string())?;
+        Ok(levels
+            .into_iter()
+            .map(|l| omniman_http::StockRow { sku: l.sku, on_hand: l.on_hand, held: l.held, available: l.available })
+            .collect())
     }
 }
 

@@ -9,7 +9,7 @@ use omniman_core::commit::CommitSettings;
 use omniman_core::directive::RetryPolicy;
 use omniman_core::money::Qty;
 use omniman_core::ports::{ApiToken, ChannelStore, Role, TokenStore};
-use omniman_http::{AppState, HttpConfig, generate_token, hash_token, parse_rate_limits};
+use omniman_http::{AppState, ConsoleSecret, HttpConfig, generate_token, hash_token, parse_rate_limits};
 use omniman_storage::Database;
 use omniman_worker::{Worker, WorkerConfig, WorkerHandle};
 use serde_json::json;
@@ -17,8 +17,8 @@ use tokio::sync::Notify;
 
 use crate::cli::{DbArgs, ServeArgs, WorkerArgs};
 use crate::runtime::{
-    CacheMetrics, DatabasePool, RedisRateLimits, ServerReadiness, count_statements, forward_database_wakeups, handlers,
-    hub, minutes, open_database, start_dispatcher,
+    CacheMetrics, DatabasePool, DatabaseStock, RedisRateLimits, ServerReadiness, count_statements, follow_event_log,
+    forward_database_wakeups, handlers, hub, minutes, open_database, start_dispatcher,
 };
 
 /// Resolves when the process receives SIGINT or SIGTERM.
@@ -172,17 +172,21 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         slow_request: Duration::from_millis(args.slow_request_ms),
         rate_limits,
         public_url: args.public_url.clone(),
+        console_secret: args.console_secret.clone().map(ConsoleSecret::new),
         body_timeout: args.body_timeout,
         ..HttpConfig::default()
     };
     let cache_metrics = CacheMetrics(hub.store().clone());
+    let (feed, feed_wakeups) = follow_event_log(&database).await?;
     let mut state = AppState::new(hub, config)
+        .with_event_feed(feed.clone())
         .with_readiness(Arc::new(ServerReadiness {
             database: database.clone(),
             workers: workers.as_ref().map(WorkerHandle::liveness),
             redis: tier.clone(),
         }))
-        .with_pool_probe(Arc::new(DatabasePool(database.clone())));
+        .with_pool_probe(Arc::new(DatabasePool(database.clone())))
+        .with_stock_levels(Arc::new(DatabaseStock(database.clone())));
     if let Some(tier) = tier {
         state = state.with_rate_limit_backend(Arc::new(RedisRateLimits(tier)));
     }
@@ -193,6 +197,8 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .wrap(actix_web::middleware::from_fn(move |req, next| count_statements(Arc::clone(&metrics), req, next)))
     })
     .shutdown_timeout(30)
+    // Signals are handled below: event streams never end on their own, so they are closed first.
+    .disable_signals()
     .bind(&args.bind.0[..])
     .map_err(|e| {
         let why =
@@ -209,7 +215,8 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for addr in server.addrs() {
         tracing::info!(%addr, workers = args.workers, backend = database.backend().as_str(), "omniman listening");
     }
-    // actix stops accepting on SIGINT/SIGTERM and finishes in-flight requests; then the workers drain.
+    // On SIGINT/SIGTERM: close the event streams, stop accepting and finish in-flight requests;
+    // then the workers drain.
     let mut running = server.run();
     let http = running.handle();
     let died = tokio::select! {
@@ -217,12 +224,19 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             result.context("HTTP server failed")?;
             false
         }
+        () = shutdown_signal() => {
+            feed.close();
+            // The server handles the stop while it is polled: both at once.
+            let ((), result) = tokio::join!(http.stop(true), running);
+            result.context("HTTP server failed")?;
+            false
+        }
         () = loop_ended(workers.as_ref()) => {
             // Its claimed directives would wait for another process's reaper and new ones would
             // pile up: stop, and let the supervisor restart the process.
             tracing::error!("the directive worker loop stopped unexpectedly; shutting down");
-            http.stop(true).await;
-            running.await.context("HTTP server failed")?;
+            let ((), result) = tokio::join!(http.stop(true), running);
+            result.context("HTTP server failed")?;
             true
         }
     };
@@ -236,6 +250,8 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(listener) = listener {
         listener.abort();
     }
+    feed.close();
+    feed_wakeups.abort();
     database.close();
     anyhow::ensure!(!died, "the directive worker loop stopped unexpectedly (see the log above)");
     Ok(())

@@ -61,7 +61,7 @@ fn every_subcommand_has_help_naming_its_flags() {
         (&["stock"], &["set", "list"]),
         (&["stock", "set"], &["<SKU>", "<QTY>"]),
         (&["stock", "list"], &["--database-url"]),
-        (&["cleanup"], &["--idempotency", "--abandon-idle <HOURS>", "With no flag"]),
+        (&["cleanup"], &["--idempotency", "--abandon-idle <HOURS>", "--events-older-than <DAYS>", "With no flag"]),
         (&["demo"], &["--database-url", "DATABASE_URL"]),
     ];
     for (path, expected) in cases {
@@ -315,6 +315,10 @@ async fn cleanup_without_flags_deletes_expired_idempotency_keys_only() {
         cli_out(&url, &["cleanup", "--idempotency", "--abandon-idle", "0"]),
         "expired idempotency keys deleted: 0\nopen sessions idle for more than 0 h abandoned: 1"
     );
+
+    // The log holds the session's opening and its abandonment: the older one goes.
+    assert_eq!(cli_out(&url, &["cleanup", "--events-older-than", "1"]), "events older than 1 days deleted: 0");
+    assert_eq!(cli_out(&url, &["cleanup", "--events-older-than", "0"]), "events older than 0 days deleted: 1");
 
     let server = Running::serve(&url, &["--workers", "0"]).await;
     let (status, session) = Api::new(&server.base, &token).get(&format!("/sessions/{key}?channel_code=pos")).await;

@@ -28,4 +28,4 @@ pub use counter::StatementCounter;
 pub use error::StorageError;
 pub use migrations::{applied_migrations, revert_all_migrations, run_migrations};
 pub use pool::{Database, PoolStatus, WriteGate};
-pub use store::{DIRECTIVES_CHANNEL, DirectiveWakeups, StockLevel};
+pub use store::{DIRECTIVES_CHANNEL, DirectiveWakeups, EVENTS_CHANNEL, StockLevel, Wakeups};

@@ -44,13 +44,35 @@ pub enum Database {
 /// one is done), so writers queue here instead of sleeping there; reads do not take it (WAL:
 /// readers never wait for the writer). Transactions stay `BEGIN IMMEDIATE`, and the busy
 /// timeout still covers writers in other processes (the CLI).
-#[derive(Clone, Default)]
-pub struct WriteGate(Arc<tokio::sync::Mutex<()>>);
+///
+/// The gate also counts the writes that went through it, so that readers of the event log in
+/// this process wake up after each one (`Database::listen_events`).
+#[derive(Clone)]
+pub struct WriteGate {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    written: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Default for WriteGate {
+    fn default() -> WriteGate {
+        WriteGate { lock: Arc::default(), written: Arc::new(tokio::sync::watch::Sender::new(0)) }
+    }
+}
 
 impl WriteGate {
     /// Waits for the gate; it is held until the guard is dropped.
     pub(crate) async fn enter(&self) -> tokio::sync::OwnedMutexGuard<()> {
-        self.0.clone().lock_owned().await
+        self.lock.clone().lock_owned().await
+    }
+
+    /// Records that a write went through (committed or not: a wake-up too many costs a read).
+    pub(crate) fn wrote(&self) {
+        self.written.send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    /// A receiver that sees each write after this call.
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.written.subscribe()
     }
 }
 

@@ -208,6 +208,22 @@ macro_rules! omniman_tables {
             use diesel::sql_types::*;
             use super::{JsonDoc, Ts};
 
+            events (id) {
+                id -> BigInt,
+                #[sql_name = "type"]
+                type_ -> Text,
+                channel_code -> Nullable<Text>,
+                session_key -> Nullable<Text>,
+                order_ref -> Nullable<Text>,
+                data -> JsonDoc,
+                created_at -> Ts,
+            }
+        }
+
+        diesel::table! {
+            use diesel::sql_types::*;
+            use super::{JsonDoc, Ts};
+
             webhooks (id) {
                 id -> BigInt,
                 url -> Text,
@@ -265,6 +281,7 @@ macro_rules! omniman_tables {
             api_tokens,
             stock_levels,
             stock_holds,
+            events,
         );
     };
 }

@@ -368,12 +368,9 @@ async fn postgres_connections_get_the_statement_timeout() {
     let slow = conn.batch_execute("SELECT pg_sleep(2)").await;
     assert!(slow.is_err(), "the statement is cancelled after 200 ms");
     // Migrations are exempt (they may take long on big tables): they ran on this database.
-    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations/postgres")).unwrap();
-    assert_eq!(
-        omniman_storage::applied_migrations(&test_db).await.unwrap().len(),
-        migrations.count(),
-        "every migration"
-    );
+    let migrations =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations/postgres")).unwrap().count();
+    assert_eq!(omniman_storage::applied_migrations(&test_db).await.unwrap().len(), migrations, "every migration");
 }
 
 /// A statement that waits on a lock longer than the statement timeout, and a caller that waits

@@ -91,13 +91,43 @@ pub(crate) async fn get_directive<S: Store + 'static>(
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
     path_text("directive_id", &id)?;
-    let not_found = || {
-        ApiError::coded(omniman_core::error::Code::DirectiveNotFound, format!("directive {id} not found"), Map::new())
-            .with_context("directive_id", id.as_str())
-    };
-    let Ok(numeric) = id.parse::<i64>() else { return Err(not_found()) };
+    let Ok(numeric) = id.parse::<i64>() else { return Err(directive_not_found(&id)) };
     let directive = state.hub.directive(numeric).await?;
     Ok(HttpResponse::Ok().json(DirectiveView::from(&directive)))
+}
+
+/// Puts a failed directive back in the queue, available now (admin). Its `attempts` are kept,
+/// so a run that fails again goes straight back to `failed`.
+#[utoipa::path(
+    post,
+    path = "/api/directives/{id}/retry",
+    tag = "admin",
+    params(("id" = i64, Path, description = "Directive id")),
+    responses(
+        (status = 200, description = "The directive, queued", body = DirectiveView),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin token", body = ErrorBody),
+        (status = 404, description = "`directive_not_found`", body = ErrorBody),
+        (status = 409, description = "`directive_not_failed`: it is queued, running or done", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn retry_directive<S: Store + 'static>(
+    who: Principal,
+    state: web::Data<AppState<S>>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    who.require_admin()?;
+    path_text("directive_id", &id)?;
+    let Ok(numeric) = id.parse::<i64>() else { return Err(directive_not_found(&id)) };
+    let directive = state.hub.retry_directive(numeric).await?;
+    Ok(HttpResponse::Ok().json(DirectiveView::from(&directive)))
+}
+
+/// 404 for a directive id, as it was asked for (also when it is no number).
+fn directive_not_found(id: &str) -> ApiError {
+    ApiError::coded(omniman_core::error::Code::DirectiveNotFound, format!("directive {id} not found"), Map::new())
+        .with_context("directive_id", id)
 }
 
 /// Prometheus metrics (OpenMetrics text).

@@ -1,6 +1,7 @@
 //! Route handlers: extract and validate input, call the service, shape the answer.
 
 pub(crate) mod admin;
+pub(crate) mod events;
 pub(crate) mod manage;
 pub(crate) mod meta;
 pub(crate) mod orders;

@@ -7,6 +7,7 @@ mod addressing;
 mod amounts;
 mod auth;
 mod commit;
+mod console;
 mod limits;
 mod manage;
 mod meta;

@@ -138,11 +138,12 @@ fn assert_declares(method: &str, path: &str, operation: &Value, status: &str, co
 fn every_operation_declares_the_transport_errors() {
     let doc: Value = serde_json::from_str(&omniman_http::ApiDoc::openapi().to_json().unwrap()).unwrap();
     let operations = operations(&doc);
-    assert_eq!(operations.len(), 32);
+    assert_eq!(operations.len(), 34);
     for (method, path, operation) in &operations {
         assert_declares(method, path, operation, "500", "internal_error");
-        // Only POST and PATCH read a JSON body (an action such as `POST /api/webhooks/{id}/test`
-        // may take none); each that does is subject to the body limit and the content type.
+        // Only POST and PATCH read a JSON body (an action such as a directive's retry or
+        // `POST /api/webhooks/{id}/test` may take none); each that does is subject to the body
+        // limit and the content type.
         let with_body = operation.get("requestBody").is_some();
         assert!(!with_body || method == "post" || method == "patch", "{method} {path}");
         assert!(with_body || method != "patch", "{method} {path}");

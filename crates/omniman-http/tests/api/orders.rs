@@ -251,3 +251,44 @@ async fn channels() {
     let ctx = call!(app, get("/api/channels/nope", CLIENT)).expect_error(404, "channel_not_found");
     assert_eq!(ctx["channel_code"], "nope");
 }
+
+#[actix_web::test]
+async fn a_failed_directive_is_retried_by_an_admin_keeping_its_attempts() {
+    use omniman_core::directive::{DirectiveStatus, DirectiveUpdate};
+    use omniman_core::ports::DirectiveQueue;
+
+    let state = common::state().await;
+    let app = service!(state.clone());
+    let key = open!(app, "checked");
+    add_line!(app, "checked", key, "A", 1, 10);
+    let store = state.hub().store();
+    let now = chrono::Utc::now();
+    let claimed = store.claim(None, 1, now).await.unwrap().remove(0);
+    let id = claimed.id;
+    let path = format!("/api/directives/{id}/retry");
+    let ctx = call!(app, post(&path, ADMIN, &json!({}))).expect_error(409, "directive_not_failed");
+    assert_eq!(
+        (ctx["directive_id"].as_str(), ctx["status"].as_str()),
+        (Some(id.to_string().as_str()), Some("running"))
+    );
+    let failed = DirectiveUpdate {
+        id,
+        claimed_attempts: claimed.attempts,
+        status: DirectiveStatus::Failed,
+        attempts: claimed.attempts,
+        available_at: now,
+        last_error: "boom".into(),
+        payload_patch: serde_json::Map::new(),
+    };
+    assert_eq!(store.finish(&[failed], now).await.unwrap(), 1);
+
+    call!(app, post(&path, CLIENT, &json!({}))).expect_error(403, "forbidden");
+    let body = call!(app, post(&path, ADMIN, &json!({}))).expect(200);
+    assert_eq!((body["status"].as_str(), body["attempts"].as_i64()), (Some("queued"), Some(1)));
+    assert_eq!(body["last_error"], "boom", "kept until the next run replaces it");
+    let detail = call!(app, get(&format!("/api/directives/{id}"), ADMIN)).expect(200);
+    assert_eq!(detail["status"], "queued");
+    call!(app, post(&path, ADMIN, &json!({}))).expect_error(409, "directive_not_failed");
+    call!(app, post("/api/directives/99999/retry", ADMIN, &json!({}))).expect_error(404, "directive_not_found");
+    call!(app, post("/api/directives/abc/retry", ADMIN, &json!({}))).expect_error(404, "directive_not_found");
+}

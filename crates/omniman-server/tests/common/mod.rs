@@ -181,6 +181,7 @@ pub const OMNIMAN_ENV: &[&str] = &[
     "OMNIMAN_CURRENCY",
     "OMNIMAN_REDIS_URL",
     "OMNIMAN_REDIS_PREFIX",
+    "OMNIMAN_CONSOLE_SECRET",
 ];
 
 /// `omniman ARGS` with a clean environment (see [`OMNIMAN_ENV`]) plus `envs`.

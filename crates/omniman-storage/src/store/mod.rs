@@ -22,10 +22,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use diesel::result::Error as DieselError;
-use diesel_async::SimpleAsyncConnection;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, PoolableConnection};
-use futures_util::StreamExt;
 use omniman_core::channel::{Channel, ChannelSpec};
 use omniman_core::commit::CommitPlan;
 use omniman_core::directive::{Directive, DirectiveStatus, DirectiveUpdate, NewDirective};
@@ -39,14 +37,12 @@ use omniman_core::ports::{
 };
 use omniman_core::session::Session;
 use omniman_core::webhook::{Delivery, NewDelivery, Webhook};
-use tokio::sync::mpsc;
 
 use self::rows::{
     ChannelRow, ChannelValues, IdempotencyValues, OrderRow, SessionRow, SessionValues, TokenValues, affected, db_error,
     directive_values, stored_order, stored_session, ts, violates,
 };
 use crate::counter::StatementCounter;
-use crate::error::StorageError;
 use crate::pool::{Database, WriteGate, checkout_watched, checkout_with};
 use crate::retry::{Retry, Watch};
 
@@ -95,34 +91,57 @@ where
     let counter = StatementCounter::current();
     let gate = gate.cloned();
     let task = tokio::spawn(async move {
-        // Held by the task, so that a caller giving up does not let the next writer in early.
-        let _writing = match &gate {
-            Some(gate) => Some(gate.enter().await),
-            None => None,
-        };
-        let Some(retry) = retry else {
-            let conn = checkout_with(&pool, counter).await.map_err(StoreError::from)?;
-            return f(conn).await;
-        };
-        let again = f.clone();
-        let watch = Arc::new(Watch::default());
-        let started = std::time::Instant::now();
-        let conn = checkout_watched(&pool, counter.clone(), Some(watch.clone())).await.map_err(StoreError::from)?;
-        match f(conn).await {
-            Err(_) if watch.may_retry(retry) => {
-                // What lost one connection (a restart, a network failure) likely lost the other
-                // idle ones too: they go, and the call runs again on a new connection.
-                drop(pool.retain(|_, metrics| metrics.created >= started));
-                let conn = checkout_with(&pool, counter).await.map_err(StoreError::from)?;
-                again(conn).await
-            }
-            result => result,
+        let result = run_gated(pool, gate.as_ref(), retry, counter, f).await;
+        if let Some(gate) = &gate {
+            gate.wrote();
         }
+        result
     });
     match task.await {
         Ok(result) => result,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => Err(StoreError::Unavailable(format!("storage task stopped: {e}"))),
+    }
+}
+
+/// The body of [`run`]'s task.
+async fn run_gated<C, R, F, Fut>(
+    pool: Pool<C>,
+    gate: Option<&WriteGate>,
+    retry: Option<Retry>,
+    counter: Option<StatementCounter>,
+    f: F,
+) -> StoreResult<R>
+where
+    C: PoolableConnection + Send + 'static,
+    AsyncDieselConnectionManager<C>:
+        deadpool::managed::Manager<Type = C, Error = diesel_async::pooled_connection::PoolError>,
+    F: FnOnce(Object<C>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = StoreResult<R>> + Send + 'static,
+    R: Send + 'static,
+{
+    // Held by the task, so that a caller giving up does not let the next writer in early.
+    let _writing = match gate {
+        Some(gate) => Some(gate.enter().await),
+        None => None,
+    };
+    let Some(retry) = retry else {
+        let conn = checkout_with(&pool, counter).await.map_err(StoreError::from)?;
+        return f(conn).await;
+    };
+    let again = f.clone();
+    let watch = Arc::new(Watch::default());
+    let started = std::time::Instant::now();
+    let conn = checkout_watched(&pool, counter.clone(), Some(watch.clone())).await.map_err(StoreError::from)?;
+    match f(conn).await {
+        Err(_) if watch.may_retry(retry) => {
+            // What lost one connection (a restart, a network failure) likely lost the other
+            // idle ones too: they go, and the call runs again on a new connection.
+            drop(pool.retain(|_, metrics| metrics.created >= started));
+            let conn = checkout_with(&pool, counter).await.map_err(StoreError::from)?;
+            again(conn).await
+        }
+        result => result,
     }
 }
 
@@ -166,9 +185,11 @@ macro_rules! on_db {
     };
 }
 
-// Declared after `on_db!`, which it uses.
+// Declared after `on_db!`, which they use.
+mod events;
 mod stock;
 
+pub use self::events::{DIRECTIVES_CHANNEL, DirectiveWakeups, EVENTS_CHANNEL, Wakeups};
 pub use self::stock::StockLevel;
 
 fn sessions(rows: Vec<(SessionRow, String)>) -> StoreResult<Vec<Session>> {
@@ -570,56 +591,5 @@ impl WebhookStore for Database {
         let values = rows::DeliveryValues::new(deliveries);
         let now = Utc::now();
         on_db!(tx self, |conn, q| q::advance_dispatch(conn, from, to, values, now).await.map_err(db_error))
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Wake-ups
-
-/// The PostgreSQL channel the `directives` insert trigger notifies.
-pub const DIRECTIVES_CHANNEL: &str = "omniman_directives";
-
-/// Wake-ups for idle workers: one per committed transaction that inserted directives
-/// (coalesced while nobody waits). Dropping it stops listening.
-#[derive(Debug)]
-pub struct DirectiveWakeups {
-    rx: mpsc::Receiver<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl DirectiveWakeups {
-    /// Waits for the next wake-up; `false` when the listening connection is gone (fall back to
-    /// polling, or listen again).
-    pub async fn wait(&mut self) -> bool {
-        self.rx.recv().await.is_some()
-    }
-}
-
-impl Drop for DirectiveWakeups {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Database {
-    /// Listens for new directives on a dedicated connection (taken out of the pool). `None` on
-    /// SQLite, where one process owns the database and workers poll.
-    pub async fn listen_directives(&self) -> Result<Option<DirectiveWakeups>, StorageError> {
-        let Database::Postgres(pool) = self else {
-            return Ok(None);
-        };
-        let mut conn = Object::take(checkout_with(pool, None).await?);
-        conn.batch_execute(&format!("LISTEN {DIRECTIVES_CHANNEL}")).await?;
-        let (tx, rx) = mpsc::channel(1);
-        let task = tokio::spawn(async move {
-            let mut conn = conn;
-            let mut stream = std::pin::pin!(conn.notifications_stream());
-            while let Some(Ok(_)) = stream.next().await {
-                if let Err(mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
-                    break;
-                }
-            }
-        });
-        Ok(Some(DirectiveWakeups { rx, task }))
     }
 }

@@ -27,6 +27,15 @@ macro_rules! for_update {
     };
 }
 
+/// The transactions in flight in the statement's snapshot, comma-separated.
+macro_rules! in_flight_xids {
+    () => {
+        diesel::dsl::sql::<diesel::sql_types::Text>(
+            "(SELECT coalesce(string_agg(x::text, ','), '') FROM pg_snapshot_xip(pg_current_snapshot()) AS x)",
+        )
+    };
+}
+
 /// The claim condition: the oldest ready rows no other claimer holds.
 macro_rules! claimable {
     ($now:expr, $topics:expr, $limit:expr) => {{

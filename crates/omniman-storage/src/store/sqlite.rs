@@ -43,6 +43,13 @@ macro_rules! for_update {
     };
 }
 
+/// No transaction is ever in flight for a reader: SQLite's one writer commits ids in order.
+macro_rules! in_flight_xids {
+    () => {
+        diesel::dsl::sql::<diesel::sql_types::Text>("''")
+    };
+}
+
 /// The claim condition: the oldest ready rows (SQLite has one writer at a time, so a claim,
 /// one `UPDATE`, cannot interleave with another).
 macro_rules! claimable {

@@ -15,7 +15,10 @@
 //!   matches them through `json_each`;
 //! * `for_update!(query)`: a `SELECT` that locks the rows it reads until the transaction ends
 //!   (PostgreSQL: `FOR UPDATE`; SQLite: unchanged, the immediate transaction already holds the
-//!   database's write lock).
+//!   database's write lock);
+//! * `in_flight_xids!()`: a text column listing the transactions in flight in the statement's
+//!   snapshot (PostgreSQL: `pg_current_snapshot()`'s, comma-separated; SQLite: always empty,
+//!   its one writer commits ids in order).
 //!
 //! Every function runs exactly the statements its doc comment counts (transaction control
 //! excluded); the statement-budget tests hold them to it.
@@ -37,6 +40,8 @@
 mod channels;
 #[macro_use]
 mod directives;
+#[macro_use]
+mod events;
 #[macro_use]
 mod idempotency;
 #[macro_use]
@@ -104,6 +109,7 @@ macro_rules! shared_queries {
         session_queries!();
         order_queries!();
         directive_queries!();
+        event_queries!();
         idempotency_queries!();
         stock_queries!();
         webhook_queries!();

@@ -568,9 +568,11 @@ impl IdempotencyValues {
 }
 
 mod holds;
+mod log;
 mod tokens;
 mod webhooks;
 
 pub(crate) use holds::*;
+pub(crate) use log::*;
 pub(crate) use tokens::*;
 pub(crate) use webhooks::*;

@@ -1,0 +1,232 @@
+//! The live event feed behind `GET /api/events` (docs/events.md): one task per process follows
+//! the database's event log and fans each event out to every subscriber of this process.
+//!
+//! Each instance follows the log itself, so every instance sees every event, whichever instance
+//! wrote it: the log is the fan-out. A subscriber first replays what it missed from the log
+//! (`Last-Event-ID`), then takes the live events; the hand-over is exact (see
+//! [`EventFeed::subscribe`]). A subscriber that falls behind by more than the buffer loses its
+//! place in the live feed and is told to reconnect: writers never wait for readers.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use omniman_core::events::{EventCursor, EventLog, EventRead, LogEvent};
+use omniman_core::ports::StoreResult;
+use tokio::sync::{Notify, broadcast, watch};
+
+/// The event log as the feed reads it (any [`EventLog`] is one).
+pub trait EventSource: Send + Sync + 'static {
+    /// See [`EventLog::read_events`].
+    fn read<'a>(
+        &'a self,
+        after: i64,
+        limit: usize,
+    ) -> Pin<Box<dyn Future<Output = StoreResult<EventRead>> + Send + 'a>>;
+    /// See [`EventLog::last_event_id`].
+    fn last_id(&self) -> Pin<Box<dyn Future<Output = StoreResult<i64>> + Send + '_>>;
+}
+
+impl<L: EventLog + 'static> EventSource for L {
+    fn read<'a>(
+        &'a self,
+        after: i64,
+        limit: usize,
+    ) -> Pin<Box<dyn Future<Output = StoreResult<EventRead>> + Send + 'a>> {
+        Box::pin(self.read_events(after, limit))
+    }
+
+    fn last_id(&self) -> Pin<Box<dyn Future<Output = StoreResult<i64>> + Send + '_>> {
+        Box::pin(self.last_event_id())
+    }
+}
+
+/// How the feed follows the log.
+#[derive(Clone, Debug)]
+pub struct FeedSettings {
+    /// Live events a subscriber may fall behind by before it is told to reconnect.
+    pub buffer: usize,
+    /// Events read at once.
+    pub batch: usize,
+    /// The longest wait between reads when nothing wakes the feed (writes of other processes on
+    /// SQLite; a lost `LISTEN` connection on PostgreSQL).
+    pub poll: Duration,
+    /// The wait before reading again while a transaction in flight holds the cursor.
+    pub hole_poll: Duration,
+    /// How often an idle stream sends a comment, so that proxies keep it open.
+    pub heartbeat: Duration,
+}
+
+impl Default for FeedSettings {
+    fn default() -> FeedSettings {
+        FeedSettings {
+            buffer: 1024,
+            batch: 500,
+            poll: Duration::from_secs(1),
+            hole_poll: Duration::from_millis(5),
+            heartbeat: Duration::from_secs(15),
+        }
+    }
+}
+
+/// An event with its `data:` JSON, encoded once for every subscriber.
+#[derive(Debug)]
+pub(crate) struct FeedEvent {
+    pub(crate) event: LogEvent,
+    pub(crate) json: Bytes,
+}
+
+/// What the tailer publishes and a subscriber reads together (see [`EventFeed::subscribe`]).
+struct Published {
+    sender: broadcast::Sender<Arc<FeedEvent>>,
+    /// Every event up to this id has been sent (or never existed).
+    position: i64,
+}
+
+/// The feed of one process. Cheap to clone.
+#[derive(Clone)]
+pub struct EventFeed {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    log: Arc<dyn EventSource>,
+    settings: FeedSettings,
+    published: Mutex<Published>,
+    wake: Notify,
+    closed: watch::Sender<bool>,
+}
+
+impl fmt::Debug for EventFeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventFeed").field("position", &self.position()).finish_non_exhaustive()
+    }
+}
+
+/// A subscriber's starting point: the live feed from `position` on, and the log before it.
+pub(crate) struct Subscription {
+    pub(crate) live: broadcast::Receiver<Arc<FeedEvent>>,
+    /// Events up to here were sent before `live` existed: they come from the log.
+    pub(crate) position: i64,
+    pub(crate) closed: watch::Receiver<bool>,
+}
+
+impl EventFeed {
+    /// Starts following `log` from its current end, in a task on the current Tokio runtime.
+    /// Call [`wake`](Self::wake) when the log may have grown; it is also read every
+    /// [`FeedSettings::poll`].
+    pub async fn start(log: Arc<dyn EventSource>, settings: FeedSettings) -> StoreResult<EventFeed> {
+        let position = log.last_id().await?;
+        let (sender, _) = broadcast::channel(settings.buffer.max(1));
+        let feed = EventFeed {
+            inner: Arc::new(Inner {
+                log,
+                settings,
+                published: Mutex::new(Published { sender, position }),
+                wake: Notify::new(),
+                closed: watch::Sender::new(false),
+            }),
+        };
+        tokio::spawn(follow(Arc::downgrade(&feed.inner), EventCursor::after(position)));
+        Ok(feed)
+    }
+
+    /// Tells the feed the log may have grown.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Ends every stream (at shutdown, so that open streams do not hold it up) and stops
+    /// following the log.
+    pub fn close(&self) {
+        self.inner.closed.send_replace(true);
+        self.inner.wake.notify_one();
+    }
+
+    /// The last id sent to subscribers.
+    pub fn position(&self) -> i64 {
+        self.published().position
+    }
+
+    /// Subscribers right now.
+    pub fn subscribers(&self) -> usize {
+        self.published().sender.receiver_count()
+    }
+
+    pub(crate) fn settings(&self) -> &FeedSettings {
+        &self.inner.settings
+    }
+
+    pub(crate) fn log(&self) -> &Arc<dyn EventSource> {
+        &self.inner.log
+    }
+
+    /// The live feed and the position it starts after, taken under the lock the tailer sends
+    /// under: every event up to the position was sent before the receiver existed, every later
+    /// one reaches it.
+    pub(crate) fn subscribe(&self) -> Subscription {
+        let published = self.published();
+        Subscription {
+            live: published.sender.subscribe(),
+            position: published.position,
+            closed: self.inner.closed.subscribe(),
+        }
+    }
+
+    fn published(&self) -> std::sync::MutexGuard<'_, Published> {
+        self.inner.published.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The tailer: reads the log after its cursor and sends what the cursor delivers. Ends when the
+/// feed is dropped or closed.
+async fn follow(feed: std::sync::Weak<Inner>, mut cursor: EventCursor) {
+    let mut failures: u32 = 0;
+    loop {
+        let Some(inner) = feed.upgrade() else { return };
+        if *inner.closed.borrow() {
+            return;
+        }
+        let settings = inner.settings.clone();
+        let wait = match inner.log.read(cursor.position(), settings.batch).await {
+            Ok(read) => {
+                failures = 0;
+                let full = read.events.len() >= settings.batch;
+                let events = cursor.advance(read);
+                if !events.is_empty() {
+                    let encoded: Vec<Arc<FeedEvent>> = events.into_iter().map(encode).collect();
+                    let mut published = inner.published.lock().unwrap_or_else(PoisonError::into_inner);
+                    for event in encoded {
+                        // No receiver is no error: nobody is listening now.
+                        let _ = published.sender.send(event);
+                    }
+                    published.position = cursor.position();
+                }
+                if full {
+                    None
+                } else if cursor.is_waiting() {
+                    Some(settings.hole_poll)
+                } else {
+                    Some(settings.poll)
+                }
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(error = %e, "reading the event log failed; retrying");
+                Some(Duration::from_millis(100 * u64::from(failures.min(20))))
+            }
+        };
+        if let Some(wait) = wait {
+            let _ = tokio::time::timeout(wait, inner.wake.notified()).await;
+        }
+    }
+}
+
+/// An event with its `data:` JSON.
+pub(crate) fn encode(event: LogEvent) -> Arc<FeedEvent> {
+    let json = serde_json::to_vec(&event).map_or_else(|_| Bytes::from_static(b"{}"), Bytes::from);
+    Arc::new(FeedEvent { event, json })
+}
