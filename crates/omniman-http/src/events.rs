@@ -10,6 +10,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -98,6 +99,10 @@ struct Inner {
     published: Mutex<Published>,
     wake: Notify,
     closed: watch::Sender<bool>,
+    /// Streams closed for falling behind.
+    lagged: AtomicU64,
+    /// Failed reads of the log.
+    read_errors: AtomicU64,
 }
 
 impl fmt::Debug for EventFeed {
@@ -128,6 +133,8 @@ impl EventFeed {
                 published: Mutex::new(Published { sender, position }),
                 wake: Notify::new(),
                 closed: watch::Sender::new(false),
+                lagged: AtomicU64::new(0),
+                read_errors: AtomicU64::new(0),
             }),
         };
         tokio::spawn(follow(Arc::downgrade(&feed.inner), EventCursor::after(position)));
@@ -154,6 +161,21 @@ impl EventFeed {
     /// Subscribers right now.
     pub fn subscribers(&self) -> usize {
         self.published().sender.receiver_count()
+    }
+
+    /// Streams closed so far for falling behind.
+    pub fn lagged_streams(&self) -> u64 {
+        self.inner.lagged.load(Ordering::Relaxed)
+    }
+
+    /// Failed reads of the log so far (each retried).
+    pub fn read_errors(&self) -> u64 {
+        self.inner.read_errors.load(Ordering::Relaxed)
+    }
+
+    /// Counts a stream closed for falling behind.
+    pub(crate) fn lagged(&self) {
+        self.inner.lagged.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn settings(&self) -> &FeedSettings {
@@ -214,6 +236,7 @@ async fn follow(feed: std::sync::Weak<Inner>, mut cursor: EventCursor) {
                 }
             }
             Err(e) => {
+                inner.read_errors.fetch_add(1, Ordering::Relaxed);
                 failures = failures.saturating_add(1);
                 tracing::warn!(error = %e, "reading the event log failed; retrying");
                 Some(Duration::from_millis(100 * u64::from(failures.min(20))))
@@ -229,4 +252,40 @@ async fn follow(feed: std::sync::Weak<Inner>, mut cursor: EventCursor) {
 pub(crate) fn encode(event: LogEvent) -> Arc<FeedEvent> {
     let json = serde_json::to_vec(&event).map_or_else(|_| Bytes::from_static(b"{}"), Bytes::from);
     Arc::new(FeedEvent { event, json })
+}
+
+/// The feed's metrics, read at scrape time (`GET /metrics`).
+#[derive(Debug)]
+pub(crate) struct FeedMetrics(pub(crate) EventFeed);
+
+impl prometheus_client::collector::Collector for FeedMetrics {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> fmt::Result {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        use prometheus_client::metrics::{MetricType, TypedMetric};
+
+        let feed = &self.0;
+        let subscribers = i64::try_from(feed.subscribers()).unwrap_or(i64::MAX);
+        let gauges = [
+            ("event_subscribers", "Event streams open on this instance", subscribers),
+            ("event_feed_position", "The last event id this instance has sent to its streams", feed.position()),
+        ];
+        for (name, help, value) in gauges {
+            ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
+        }
+        let counters = [
+            (
+                "event_streams_lagged",
+                "Event streams closed for falling behind the live feed (their clients resume from the log)",
+                feed.lagged_streams(),
+            ),
+            ("event_log_read_errors", "Failed reads of the event log (retried)", feed.read_errors()),
+        ];
+        for (name, help, value) in counters {
+            let metric = encoder.encode_descriptor(name, help, None, <ConstCounter<u64> as TypedMetric>::TYPE)?;
+            ConstCounter::new(value).encode(metric)?;
+        }
+        Ok(())
+    }
 }

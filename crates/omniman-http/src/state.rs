@@ -153,6 +153,7 @@ impl<S: Store + 'static> AppState<S> {
     /// Serves `GET /api/events` from `feed` (without one, the route answers 404
     /// `events_unavailable`).
     pub fn with_event_feed(mut self, feed: EventFeed) -> AppState<S> {
+        self.metrics.register_collector(crate::events::FeedMetrics(feed.clone()));
         self.events = Some(feed);
         self
     }

@@ -153,6 +153,16 @@ async fn events_arrive_live_filtered_and_scoped() {
     let mut orders = Stream::open(&server.base, &admin, "?type=order.*", None).await.unwrap();
     let mut own = Stream::open(&server.base, &till, "", None).await.unwrap();
     assert_eq!(everything.frame(Duration::from_secs(5)).await.unwrap().retry, Some(2000), "a retry hint first");
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", server.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("omniman_event_subscribers 3"), "{metrics}");
 
     let started = Instant::now();
     let key = sale(&api, "pos").await;

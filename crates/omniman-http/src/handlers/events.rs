@@ -198,6 +198,9 @@ async fn run_stream(feed: EventFeed, filter: EventFilter, after: Option<i64>, fr
             () = frames.closed() => return,
         };
         let lagged = out.as_ref() == LAGGED;
+        if lagged {
+            feed.lagged();
+        }
         if frames.send(out).await.is_err() || lagged {
             return;
         }
@@ -352,6 +355,7 @@ mod tests {
         let last = frames.last().unwrap();
         assert!(last.contains("retry: 100"), "{last}");
         assert!(frames.len() < 100, "the stream ended early: {} frames", frames.len());
+        assert_eq!(feed.lagged_streams(), 1);
     }
 
     #[tokio::test]
