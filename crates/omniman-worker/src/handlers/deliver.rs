@@ -22,6 +22,8 @@ use omniman_core::webhook::DELIVER_TOPIC;
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
+use super::webhook::outcome_of;
+
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "Omniman-Signature";
 /// The delivery id header: the same on every attempt of one delivery.
@@ -31,12 +33,13 @@ pub const EVENT_HEADER: &str = "Omniman-Event";
 /// How old a signature's timestamp a receiver should accept, by default: 5 minutes.
 pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
 
-fn hmac_hex(secret: &str, timestamp: i64, body: &[u8]) -> String {
+/// The HMAC-SHA256 of `"<timestamp>.<body>"` keyed with `secret`, before finalizing.
+fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any size");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
+    mac
 }
 
 /// The `Omniman-Signature` value for `body` sent at `timestamp` (unix seconds).
@@ -48,7 +51,7 @@ fn hmac_hex(secret: &str, timestamp: i64, body: &[u8]) -> String {
 /// assert!(verify("whsec_x", &header, b"{}", 1_765_000_010, 300).is_ok());
 /// ```
 pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    format!("t={timestamp},v1={}", hmac_hex(secret, timestamp, body))
+    format!("t={timestamp},v1={}", hex::encode(mac(secret, timestamp, body).finalize().into_bytes()))
 }
 
 /// Why a signature was refused.
@@ -84,14 +87,7 @@ pub fn verify(secret: &str, header: &str, body: &[u8], now: i64, tolerance_secs:
     if (now - timestamp).abs() > tolerance_secs {
         return Err(SignatureError::Expired);
     }
-    let matches = |candidate: &Vec<u8>| {
-        let mut mac =
-            <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any size");
-        mac.update(timestamp.to_string().as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        mac.verify_slice(candidate).is_ok()
-    };
+    let matches = |candidate: &Vec<u8>| mac(secret, timestamp, body).verify_slice(candidate).is_ok();
     if candidates.iter().any(matches) { Ok(()) } else { Err(SignatureError::Mismatch) }
 }
 
@@ -160,18 +156,7 @@ impl<S: Store + 'static> DirectiveHandler for WebhookDeliveryHandler<S> {
             .send()
             .await
             .map_err(|e| HandlerError(format!("webhook delivery failed: {e}")))?;
-        let status = response.status();
-        if status.is_success() {
-            let mut patch = Map::new();
-            patch.insert("delivered_status".into(), status.as_u16().into());
-            return Ok(HandlerOutcome::Done { patch });
-        }
-        let message = format!("webhook answered {status}");
-        if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
-            Err(HandlerError(message))
-        } else {
-            Ok(HandlerOutcome::failed(message))
-        }
+        outcome_of(response.status())
     }
 }
 
