@@ -613,19 +613,7 @@ impl WebhookStore for InMemoryStore {
             .iter()
             .filter(|(_, (hook, _, _))| *hook == webhook_id)
             .filter_map(|(id, (hook, event_id, event_type))| {
-                let d = state.directives.get(id)?;
-                Some(Delivery {
-                    id: *id,
-                    webhook_id: *hook,
-                    event_id: *event_id,
-                    event_type: event_type.clone(),
-                    status: d.status,
-                    attempts: d.attempts,
-                    last_error: d.last_error.clone(),
-                    available_at: d.available_at,
-                    created_at: d.created_at,
-                    updated_at: d.updated_at,
-                })
+                Some(Delivery::of(state.directives.get(id)?, *hook, *event_id, event_type))
             })
             .collect();
         rows.sort_by_key(|d| std::cmp::Reverse((d.created_at, d.id)));

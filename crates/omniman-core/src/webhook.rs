@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::directive::{DirectiveStatus, NewDirective};
+use crate::directive::{Directive, DirectiveStatus, NewDirective};
 use crate::error::FieldErrors;
 use crate::events::{EventFilter, EventType, LogEvent};
 
@@ -254,6 +254,24 @@ pub struct Delivery {
     pub created_at: DateTime<Utc>,
     /// Last change of its directive.
     pub updated_at: DateTime<Utc>,
+}
+
+impl Delivery {
+    /// The delivery `directive` carries, with what its record says.
+    pub fn of(directive: &Directive, webhook_id: i64, event_id: Option<i64>, event_type: &str) -> Delivery {
+        Delivery {
+            id: directive.id,
+            webhook_id,
+            event_id,
+            event_type: event_type.to_owned(),
+            status: directive.status,
+            attempts: directive.attempts,
+            last_error: directive.last_error.clone(),
+            available_at: directive.available_at,
+            created_at: directive.created_at,
+            updated_at: directive.updated_at,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -124,17 +124,6 @@ impl<S: Store> Omniman<S> {
         let Some(directive) = directive else {
             return Err(StoreError::Other(format!("the test delivery of webhook {id} vanished")).into());
         };
-        Ok(Delivery {
-            id: directive.id,
-            webhook_id: id,
-            event_id: None,
-            event_type: delivery.event_type,
-            status: directive.status,
-            attempts: directive.attempts,
-            last_error: directive.last_error,
-            available_at: directive.available_at,
-            created_at: directive.created_at,
-            updated_at: directive.updated_at,
-        })
+        Ok(Delivery::of(&directive, id, None, &delivery.event_type))
     }
 }
