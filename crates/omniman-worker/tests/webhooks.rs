@@ -285,3 +285,19 @@ async fn a_delivery_to_a_deleted_subscription_ends_without_sending() {
     assert_eq!(directive.status, DirectiveStatus::Done);
     assert_eq!(directive.payload["skipped"], json!("the subscription was deleted"));
 }
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_fails_the_delivery() {
+    let (url, server) = receiver(&["302 Found\r\nlocation: http://127.0.0.1:9/elsewhere"]).await;
+    let store = InMemoryStore::new();
+    let hub = Arc::new(Omniman::new(store.clone(), Extensions::default()));
+    let hook = hub.create_webhook(subscription(&url, &[EventType::OrderCreated], None), "k".into()).await.unwrap();
+    let delivery = hub.test_webhook(hook.id).await.unwrap();
+    let handlers = HandlerRegistry::new().register(Arc::new(WebhookDeliveryHandler::new(hub.clone()))).unwrap();
+    let worker = Worker::new(Arc::new(store.clone()), Arc::new(handlers), WorkerConfig::default());
+    worker.run_once().await.unwrap();
+    let directive = store.directive(delivery.id).await.unwrap().unwrap();
+    assert_eq!(directive.status, DirectiveStatus::Failed, "{}", directive.last_error);
+    assert!(directive.last_error.contains("302"), "{}", directive.last_error);
+    assert_eq!(server.await.unwrap().len(), 1);
+}

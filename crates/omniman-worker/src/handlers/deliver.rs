@@ -5,7 +5,8 @@
 //! with the subscription's secret, `Omniman-Delivery: <delivery id>` (the directive's id: the same
 //! on every retry, so receivers can drop duplicates) and `Omniman-Event: <event type>`. The body
 //! is the event's JSON. A 2xx answer is `done`; 408, 429, 5xx and network errors are retried by
-//! the directive policy; any other status is a permanent failure. A delivery whose subscription
+//! the directive policy; any other status (redirects included: they are not followed) is a
+//! permanent failure. A delivery whose subscription
 //! was deleted ends `done` without sending (`skipped` in its payload).
 
 use std::sync::Arc;
@@ -107,7 +108,13 @@ impl<S> std::fmt::Debug for WebhookDeliveryHandler<S> {
 impl<S: Store + 'static> WebhookDeliveryHandler<S> {
     /// A handler reading subscriptions through `hub`; each POST may take 10 seconds.
     pub fn new(hub: Arc<Omniman<S>>) -> WebhookDeliveryHandler<S> {
-        WebhookDeliveryHandler { hub, client: reqwest::Client::new(), timeout: Duration::from_secs(10) }
+        // A redirect is not followed: it would turn the POST into a GET, and send it where the
+        // subscription does not say. It fails the delivery like any other non-2xx answer.
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        WebhookDeliveryHandler { hub, client, timeout: Duration::from_secs(10) }
     }
 
     /// The same with another time limit per POST.
