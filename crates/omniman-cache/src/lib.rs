@@ -63,9 +63,10 @@ use omniman_core::order::{NewEvent, Order, OrderEvent, TransitionPlan};
 use omniman_core::page::{Page, PageRequest};
 use omniman_core::ports::{
     ApiToken, ChannelStore, CommitWrite, DirectiveFilter, DirectiveQueue, IdempotencyStore, InsertSession, OrderFilter,
-    OrderStore, OrderSummary, SessionFilter, SessionStore, StoreResult, TokenStore,
+    OrderStore, OrderSummary, SessionFilter, SessionStore, StoreResult, TokenStore, WebhookStore,
 };
 use omniman_core::session::Session;
+use omniman_core::webhook::{Delivery, NewDelivery, Webhook};
 
 pub use crate::shared::{GcraOutcome, RedisConfig, RedisCounts, RedisTier};
 use crate::shared::{Level1, Message};
@@ -498,5 +499,49 @@ impl<S: TokenStore> TokenStore for CachedStore<S> {
             self.tell_others(&Message::Tokens);
         }
         Ok(revoked)
+    }
+}
+
+/// Subscriptions are read by the dispatcher and the admin API only, never on a hot path: every
+/// call goes to the store.
+impl<S: WebhookStore> WebhookStore for CachedStore<S> {
+    async fn create_webhook(&self, webhook: &Webhook) -> StoreResult<Webhook> {
+        self.inner.create_webhook(webhook).await
+    }
+
+    async fn webhook(&self, id: i64) -> StoreResult<Option<Webhook>> {
+        self.inner.webhook(id).await
+    }
+
+    async fn list_webhooks(&self, page: &PageRequest) -> StoreResult<Page<Webhook>> {
+        self.inner.list_webhooks(page).await
+    }
+
+    async fn active_webhooks(&self) -> StoreResult<Vec<Webhook>> {
+        self.inner.active_webhooks().await
+    }
+
+    async fn update_webhook(&self, webhook: &Webhook) -> StoreResult<bool> {
+        self.inner.update_webhook(webhook).await
+    }
+
+    async fn delete_webhook(&self, id: i64) -> StoreResult<bool> {
+        self.inner.delete_webhook(id).await
+    }
+
+    async fn enqueue_deliveries(&self, deliveries: &[NewDelivery]) -> StoreResult<Vec<i64>> {
+        self.inner.enqueue_deliveries(deliveries).await
+    }
+
+    async fn list_deliveries(&self, webhook_id: i64, page: &PageRequest) -> StoreResult<Page<Delivery>> {
+        self.inner.list_deliveries(webhook_id, page).await
+    }
+
+    async fn dispatch_position(&self) -> StoreResult<i64> {
+        self.inner.dispatch_position().await
+    }
+
+    async fn advance_dispatch(&self, from: i64, to: i64, deliveries: &[NewDelivery]) -> StoreResult<bool> {
+        self.inner.advance_dispatch(from, to, deliveries).await
     }
 }

@@ -130,6 +130,8 @@ codes! {
     IssueNotFound = "issue_not_found",
     /// The issue offers no such action.
     ActionNotFound = "action_not_found",
+    /// No such webhook subscription.
+    WebhookNotFound = "webhook_not_found",
     /// The route does not take that method.
     MethodNotAllowed = "method_not_allowed",
     /// The session is already sealed into an order.
@@ -220,7 +222,8 @@ impl Code {
             | Code::TokenNotFound
             | Code::EventsUnavailable
             | Code::IssueNotFound
-            | Code::ActionNotFound => ErrorKind::NotFound,
+            | Code::ActionNotFound
+            | Code::WebhookNotFound => ErrorKind::NotFound,
             Code::MethodNotAllowed => ErrorKind::MethodNotAllowed,
             Code::AlreadyCommitted
             | Code::AlreadyAbandoned

@@ -72,6 +72,7 @@ pub mod service;
 pub mod session;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod webhook;
 
 pub use service::Omniman;
 

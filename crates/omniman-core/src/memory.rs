@@ -16,9 +16,10 @@ use crate::order::{NewEvent, Order, OrderEvent, TransitionPlan};
 use crate::page::{Direction, Page, PageRequest};
 use crate::ports::{
     ApiToken, ChannelStore, CommitWrite, DirectiveFilter, DirectiveQueue, IdempotencyStore, InsertSession, OrderFilter,
-    OrderStore, OrderSummary, SessionFilter, SessionStore, StoreResult, TokenStore,
+    OrderStore, OrderSummary, SessionFilter, SessionStore, StoreResult, TokenStore, WebhookStore,
 };
 use crate::session::{Session, SessionState};
+use crate::webhook::{Delivery, NewDelivery, Webhook};
 
 #[derive(Debug, Default)]
 struct State {
@@ -29,10 +30,24 @@ struct State {
     directives: BTreeMap<i64, Directive>,
     idempotency: BTreeMap<(String, String), IdempotencyRecord>,
     tokens: BTreeMap<String, ApiToken>,
+    webhooks: BTreeMap<i64, Webhook>,
+    /// Delivery records by directive id: (subscription, event id, event type).
+    deliveries: BTreeMap<i64, (i64, Option<i64>, String)>,
+    dispatch_position: i64,
     next_id: i64,
 }
 
 impl State {
+    fn enqueue_deliveries(&mut self, deliveries: &[NewDelivery]) -> Vec<i64> {
+        let directives: Vec<NewDirective> = deliveries.iter().map(|d| d.directive.clone()).collect();
+        let now = directives.first().map_or_else(Utc::now, |d| d.available_at);
+        let ids = self.enqueue(&directives, now);
+        for (id, d) in ids.iter().zip(deliveries) {
+            self.deliveries.insert(*id, (d.webhook_id, d.event_id, d.event_type.clone()));
+        }
+        ids
+    }
+
     fn next_id(&mut self) -> i64 {
         self.next_id += 1;
         self.next_id
@@ -544,5 +559,78 @@ impl TokenStore for InMemoryStore {
             }
             _ => Ok(false),
         }
+    }
+}
+
+impl WebhookStore for InMemoryStore {
+    async fn create_webhook(&self, webhook: &Webhook) -> StoreResult<Webhook> {
+        let mut state = self.state();
+        // This store keeps no event log: its end is always 0.
+        let stored = Webhook { id: state.next_id(), start_after: 0, ..webhook.clone() };
+        state.webhooks.insert(stored.id, stored.clone());
+        Ok(stored)
+    }
+
+    async fn webhook(&self, id: i64) -> StoreResult<Option<Webhook>> {
+        Ok(self.state().webhooks.get(&id).cloned())
+    }
+
+    async fn list_webhooks(&self, page: &PageRequest) -> StoreResult<Page<Webhook>> {
+        let mut rows: Vec<Webhook> = self.state().webhooks.values().cloned().collect();
+        rows.sort_by_key(|w| std::cmp::Reverse((w.created_at, w.id)));
+        Ok(page_of(rows, page, |w| (w.created_at, w.id)))
+    }
+
+    async fn active_webhooks(&self) -> StoreResult<Vec<Webhook>> {
+        Ok(self.state().webhooks.values().filter(|w| w.active).cloned().collect())
+    }
+
+    async fn update_webhook(&self, webhook: &Webhook) -> StoreResult<bool> {
+        let mut state = self.state();
+        let Some(stored) = state.webhooks.get_mut(&webhook.id) else { return Ok(false) };
+        stored.url.clone_from(&webhook.url);
+        stored.events.clone_from(&webhook.events);
+        stored.channels.clone_from(&webhook.channels);
+        stored.active = webhook.active;
+        stored.updated_at = webhook.updated_at;
+        Ok(true)
+    }
+
+    async fn delete_webhook(&self, id: i64) -> StoreResult<bool> {
+        let mut state = self.state();
+        state.deliveries.retain(|_, (webhook_id, _, _)| *webhook_id != id);
+        Ok(state.webhooks.remove(&id).is_some())
+    }
+
+    async fn enqueue_deliveries(&self, deliveries: &[NewDelivery]) -> StoreResult<Vec<i64>> {
+        Ok(self.state().enqueue_deliveries(deliveries))
+    }
+
+    async fn list_deliveries(&self, webhook_id: i64, page: &PageRequest) -> StoreResult<Page<Delivery>> {
+        let state = self.state();
+        let mut rows: Vec<Delivery> = state
+            .deliveries
+            .iter()
+            .filter(|(_, (hook, _, _))| *hook == webhook_id)
+            .filter_map(|(id, (hook, event_id, event_type))| {
+                Some(Delivery::of(state.directives.get(id)?, *hook, *event_id, event_type))
+            })
+            .collect();
+        rows.sort_by_key(|d| std::cmp::Reverse((d.created_at, d.id)));
+        Ok(page_of(rows, page, |d| (d.created_at, d.id)))
+    }
+
+    async fn dispatch_position(&self) -> StoreResult<i64> {
+        Ok(self.state().dispatch_position)
+    }
+
+    async fn advance_dispatch(&self, from: i64, to: i64, deliveries: &[NewDelivery]) -> StoreResult<bool> {
+        let mut state = self.state();
+        if state.dispatch_position != from {
+            return Ok(false);
+        }
+        state.dispatch_position = to;
+        state.enqueue_deliveries(deliveries);
+        Ok(true)
     }
 }

@@ -21,6 +21,7 @@ use crate::idempotency::IdempotencyRecord;
 use crate::order::{NewEvent, Order, OrderEvent, TransitionPlan};
 use crate::page::{Page, PageRequest};
 use crate::session::{Session, SessionState};
+use crate::webhook::{Delivery, NewDelivery, Webhook};
 
 /// Result alias for port calls.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -329,7 +330,54 @@ pub trait TokenStore: Send + Sync {
     fn revoke_token(&self, name: &str, now: DateTime<Utc>) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
-/// Everything the service needs from storage.
-pub trait Store: ChannelStore + SessionStore + OrderStore + DirectiveQueue + IdempotencyStore + TokenStore {}
+/// Webhook subscriptions, their deliveries, and the dispatcher's position in the event log
+/// (docs/webhooks.md).
+pub trait WebhookStore: Send + Sync {
+    /// Stores a new subscription (its `id` and `start_after` are ignored) and returns it as
+    /// stored: with its id, and `start_after` set to the highest event id written so far, read
+    /// in the insert's own statement, so that it never receives history.
+    fn create_webhook(&self, webhook: &Webhook) -> impl Future<Output = StoreResult<Webhook>> + Send;
+    /// One subscription.
+    fn webhook(&self, id: i64) -> impl Future<Output = StoreResult<Option<Webhook>>> + Send;
+    /// A page of subscriptions, newest first.
+    fn list_webhooks(&self, page: &PageRequest) -> impl Future<Output = StoreResult<Page<Webhook>>> + Send;
+    /// Every active subscription (what the dispatcher matches events against).
+    fn active_webhooks(&self) -> impl Future<Output = StoreResult<Vec<Webhook>>> + Send;
+    /// Replaces the stored subscription's `url`, `events`, `channels`, `active` and
+    /// `updated_at`; `false` when there is none with its id.
+    fn update_webhook(&self, webhook: &Webhook) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Deletes a subscription and its delivery records (directives already queued stay, and find
+    /// it gone); `false` when there was none.
+    fn delete_webhook(&self, id: i64) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Enqueues deliveries (their directives and their records) in one transaction; returns the
+    /// delivery ids (the directives' ids), in order.
+    fn enqueue_deliveries(&self, deliveries: &[NewDelivery]) -> impl Future<Output = StoreResult<Vec<i64>>> + Send;
+    /// A page of a subscription's deliveries, newest first.
+    fn list_deliveries(
+        &self,
+        webhook_id: i64,
+        page: &PageRequest,
+    ) -> impl Future<Output = StoreResult<Page<Delivery>>> + Send;
+    /// The dispatcher's position: every event up to this id has been dispatched (0: none).
+    fn dispatch_position(&self) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// Moves the dispatcher's position from `from` to `to` and enqueues `deliveries`, in one
+    /// transaction, only if the position is still `from`. `false`: another dispatcher moved it
+    /// first, and nothing was written; so no event is ever dispatched twice.
+    fn advance_dispatch(
+        &self,
+        from: i64,
+        to: i64,
+        deliveries: &[NewDelivery],
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+}
 
-impl<T> Store for T where T: ChannelStore + SessionStore + OrderStore + DirectiveQueue + IdempotencyStore + TokenStore {}
+/// Everything the service needs from storage.
+pub trait Store:
+    ChannelStore + SessionStore + OrderStore + DirectiveQueue + IdempotencyStore + TokenStore + WebhookStore
+{
+}
+
+impl<T> Store for T where
+    T: ChannelStore + SessionStore + OrderStore + DirectiveQueue + IdempotencyStore + TokenStore + WebhookStore
+{
+}

@@ -42,6 +42,7 @@ use crate::routes::DocumentedRoutes;
         (name = "events", description = "The event log as a live stream (Server-Sent Events)"),
         (name = "admin", description = "Admin token only: order stream, directives, metrics"),
         (name = "management", description = "Admin token only: create and change channels, issue and revoke tokens"),
+        (name = "webhooks", description = "Admin token only: webhook subscriptions and their deliveries"),
     )
 )]
 pub struct ApiDoc;

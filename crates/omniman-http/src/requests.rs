@@ -10,6 +10,7 @@
 
 use actix_web::{HttpRequest, web};
 use omniman_core::channel::{ChannelConfig, ChannelSpec, EditPolicy, PricingPolicy};
+use omniman_core::events::EventType;
 use omniman_core::fields::{FieldReader, MAX_DATA_BYTES};
 use omniman_core::input::{ChannelCode, HandleRef, HandleType, IdempotencyKey, SessionKey};
 use omniman_core::modify::parse_import_items;
@@ -17,6 +18,7 @@ use omniman_core::ops::Op;
 use omniman_core::ports::Role;
 use omniman_core::service::{ChannelChange, ImportSession, IssueToken, MAX_TOKEN_NAME_CHARS, OpenSession};
 use omniman_core::session::Item;
+use omniman_core::webhook::{MAX_URL_CHARS, NewWebhook, WebhookChange, parse_event_types};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
@@ -493,6 +495,81 @@ impl From<CreateTokenRequest> for IssueToken {
     }
 }
 
+/// `POST /api/webhooks` (admin).
+#[derive(Debug, ToSchema)]
+#[serde(deny_unknown_fields)] // only documents `additionalProperties: false`: `finish_strict` enforces it
+pub struct CreateWebhookRequest {
+    /// Where deliveries are posted: an absolute `http://` or `https://` URL (≤ 2048).
+    pub url: String,
+    /// The event types to receive, at least one (`order.created`, `session.committed`…; docs/webhooks.md).
+    #[schema(value_type = Vec<String>, min_items = 1)]
+    pub events: Vec<EventType>,
+    /// Only events of these channels (each must exist); absent or `[]`: every channel.
+    pub channels: Option<Vec<String>>,
+    /// Default `true`; `false` creates it paused.
+    pub active: Option<bool>,
+}
+
+impl RequestBody for CreateWebhookRequest {
+    fn read(f: &mut FieldReader<'_>, _: &HttpRequest) -> Result<Option<Self>, ApiError> {
+        let url = f.non_empty("url", MAX_URL_CHARS);
+        let events = match f.raw("events") {
+            None => {
+                f.error("events", "this field is required");
+                None
+            }
+            Some(raw) => parse_event_types(raw).map_err(|errors| f.merge(errors)).ok(),
+        };
+        let channels = f.strings("channels", 64);
+        let active = f.boolean("active");
+        Ok(events.map(|events| CreateWebhookRequest { url, events, channels, active }))
+    }
+}
+
+impl From<CreateWebhookRequest> for NewWebhook {
+    fn from(r: CreateWebhookRequest) -> NewWebhook {
+        // `[]` is every channel, as absent: a subscription to no channel would receive nothing.
+        NewWebhook { url: r.url, events: r.events, channels: r.channels.filter(|c| !c.is_empty()), active: r.active }
+    }
+}
+
+/// `PATCH /api/webhooks/{id}` (admin): each field given replaces the stored one.
+#[derive(Debug, ToSchema)]
+#[serde(deny_unknown_fields)] // only documents `additionalProperties: false`: `finish_strict` enforces it
+pub struct ChangeWebhookRequest {
+    /// New URL (absolute `http://` or `https://`).
+    pub url: Option<String>,
+    /// New event types, at least one.
+    #[schema(value_type = Option<Vec<String>>)]
+    pub events: Option<Vec<EventType>>,
+    /// New channels; `[]`: every channel.
+    pub channels: Option<Vec<String>>,
+    /// `false` pauses it, `true` resumes it.
+    pub active: Option<bool>,
+}
+
+impl RequestBody for ChangeWebhookRequest {
+    fn read(f: &mut FieldReader<'_>, _: &HttpRequest) -> Result<Option<Self>, ApiError> {
+        let url = f.string("url", MAX_URL_CHARS);
+        let events = f.raw("events").and_then(|raw| parse_event_types(raw).map_err(|errors| f.merge(errors)).ok());
+        let channels = f.strings("channels", 64);
+        let active = f.boolean("active");
+        Ok(Some(ChangeWebhookRequest { url, events, channels, active }))
+    }
+}
+
+impl From<ChangeWebhookRequest> for WebhookChange {
+    fn from(r: ChangeWebhookRequest) -> WebhookChange {
+        WebhookChange {
+            url: r.url,
+            events: r.events,
+            // `[]` lifts the restriction: a subscription to no channel would receive nothing.
+            channels: r.channels.map(|codes| Some(codes).filter(|c| !c.is_empty())),
+            active: r.active,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use actix_web::test::TestRequest;
@@ -535,6 +612,8 @@ mod tests {
         same::<CreateChannelRequest>("CreateChannelRequest");
         same::<CreateTokenRequest>("CreateTokenRequest");
         same::<ChangeChannelRequest>("ChangeChannelRequest");
+        same::<CreateWebhookRequest>("CreateWebhookRequest");
+        same::<ChangeWebhookRequest>("ChangeWebhookRequest");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use actix_web::http::Method;
 use actix_web::web;
 use omniman_core::ports::Store;
 
-use crate::handlers::{admin, events, manage, meta, orders, sessions};
+use crate::handlers::{admin, events, manage, meta, orders, sessions, webhooks};
 
 /// A route the API answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +96,13 @@ route_table! {
         GET "/api/tokens" => manage::list_tokens::<S>;
         POST "/api/tokens" => manage::create_token::<S>;
         DELETE "/api/tokens/{id}" => manage::revoke_token::<S>;
+        GET "/api/webhooks" => webhooks::list_webhooks::<S>;
+        POST "/api/webhooks" => webhooks::create_webhook::<S>;
+        GET "/api/webhooks/{id}" => webhooks::get_webhook::<S>;
+        PATCH "/api/webhooks/{id}" => webhooks::change_webhook::<S>;
+        DELETE "/api/webhooks/{id}" => webhooks::delete_webhook::<S>;
+        GET "/api/webhooks/{id}/deliveries" => webhooks::list_deliveries::<S>;
+        POST "/api/webhooks/{id}/test" => webhooks::test_webhook::<S>;
         GET "/metrics" => admin::metrics::<S>;
     }
     // The document and its page do not describe themselves.

@@ -1,4 +1,5 @@
-//! Wiring: the database, the service, the handler registry, readiness and worker wake-ups.
+//! Wiring: the database, the service, the handler registry, the webhook dispatcher, readiness and
+//! worker wake-ups.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,10 +23,11 @@ use omniman_http::{
     Metrics, PoolProbe, PoolUsage, Rate, RateLimitBackend, RateLimitStatus, Readiness, ReadinessCheck, RouteClass,
 };
 use omniman_storage::{Database, StatementCounter, StorageConfig, run_migrations};
+use omniman_worker::handlers::deliver::WebhookDeliveryHandler;
 use omniman_worker::handlers::payment::{MockPayments, PaymentCaptureHandler, PaymentRefundHandler};
 use omniman_worker::handlers::stock::{StockCommitHandler, StockHoldHandler};
 use omniman_worker::handlers::webhook::WebhookHandler;
-use omniman_worker::{WorkerLiveness, WorkerState};
+use omniman_worker::{Dispatcher, DispatcherHandle, WorkerLiveness, WorkerState};
 use tokio::sync::Notify;
 
 use crate::cli::DbArgs;
@@ -338,7 +340,18 @@ pub(crate) fn handlers(hub: &Arc<Omniman<Store>>) -> anyhow::Result<HandlerRegis
         .register(Arc::new(StockCommitHandler::new(hub.clone(), stock)))?
         .register(Arc::new(PaymentCaptureHandler::new(hub.clone(), payments.clone())))?
         .register(Arc::new(PaymentRefundHandler::new(hub.clone(), payments)))?
-        .register(Arc::new(WebhookHandler::new(hub.clone())))?)
+        .register(Arc::new(WebhookHandler::new(hub.clone())))?
+        .register(Arc::new(WebhookDeliveryHandler::new(hub.clone())))?)
+}
+
+/// How often the webhook dispatcher looks for new events in the log.
+const DISPATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The webhook dispatcher, beside the directive workers: it turns new events of the log into
+/// `webhook.deliver` directives and wakes the workers. Several processes may run one: the
+/// stored position's compare-and-set lets one of them dispatch each event.
+pub(crate) fn start_dispatcher(database: &Database, wakeup: Arc<Notify>) -> DispatcherHandle {
+    Dispatcher::new(Arc::new(database.clone())).with_wakeup(wakeup).spawn(DISPATCH_INTERVAL)
 }
 
 /// How long readiness waits for the database.

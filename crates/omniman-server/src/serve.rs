@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use crate::cli::{DbArgs, ServeArgs, WorkerArgs};
 use crate::runtime::{
     CacheMetrics, DatabasePool, DatabaseStock, RedisRateLimits, ServerReadiness, count_statements, follow_event_log,
-    forward_database_wakeups, handlers, hub, minutes, open_database,
+    forward_database_wakeups, handlers, hub, minutes, open_database, start_dispatcher,
 };
 
 /// Resolves when the process receives SIGINT or SIGTERM.
@@ -160,6 +160,8 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     let workers = workers.transpose()?;
     let listener = if workers.is_some() { forward_database_wakeups(&database, wakeup.clone()) } else { None };
+    // Webhooks are dispatched where directives run.
+    let dispatcher = workers.is_some().then(|| start_dispatcher(&database, wakeup.clone()));
 
     let rate_limits = match &args.rate_limit_default {
         Some(text) => parse_rate_limits(text).context("--rate-limit-default")?,
@@ -238,6 +240,9 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             true
         }
     };
+    if let Some(dispatcher) = dispatcher {
+        dispatcher.shutdown().await;
+    }
     if let Some(workers) = workers {
         let totals = workers.shutdown().await;
         tracing::info!(done = totals.done, failed = totals.failed, "directive workers stopped");
@@ -268,6 +273,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     };
     let registry = handlers(&hub)?;
     if args.once {
+        omniman_worker::Dispatcher::new(Arc::new(database.clone())).run_once().await?;
         let report = Worker::new(Arc::new(database.clone()), Arc::new(registry), config).run_once().await?;
         println!(
             "done: {}, failed: {}, requeued: {}, reaped: {}",
@@ -276,6 +282,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let listener = forward_database_wakeups(&database, wakeup.clone());
+    let dispatcher = start_dispatcher(&database, wakeup.clone());
     let handle = start_workers(&database, registry, config, wakeup);
     tracing::info!("directive worker running; stop with SIGINT or SIGTERM");
     // A loop that ended on its own exits non-zero, so that a supervisor restarts the process.
@@ -283,6 +290,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         () = shutdown_signal() => false,
         () = loop_ended(Some(&handle)) => true,
     };
+    dispatcher.shutdown().await;
     let totals = handle.shutdown().await;
     if let Some(listener) = listener {
         listener.abort();

@@ -13,8 +13,10 @@
 //! `$ADMIN_TOKEN` (an admin token), and values taken from earlier answers: `$KEY` (the last
 //! `session_key` a session POST answered), `$REF` (the last `order_ref`), `$ISSUE` and `$ACTION`
 //! (the first issue of a session answer and its first action), `$DIRECTIVE` (the first id of a
-//! directive list), `$TOKEN_ID` (the id a token POST answered). Before each request the examples
-//! wait for the directive queue to be idle, as a reader who types them does.
+//! directive list), `$TOKEN_ID` (the id a token POST answered), `$WEBHOOK` (the id a webhook POST
+//! answered); `$RECEIVER` is a local endpoint that answers every webhook delivery with a 200.
+//! Before each request the examples wait for the directive queue to be idle, as a reader who types
+//! them does.
 
 mod common;
 
@@ -22,7 +24,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use common::{Running, cli_out, sqlite_url, temp_dir};
+use common::{Receiver, Running, cli_out, sqlite_url, temp_dir};
 use serde_json::Value;
 
 /// One `sh` block and the `json` block after it, if any.
@@ -194,6 +196,11 @@ fn remember(answer: &Value, url: &str, vars: &mut HashMap<&'static str, String>)
             vars.insert("TOKEN_ID", text(id));
         }
     }
+    if url.ends_with("/api/webhooks") {
+        if let Some(id) = answer.get("id") {
+            vars.insert("WEBHOOK", text(id));
+        }
+    }
     if url.contains("/api/directives?") {
         if let Some(id) = answer.pointer("/results/0/id") {
             vars.insert("DIRECTIVE", text(id));
@@ -238,11 +245,13 @@ async fn every_example_of_the_api_reference_answers_as_documented() {
     let admin = cli_out(&url, &["tokens", "create", "--name", "ops", "--role", "admin"]);
     let server = Running::serve(&url, &["--workers", "2"]).await;
     let api = format!("{}/api", server.base);
+    let receiver = Receiver::start(&[]).await;
     let mut vars: HashMap<&'static str, String> = HashMap::from([
         ("BASE", server.base.clone()),
         ("API", api.clone()),
         ("TOKEN", token),
         ("ADMIN_TOKEN", admin.clone()),
+        ("RECEIVER", receiver.url.clone()),
     ]);
     let client = reqwest::Client::new();
     let mut failures = Vec::new();

@@ -220,6 +220,51 @@ macro_rules! omniman_tables {
             }
         }
 
+        diesel::table! {
+            use diesel::sql_types::*;
+            use super::{JsonDoc, Ts};
+
+            webhooks (id) {
+                id -> BigInt,
+                url -> Text,
+                secret -> Text,
+                events -> JsonDoc,
+                channels -> Nullable<JsonDoc>,
+                active -> Bool,
+                start_after -> BigInt,
+                created_at -> Ts,
+                updated_at -> Ts,
+            }
+        }
+
+        diesel::table! {
+            use diesel::sql_types::*;
+            use super::Ts;
+
+            webhook_deliveries (directive_id) {
+                directive_id -> BigInt,
+                webhook_id -> BigInt,
+                event_id -> Nullable<BigInt>,
+                event_type -> Text,
+                created_at -> Ts,
+            }
+        }
+
+        diesel::table! {
+            use diesel::sql_types::*;
+            use super::Ts;
+
+            webhook_dispatch (name) {
+                name -> Text,
+                position -> BigInt,
+                updated_at -> Ts,
+            }
+        }
+
+        diesel::joinable!(webhook_deliveries -> directives (directive_id));
+        diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
+        diesel::allow_tables_to_appear_in_same_query!(webhook_deliveries, directives, webhooks);
+
         diesel::joinable!(sessions -> channels (channel_id));
         diesel::joinable!(orders -> channels (channel_id));
         diesel::joinable!(order_items -> orders (order_id));

@@ -30,6 +30,7 @@ use omniman_core::ports::{
 use omniman_core::prelude::{ManualClock, Omniman, OpenSession};
 use omniman_core::session::{Item, Session, SessionState};
 use omniman_core::testing;
+use omniman_core::webhook::{NewDelivery, Webhook};
 
 /// Generates, for each test function, `mod <name> { memory(), sqlite(), postgres() }`.
 macro_rules! contract {
@@ -79,6 +80,8 @@ contract!(
     directive_claims_are_renewed,
     idempotency_records,
     api_tokens,
+    webhooks_and_their_deliveries,
+    webhook_dispatch_is_compare_and_set,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1066,4 +1069,93 @@ async fn api_tokens<S: Store>(store: S) {
     let listed = store.list_tokens().await.unwrap();
     assert_eq!(listed[2].revoked_at, Some(t(5)));
     assert_eq!(listed[0].role, Role::Admin);
+}
+
+fn webhook(url: &str, at: DateTime<Utc>) -> Webhook {
+    use omniman_core::events::EventType;
+    Webhook {
+        url: url.into(),
+        channels: Some(vec!["pos".into()]),
+        created_at: at,
+        updated_at: at,
+        ..Webhook::fixture(0, &[EventType::OrderCreated, EventType::SessionOpened])
+    }
+}
+
+async fn webhooks_and_their_deliveries<S: Store>(store: S) {
+    let first = store.create_webhook(&webhook("https://a.example/hook", t(1))).await.unwrap();
+    assert!(first.id > 0);
+    assert_eq!(first.start_after, 0, "an empty log ends at 0");
+    assert_eq!(store.webhook(first.id).await.unwrap().as_ref(), Some(&first));
+    assert_eq!(first, Webhook { id: first.id, ..webhook("https://a.example/hook", t(1)) });
+    let mut ids = vec![first.id];
+    for i in 2..=5 {
+        ids.push(store.create_webhook(&webhook(&format!("https://{i}.example/"), t(i))).await.unwrap().id);
+    }
+    let listed = walk(2, |page| {
+        let store = &store;
+        async move { store.list_webhooks(&page).await.unwrap() }
+    })
+    .await;
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(listed.iter().map(|w| w.id).collect::<Vec<_>>(), newest_first);
+
+    let paused = Webhook { active: false, channels: None, url: "http://b.example".into(), updated_at: t(9), ..first };
+    assert!(store.update_webhook(&paused).await.unwrap());
+    assert_eq!(store.webhook(paused.id).await.unwrap(), Some(paused.clone()));
+    assert!(!store.update_webhook(&Webhook { id: 999_999, ..paused.clone() }).await.unwrap());
+    let active: Vec<i64> = store.active_webhooks().await.unwrap().into_iter().map(|w| w.id).collect();
+    assert_eq!(active, ids[1..]);
+
+    let deliveries = [
+        NewDelivery::test(ids[1], t(20)),
+        NewDelivery::new(ids[1], Some(7), "order.created", json!({"id": 7}), t(20)),
+        NewDelivery::new(ids[2], Some(7), "order.created", json!({"id": 7}), t(20)),
+    ];
+    let delivery_ids = store.enqueue_deliveries(&deliveries).await.unwrap();
+    assert_eq!(delivery_ids.len(), 3);
+    let directive = store.directive(delivery_ids[1]).await.unwrap().unwrap();
+    assert_eq!(directive.topic, "webhook.deliver");
+    assert_eq!(Value::Object(directive.payload), json!({"webhook_id": ids[1], "event": {"id": 7}}));
+    let listed = store.list_deliveries(ids[1], &PageRequest::default()).await.unwrap();
+    let got: Vec<_> = listed.items.iter().map(|d| (d.id, d.event_id, d.event_type.as_str(), d.status)).collect();
+    assert_eq!(
+        got,
+        [
+            (delivery_ids[1], Some(7), "order.created", DirectiveStatus::Queued),
+            (delivery_ids[0], None, "webhook.test", DirectiveStatus::Queued),
+        ]
+    );
+    assert_eq!((listed.items[0].attempts, listed.items[0].created_at), (0, t(20)));
+    let hook = ids[1];
+    let all = walk(1, |page| {
+        let store = &store;
+        async move { store.list_deliveries(hook, &page).await.unwrap() }
+    })
+    .await;
+    assert_eq!(all, listed.items);
+
+    assert!(store.delete_webhook(ids[1]).await.unwrap());
+    assert!(!store.delete_webhook(ids[1]).await.unwrap());
+    assert_eq!(store.webhook(ids[1]).await.unwrap(), None);
+    assert!(store.list_deliveries(ids[1], &PageRequest::default()).await.unwrap().items.is_empty());
+    assert!(store.directive(delivery_ids[1]).await.unwrap().is_some(), "queued deliveries stay");
+    assert_eq!(store.list_deliveries(ids[2], &PageRequest::default()).await.unwrap().items.len(), 1);
+}
+
+async fn webhook_dispatch_is_compare_and_set<S: Store>(store: S) {
+    let hook = store.create_webhook(&webhook("https://a.example/hook", t(1))).await.unwrap();
+    assert_eq!(store.dispatch_position().await.unwrap(), 0);
+    let delivery = NewDelivery::new(hook.id, Some(3), "order.created", json!({"id": 3}), t(2));
+    assert!(store.advance_dispatch(0, 3, std::slice::from_ref(&delivery)).await.unwrap());
+    assert_eq!(store.dispatch_position().await.unwrap(), 3);
+    // A dispatcher that read position 0 before the move loses, and writes nothing.
+    assert!(!store.advance_dispatch(0, 5, std::slice::from_ref(&delivery)).await.unwrap());
+    assert_eq!(store.dispatch_position().await.unwrap(), 3);
+    assert_eq!(store.list_deliveries(hook.id, &PageRequest::default()).await.unwrap().items.len(), 1);
+    assert!(store.advance_dispatch(3, 9, &[]).await.unwrap());
+    assert_eq!(store.dispatch_position().await.unwrap(), 9);
+    let queued = store.list_directives(&DirectiveFilter::default(), &PageRequest::default()).await.unwrap();
+    assert_eq!(queued.items.len(), 1);
 }

@@ -38,9 +38,11 @@
 //! # });
 //! ```
 
+mod dispatcher;
 pub mod handlers;
 mod liveness;
 mod worker;
 
+pub use dispatcher::{DispatchReport, Dispatcher, DispatcherHandle};
 pub use liveness::{WorkerLiveness, WorkerState};
 pub use worker::{CycleReport, Worker, WorkerConfig, WorkerHandle};

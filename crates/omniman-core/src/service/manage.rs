@@ -82,6 +82,12 @@ pub enum ManageError {
         /// The code.
         channel_code: String,
     },
+    /// No webhook subscription has this id.
+    #[error("webhook {webhook_id} not found")]
+    WebhookNotFound {
+        /// The id, as it was asked for.
+        webhook_id: String,
+    },
     /// Storage failure.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -96,6 +102,7 @@ impl DomainError for ManageError {
             ManageError::TokenNotFound { .. } => Code::TokenNotFound.into(),
             ManageError::ChannelExists { .. } => Code::ChannelExists.into(),
             ManageError::ChannelNotFound { .. } => Code::ChannelNotFound.into(),
+            ManageError::WebhookNotFound { .. } => Code::WebhookNotFound.into(),
             ManageError::Store(e) => e.code(),
         }
     }
@@ -112,6 +119,7 @@ impl DomainError for ManageError {
             ManageError::ChannelExists { channel_code } | ManageError::ChannelNotFound { channel_code } => {
                 ctx([("channel_code", channel_code.as_str().into())])
             }
+            ManageError::WebhookNotFound { webhook_id } => ctx([("webhook_id", webhook_id.as_str().into())]),
             ManageError::Store(e) => e.context(),
         }
     }
@@ -195,11 +203,7 @@ impl<S: Store> Omniman<S> {
         if let Some(codes) = &channels {
             // A token for a misspelt channel would be refused on every request, long after it
             // was handed out.
-            let known: Vec<String> = self.store.list_channels().await?.into_iter().map(|c| c.code).collect();
-            let unknown: Vec<String> = codes.iter().filter(|c| !known.contains(c)).cloned().collect();
-            if !unknown.is_empty() {
-                return Err(ManageError::UnknownChannels { unknown, known });
-            }
+            self.check_channels_exist(codes).await?;
         }
         let token = ApiToken {
             id: 0,
@@ -218,6 +222,13 @@ impl<S: Store> Omniman<S> {
         self.tokens().await?.into_iter().find(|t| t.name == token.name).ok_or_else(|| {
             ManageError::Store(StoreError::Other(format!("token '{}' vanished after it was created", token.name)))
         })
+    }
+
+    /// Refuses codes that name no channel ([`ManageError::UnknownChannels`]).
+    pub(super) async fn check_channels_exist(&self, codes: &[String]) -> Result<(), ManageError> {
+        let known: Vec<String> = self.store.list_channels().await?.into_iter().map(|c| c.code).collect();
+        let unknown: Vec<String> = codes.iter().filter(|c| !known.contains(c)).cloned().collect();
+        if unknown.is_empty() { Ok(()) } else { Err(ManageError::UnknownChannels { unknown, known }) }
     }
 
     /// Every token, revoked ones included, in creation order.

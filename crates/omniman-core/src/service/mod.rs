@@ -67,6 +67,7 @@ macro_rules! until_written {
 mod directives;
 mod manage;
 mod orders;
+mod webhooks;
 
 pub use directives::RetryError;
 pub use manage::{ChannelChange, IssueToken, MAX_TOKEN_NAME_CHARS, ManageError};

@@ -6,6 +6,7 @@ pub(crate) mod manage;
 pub(crate) mod meta;
 pub(crate) mod orders;
 pub(crate) mod sessions;
+pub(crate) mod webhooks;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};

@@ -13,6 +13,7 @@ mod meta;
 mod orders;
 mod sessions;
 mod tokens;
+mod webhooks;
 
 pub use channels::{ChannelList, ChannelView};
 pub use directives::{DirectiveList, DirectiveSummaryView, DirectiveView};
@@ -23,3 +24,4 @@ pub use orders::{
 };
 pub use sessions::{CommitResultView, ItemView, SessionList, SessionSummaryView, SessionView};
 pub use tokens::{IssuedTokenView, TokenList, TokenView};
+pub use webhooks::{CreatedWebhookView, DeliveryList, DeliveryView, WebhookList, WebhookView};

@@ -21,3 +21,4 @@ mod resolve;
 mod sessions;
 mod transport;
 mod walkthrough;
+mod webhooks;

@@ -284,3 +284,89 @@ impl Captured {
         (stdout, stderr)
     }
 }
+
+/// One request a [`Receiver`] got.
+#[derive(Clone, Debug)]
+pub struct Received {
+    /// Headers, names in lower case.
+    pub headers: std::collections::HashMap<String, String>,
+    /// The body as sent.
+    pub body: String,
+}
+
+/// A webhook receiver on loopback: answers each request with the next status of its script
+/// (then 200) and keeps what it received.
+pub struct Receiver {
+    pub url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    pub async fn start(script: &[u16]) -> Receiver {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (log, script) = (received.clone(), script.to_vec());
+        let task = tokio::spawn(async move {
+            let mut script = script.into_iter();
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut bytes = Vec::new();
+                let mut buf = [0_u8; 8192];
+                let request = loop {
+                    let Ok(n) = socket.read(&mut buf).await else { break None };
+                    bytes.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&bytes).into_owned();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let headers: std::collections::HashMap<String, String> = text[..end]
+                            .lines()
+                            .skip(1)
+                            .filter_map(|l| l.split_once(':'))
+                            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                            .collect();
+                        let length = headers.get("content-length").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+                        if bytes.len() >= end + 4 + length {
+                            let body = String::from_utf8_lossy(&bytes[end + 4..end + 4 + length]).into_owned();
+                            break Some(Received { headers, body });
+                        }
+                    }
+                    if n == 0 {
+                        break None;
+                    }
+                };
+                let status = script.next().unwrap_or(200);
+                if let Some(request) = request {
+                    log.lock().unwrap().push(request);
+                }
+                let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = socket.write_all(reply.as_bytes()).await;
+            }
+        });
+        Receiver { url, received, task }
+    }
+
+    /// What it received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until it has received `n` requests; panics after `within`.
+    pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + within;
+        loop {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(Instant::now() < deadline, "{} of {n} webhook requests arrived", got.len());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

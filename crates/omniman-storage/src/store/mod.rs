@@ -33,9 +33,10 @@ use omniman_core::order::{NewEvent, Order, OrderEvent, TransitionPlan};
 use omniman_core::page::{Page, PageRequest};
 use omniman_core::ports::{
     ApiToken, ChannelStore, CommitWrite, DirectiveFilter, DirectiveQueue, IdempotencyStore, InsertSession, OrderFilter,
-    OrderStore, OrderSummary, SessionFilter, SessionStore, StoreResult, TokenStore,
+    OrderStore, OrderSummary, SessionFilter, SessionStore, StoreResult, TokenStore, WebhookStore,
 };
 use omniman_core::session::Session;
+use omniman_core::webhook::{Delivery, NewDelivery, Webhook};
 
 use self::rows::{
     ChannelRow, ChannelValues, IdempotencyValues, OrderRow, SessionRow, SessionValues, TokenValues, affected, db_error,
@@ -541,5 +542,64 @@ impl TokenStore for Database {
     async fn revoke_token(&self, name: &str, now: DateTime<Utc>) -> StoreResult<bool> {
         let name = name.to_owned();
         on_db!(self, |conn, q| q::revoke_token(conn, &name, now).await.map_err(db_error))
+    }
+}
+
+impl WebhookStore for Database {
+    async fn create_webhook(&self, webhook: &Webhook) -> StoreResult<Webhook> {
+        let values = rows::WebhookValues::new(webhook);
+        on_db!(self, |conn, q| q::create_webhook(conn, values).await.map_err(db_error)?.into_webhook())
+    }
+
+    async fn webhook(&self, id: i64) -> StoreResult<Option<Webhook>> {
+        on_db!(read self, |conn, q| {
+            q::webhook(conn, id).await.map_err(db_error)?.map(rows::WebhookRow::into_webhook).transpose()
+        })
+    }
+
+    async fn list_webhooks(&self, page: &PageRequest) -> StoreResult<Page<Webhook>> {
+        let page = *page;
+        let rows: Vec<Webhook> = on_db!(read self, |conn, q| {
+            q::list_webhooks(conn, page).await.map_err(db_error)?.into_iter().map(rows::WebhookRow::into_webhook).collect()
+        })?;
+        Ok(Page::from_rows(rows, &page, |w| (w.created_at, w.id)))
+    }
+
+    async fn active_webhooks(&self) -> StoreResult<Vec<Webhook>> {
+        on_db!(read self, |conn, q| {
+            q::active_webhooks(conn).await.map_err(db_error)?.into_iter().map(rows::WebhookRow::into_webhook).collect()
+        })
+    }
+
+    async fn update_webhook(&self, webhook: &Webhook) -> StoreResult<bool> {
+        let values = rows::WebhookValues::new(webhook);
+        on_db!(self, |conn, q| q::update_webhook(conn, values).await.map_err(db_error))
+    }
+
+    async fn delete_webhook(&self, id: i64) -> StoreResult<bool> {
+        on_db!(self, |conn, q| q::delete_webhook(conn, id).await.map_err(db_error))
+    }
+
+    async fn enqueue_deliveries(&self, deliveries: &[NewDelivery]) -> StoreResult<Vec<i64>> {
+        let values = rows::DeliveryValues::new(deliveries);
+        on_db!(tx self, |conn, q| q::enqueue_deliveries(conn, values).await.map_err(db_error))
+    }
+
+    async fn list_deliveries(&self, webhook_id: i64, page: &PageRequest) -> StoreResult<Page<Delivery>> {
+        let page = *page;
+        let rows: Vec<Delivery> = on_db!(read self, |conn, q| {
+            q::list_deliveries(conn, webhook_id, page).await.map_err(db_error)?.into_iter().map(rows::into_delivery).collect()
+        })?;
+        Ok(Page::from_rows(rows, &page, |d| (d.created_at, d.id)))
+    }
+
+    async fn dispatch_position(&self) -> StoreResult<i64> {
+        on_db!(read self, |conn, q| q::dispatch_position(conn).await.map_err(db_error))
+    }
+
+    async fn advance_dispatch(&self, from: i64, to: i64, deliveries: &[NewDelivery]) -> StoreResult<bool> {
+        let values = rows::DeliveryValues::new(deliveries);
+        let now = Utc::now();
+        on_db!(tx self, |conn, q| q::advance_dispatch(conn, from, to, values, now).await.map_err(db_error))
     }
 }

@@ -4,6 +4,7 @@
 //! they go in the registry given to the [`crate::Worker`], not in the service's own registry.
 //! Every handler is idempotent: running it twice changes nothing the second time.
 
+pub mod deliver;
 pub mod payment;
 pub mod stock;
 pub mod webhook;

@@ -87,17 +87,23 @@ impl<S: Store + 'static> DirectiveHandler for WebhookHandler<S> {
             .send()
             .await
             .map_err(|e| HandlerError(format!("webhook delivery failed: {e}")))?;
-        let status = response.status();
-        if status.is_success() {
-            let mut patch = Map::new();
-            patch.insert("delivered_status".into(), status.as_u16().into());
-            return Ok(HandlerOutcome::Done { patch });
-        }
-        let message = format!("webhook answered {status}");
-        if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
-            Err(HandlerError(message))
-        } else {
-            Ok(HandlerOutcome::failed(message))
-        }
+        outcome_of(response.status())
+    }
+}
+
+/// What a receiver's answer makes of a delivery, for both webhook handlers: a 2xx is `done`
+/// (with `delivered_status`); 408, 429 and 5xx are transient (retried by the policy); any other
+/// status is a permanent failure.
+pub(crate) fn outcome_of(status: reqwest::StatusCode) -> Result<HandlerOutcome, HandlerError> {
+    if status.is_success() {
+        let mut patch = Map::new();
+        patch.insert("delivered_status".into(), status.as_u16().into());
+        return Ok(HandlerOutcome::Done { patch });
+    }
+    let message = format!("webhook answered {status}");
+    if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
+        Err(HandlerError(message))
+    } else {
+        Ok(HandlerOutcome::failed(message))
     }
 }

@@ -50,6 +50,8 @@ mod orders;
 mod sessions;
 #[macro_use]
 mod stock;
+#[macro_use]
+mod webhooks;
 
 /// Newest-first keyset paging on `($at, $id)`: filter past the cursor, order in the cursor's
 /// direction, fetch one more row than the page.
@@ -110,5 +112,6 @@ macro_rules! shared_queries {
         event_queries!();
         idempotency_queries!();
         stock_queries!();
+        webhook_queries!();
     };
 }

@@ -570,7 +570,9 @@ impl IdempotencyValues {
 mod holds;
 mod log;
 mod tokens;
+mod webhooks;
 
 pub(crate) use holds::*;
 pub(crate) use log::*;
 pub(crate) use tokens::*;
+pub(crate) use webhooks::*;
