@@ -13,6 +13,9 @@
 //! // Event 2 is visible while event 1's transaction is still in flight (xid 7).
 //! let read = EventRead::fixture(&[2], &[7]);
 //! assert!(cursor.advance(read).is_empty());
+//! // The reader learns where transaction ids stood (the next one to be assigned was 9).
+//! assert!(cursor.needs_horizon());
+//! cursor.set_horizon(9);
 //! // Once xid 7 has ended, the next read shows both, in order.
 //! let ids: Vec<i64> = cursor.advance(EventRead::fixture(&[1, 2], &[])).iter().map(|e| e.id).collect();
 //! assert_eq!(ids, [1, 2]);
@@ -139,14 +142,20 @@ impl EventFilter {
 pub struct EventRead {
     /// The visible events with an id above the asked one, ascending.
     pub events: Vec<LogEvent>,
-    /// The transactions still in flight when the read was taken (PostgreSQL transaction ids);
-    /// always empty where writers commit one at a time and in id order (SQLite).
+    /// Transactions listed as in flight when the read was taken (PostgreSQL transaction ids
+    /// below [`in_flight_from`](Self::in_flight_from)).
     pub in_flight: Vec<i64>,
+    /// Every transaction id from this one on was in flight (or not yet assigned) when the read
+    /// was taken: PostgreSQL's snapshot `xmax`, one past the newest ended transaction. `None`
+    /// where writers commit one at a time and in id order (SQLite): nothing is ever in flight
+    /// for a reader.
+    pub in_flight_from: Option<i64>,
 }
 
 impl EventRead {
-    /// A read of events with these ids (type `session.opened`, no channel), for tests and
-    /// examples.
+    /// A read of events with these ids (type `session.opened`, no channel), with these
+    /// transactions in flight and nothing unlisted (`in_flight_from` one past the newest listed),
+    /// for tests and examples. With no transaction in flight, `in_flight_from` is `None`.
     pub fn fixture(ids: &[i64], in_flight: &[i64]) -> EventRead {
         let events = ids
             .iter()
@@ -160,7 +169,13 @@ impl EventRead {
                 at: DateTime::<Utc>::UNIX_EPOCH,
             })
             .collect();
-        EventRead { events, in_flight: in_flight.to_vec() }
+        let in_flight_from = in_flight.iter().max().map(|newest| newest + 1);
+        EventRead { events, in_flight: in_flight.to_vec(), in_flight_from }
+    }
+
+    /// Whether `xid` was in flight at this read.
+    fn was_in_flight(&self, xid: i64) -> bool {
+        self.in_flight.contains(&xid) || self.in_flight_from.is_some_and(|from| xid >= from)
     }
 }
 
@@ -169,18 +184,27 @@ impl EventRead {
 struct Gap {
     /// The first missing id.
     from: i64,
-    /// Missing ids up to this one were missing when `owners` was taken.
+    /// Missing ids up to this one were missing when the owners were noted.
     through: i64,
-    /// The transactions in flight then: one of them may own the gap.
+    /// The transactions listed in flight then.
     owners: Vec<i64>,
+    /// And every transaction from this id on, up to the horizon.
+    owners_from: i64,
+    /// The next transaction id to be assigned, learned after the read (`None` until then): no
+    /// transaction from it on can own the hole.
+    horizon: Option<i64>,
 }
 
 /// A reader's position in the log, advanced one [`EventRead`] at a time.
 ///
 /// Ids are drawn when a change is written and become visible when its transaction commits, so
-/// a read may see id 42 before 41. The cursor stops before such a hole and remembers which
-/// transactions were in flight: the hole is filled once they commit, and is known to stay empty
-/// (its writer rolled back) once none of them is in flight and it is still there.
+/// a read may see id 42 before 41. The cursor stops before such a hole and notes which
+/// transactions could own it: those in flight at the read, which are the ones listed and every
+/// one from [`EventRead::in_flight_from`] up to the next id to be assigned (the *horizon*,
+/// which the reader supplies with [`set_horizon`](Self::set_horizon) when
+/// [`needs_horizon`](Self::needs_horizon) says so). The hole is filled once its owner commits,
+/// and is known to stay empty (its writer rolled back) once none of them is in flight and it is
+/// still there.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EventCursor {
     position: i64,
@@ -203,36 +227,64 @@ impl EventCursor {
         self.gap.is_some()
     }
 
+    /// Whether the cursor needs to know the next transaction id to be assigned (read it after
+    /// the last [`advance`](Self::advance): a later value is as good).
+    pub fn needs_horizon(&self) -> bool {
+        self.gap.as_ref().is_some_and(|gap| gap.horizon.is_none())
+    }
+
+    /// The next transaction id to be assigned, read after the last [`advance`](Self::advance).
+    pub fn set_horizon(&mut self, next_xid: i64) {
+        if let Some(gap) = &mut self.gap {
+            gap.horizon.get_or_insert(next_xid);
+        }
+    }
+
     /// The events of `read` that can be delivered now, in order; the position moves past them.
     pub fn advance(&mut self, read: EventRead) -> Vec<LogEvent> {
-        let mut delivered = Vec::with_capacity(read.events.len());
         let max_seen = read.events.last().map_or(self.position, |e| e.id);
-        for event in read.events {
+        let mut next = Vec::new();
+        let mut delivered = Vec::with_capacity(read.events.len());
+        for event in &read.events {
             if event.id <= self.position {
                 continue;
             }
-            if event.id > self.position + 1 && !self.may_skip_to(event.id, &read.in_flight, max_seen) {
-                return delivered;
+            if event.id > self.position + 1 && !self.may_skip_to(event.id, &read, max_seen) {
+                break;
             }
             self.position = event.id;
             self.gap = None;
-            delivered.push(event);
+            next.push(event.id);
         }
+        delivered.extend(read.events.into_iter().filter(|e| next.contains(&e.id)));
         delivered
     }
 
     /// Whether the ids between the position and `next` are known to stay empty. A hole seen for
-    /// the first time is remembered with the transactions in flight now.
-    fn may_skip_to(&mut self, next: i64, in_flight: &[i64], max_seen: i64) -> bool {
+    /// the first time is noted with the transactions in flight now.
+    fn may_skip_to(&mut self, next: i64, read: &EventRead, max_seen: i64) -> bool {
         let from = self.position + 1;
-        if in_flight.is_empty() {
+        if read.in_flight.is_empty() && read.in_flight_from.is_none() {
             return true;
         }
         let same_hole = self.gap.as_ref().filter(|gap| gap.from == from && next - 1 <= gap.through);
         match same_hole {
-            Some(gap) if !gap.owners.iter().any(|owner| in_flight.contains(owner)) => return true,
+            Some(Gap { owners, owners_from, horizon: Some(horizon), .. }) => {
+                let ended = |xid: i64| !read.was_in_flight(xid);
+                if owners.iter().all(|&owner| ended(owner)) && (*owners_from..*horizon).all(ended) {
+                    return true;
+                }
+            }
             Some(_) => {}
-            None => self.gap = Some(Gap { from, through: max_seen, owners: in_flight.to_vec() }),
+            None => {
+                self.gap = Some(Gap {
+                    from,
+                    through: max_seen,
+                    owners: read.in_flight.clone(),
+                    owners_from: read.in_flight_from.unwrap_or(i64::MAX),
+                    horizon: None,
+                });
+            }
         }
         false
     }
@@ -244,8 +296,29 @@ pub trait EventLog: Send + Sync {
     /// Up to `limit` events with an id above `after`, ascending, and the transactions in flight,
     /// in one snapshot.
     fn read_events(&self, after: i64, limit: usize) -> impl Future<Output = StoreResult<EventRead>> + Send;
+    /// The next transaction id to be assigned, or a later one (see [`EventCursor::set_horizon`];
+    /// 0 where nothing is ever in flight for a reader).
+    fn transaction_horizon(&self) -> impl Future<Output = StoreResult<i64>> + Send;
     /// The highest event id written (0 when there is none).
     fn last_event_id(&self) -> impl Future<Output = StoreResult<i64>> + Send;
+}
+
+/// Reads the log after `cursor` and advances it, asking the log for the horizon when the cursor
+/// needs it: the events that can be delivered now, in order (see [`EventCursor`]), and whether
+/// the read was full (more may follow at once).
+pub async fn read_next<L: EventLog + ?Sized>(
+    log: &L,
+    cursor: &mut EventCursor,
+    limit: usize,
+) -> StoreResult<(Vec<LogEvent>, bool)> {
+    let read = log.read_events(cursor.position(), limit).await?;
+    let full = read.events.len() >= limit;
+    let events = cursor.advance(read);
+    if cursor.needs_horizon() {
+        let horizon = log.transaction_horizon().await?;
+        cursor.set_horizon(horizon);
+    }
+    Ok((events, full))
 }
 
 #[cfg(test)]
@@ -278,7 +351,8 @@ mod tests {
     fn a_hole_waits_for_the_transactions_in_flight_when_it_was_seen() {
         let mut cursor = EventCursor::after(0);
         assert_eq!(ids(&cursor.advance(EventRead::fixture(&[1, 3], &[10, 11]))), [1]);
-        assert!(cursor.is_waiting());
+        assert!(cursor.is_waiting() && cursor.needs_horizon());
+        cursor.set_horizon(12);
         // 11 has ended but 10 has not: still waiting, even though a new transaction (12) started.
         assert!(cursor.advance(EventRead::fixture(&[3, 4], &[10, 12])).is_empty());
         // 10 ended without writing id 2 (rolled back); 12 is still in flight but cannot own it.
@@ -286,12 +360,33 @@ mod tests {
         assert!(!cursor.is_waiting());
     }
 
+    /// PostgreSQL lists only the transactions below its snapshot's `xmax`: a newer one in flight
+    /// is not listed, and may own the hole all the same.
+    #[test]
+    fn a_hole_waits_for_unlisted_transactions_up_to_the_horizon() {
+        let mut cursor = EventCursor::after(0);
+        let unlisted =
+            |ids: &[i64], xmax: i64| EventRead { in_flight_from: Some(xmax), ..EventRead::fixture(ids, &[]) };
+        // Transaction 58948 drew id 1 and is in flight; 58947 drew id 2 and committed.
+        assert!(cursor.advance(unlisted(&[2], 58948)).is_empty());
+        assert!(cursor.needs_horizon());
+        cursor.set_horizon(58949);
+        assert!(cursor.advance(unlisted(&[2], 58948)).is_empty(), "58948 may still be writing id 1");
+        assert_eq!(ids(&cursor.advance(unlisted(&[1, 2], 58950))), [1, 2]);
+        // Rolled back: once every possible owner has ended, the hole is skipped.
+        assert!(cursor.advance(unlisted(&[4], 58951)).is_empty());
+        cursor.set_horizon(58952);
+        assert_eq!(ids(&cursor.advance(unlisted(&[4], 58953))), [4]);
+    }
+
     #[test]
     fn a_hole_beyond_what_was_seen_is_judged_again() {
         let mut cursor = EventCursor::after(0);
         assert!(cursor.advance(EventRead::fixture(&[3], &[10])).is_empty());
-        // Ids 1–2 may be skipped now, but 4 was not missing when 10 was recorded: 13 may own it.
+        cursor.set_horizon(11);
+        // Ids 1–2 may be skipped now, but 4 was not missing when 10 was noted: 13 may own it.
         assert_eq!(ids(&cursor.advance(EventRead::fixture(&[3, 5], &[13]))), [3]);
+        assert!(cursor.needs_horizon());
         assert_eq!(ids(&cursor.advance(EventRead::fixture(&[3, 4, 5], &[]))), [4, 5]);
     }
 
@@ -309,28 +404,48 @@ mod tests {
     }
 
     proptest! {
-        /// Writers draw ids in order and commit in any order, some rolling back; a cursor reading
-        /// between commits delivers every committed id exactly once, ascending.
+        /// Writers draw event ids in one order, are given transaction ids in another, and commit
+        /// (or roll back) in a third. A reader taking PostgreSQL-like snapshots between commits
+        /// (only transactions below `xmax` listed) delivers every committed id exactly once,
+        /// ascending.
         #[test]
         fn delivers_each_committed_event_once_in_order(
+            xids in Just((100..112i64).collect::<Vec<_>>()).prop_shuffle(),
             commit_order in Just((1..=12i64).collect::<Vec<_>>()).prop_shuffle(),
             rolled_back in proptest::collection::vec(any::<bool>(), 12),
         ) {
+            // Writer `id` (drew event id `id`) runs as transaction `xid_of(id)`.
+            let xid_of = |id: i64| xids[usize::try_from(id - 1).unwrap()];
             let mut cursor = EventCursor::after(0);
             let mut visible: Vec<i64> = Vec::new();
-            let mut in_flight: Vec<i64> = (1..=12).collect();
+            let mut ended: Vec<i64> = Vec::new();
             let mut delivered = Vec::new();
+            let snapshot = |visible: &[i64], ended: &[i64]| {
+                let xmax = ended.iter().max().map_or(100, |newest| newest + 1);
+                let listed: Vec<i64> = (100..xmax).filter(|x| !ended.contains(x)).collect();
+                EventRead { in_flight_from: Some(xmax), ..EventRead::fixture(visible, &listed) }
+            };
             for id in &commit_order {
-                in_flight.retain(|x| x != id);
+                ended.push(xid_of(*id));
                 if !rolled_back[usize::try_from(*id - 1).unwrap()] {
                     visible.push(*id);
                     visible.sort_unstable();
                 }
-                // The transaction id of each writer is its event id plus 100.
-                let xids: Vec<i64> = in_flight.iter().map(|x| x + 100).collect();
-                delivered.extend(ids(&cursor.advance(EventRead::fixture(&visible, &xids))));
+                delivered.extend(ids(&cursor.advance(snapshot(&visible, &ended))));
+                if cursor.needs_horizon() {
+                    cursor.set_horizon(112);
+                }
             }
-            delivered.extend(ids(&cursor.advance(EventRead::fixture(&visible, &[]))));
+            // Every writer has ended. Each hole seen only now needs one more horizon and read,
+            // as the reader's next polls give them (a horizon read is itself a transaction).
+            for horizon in 112..125 {
+                ended.push(horizon);
+                delivered.extend(ids(&cursor.advance(snapshot(&visible, &ended))));
+                if cursor.needs_horizon() {
+                    cursor.set_horizon(horizon + 1);
+                }
+            }
+            prop_assert!(!cursor.is_waiting());
             prop_assert_eq!(delivered, visible);
         }
     }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use actix_web::web::Bytes;
-use omniman_core::events::{EventCursor, EventLog, EventRead, LogEvent};
+use omniman_core::events::{EventCursor, EventLog, EventRead, LogEvent, read_next};
 use omniman_core::ports::StoreResult;
 use tokio::sync::{Notify, broadcast, watch};
 
@@ -27,8 +27,25 @@ pub trait EventSource: Send + Sync + 'static {
         after: i64,
         limit: usize,
     ) -> Pin<Box<dyn Future<Output = StoreResult<EventRead>> + Send + 'a>>;
+    /// See [`EventLog::transaction_horizon`].
+    fn horizon(&self) -> Pin<Box<dyn Future<Output = StoreResult<i64>> + Send + '_>>;
     /// See [`EventLog::last_event_id`].
     fn last_id(&self) -> Pin<Box<dyn Future<Output = StoreResult<i64>> + Send + '_>>;
+}
+
+/// So that the core's [`read_next`] follows a feed's log.
+impl EventLog for dyn EventSource + '_ {
+    fn read_events(&self, after: i64, limit: usize) -> impl Future<Output = StoreResult<EventRead>> + Send {
+        self.read(after, limit)
+    }
+
+    fn transaction_horizon(&self) -> impl Future<Output = StoreResult<i64>> + Send {
+        self.horizon()
+    }
+
+    fn last_event_id(&self) -> impl Future<Output = StoreResult<i64>> + Send {
+        self.last_id()
+    }
 }
 
 impl<L: EventLog + 'static> EventSource for L {
@@ -38,6 +55,10 @@ impl<L: EventLog + 'static> EventSource for L {
         limit: usize,
     ) -> Pin<Box<dyn Future<Output = StoreResult<EventRead>> + Send + 'a>> {
         Box::pin(self.read_events(after, limit))
+    }
+
+    fn horizon(&self) -> Pin<Box<dyn Future<Output = StoreResult<i64>> + Send + '_>> {
+        Box::pin(self.transaction_horizon())
     }
 
     fn last_id(&self) -> Pin<Box<dyn Future<Output = StoreResult<i64>> + Send + '_>> {
@@ -213,11 +234,9 @@ async fn follow(feed: std::sync::Weak<Inner>, mut cursor: EventCursor) {
             return;
         }
         let settings = inner.settings.clone();
-        let wait = match inner.log.read(cursor.position(), settings.batch).await {
-            Ok(read) => {
+        let wait = match read_next(&*inner.log, &mut cursor, settings.batch).await {
+            Ok((events, full)) => {
                 failures = 0;
-                let full = read.events.len() >= settings.batch;
-                let events = cursor.advance(read);
                 if !events.is_empty() {
                     let encoded: Vec<Arc<FeedEvent>> = events.into_iter().map(encode).collect();
                     let mut published = inner.published.lock().unwrap_or_else(PoisonError::into_inner);

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use omniman_core::error::StoreError;
-use omniman_core::events::{EventCursor, EventLog};
+use omniman_core::events::{EventCursor, EventLog, read_next};
 use omniman_core::ports::WebhookStore;
 use omniman_core::webhook::plan_deliveries;
 use tokio::sync::{Notify, watch};
@@ -69,9 +69,8 @@ impl<S: WebhookStore + EventLog + 'static> Dispatcher<S> {
                 Some(cursor) if cursor.position() == stored => cursor,
                 other => other.insert(EventCursor::after(stored)),
             };
-            let read = self.store.read_events(stored, BATCH).await?;
-            let seen = read.events.len();
-            let events = cursor.advance(read);
+            let (events, full) = read_next(&*self.store, cursor, BATCH).await?;
+            let waiting = cursor.is_waiting();
             let Some(last) = events.last().map(|e| e.id) else { break };
             let hooks = match &hooks {
                 Some(hooks) => hooks,
@@ -87,7 +86,7 @@ impl<S: WebhookStore + EventLog + 'static> Dispatcher<S> {
                 self.cursor = None;
                 break;
             }
-            if events.len() < seen || seen < BATCH {
+            if waiting || !full {
                 break;
             }
         }

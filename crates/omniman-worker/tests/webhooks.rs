@@ -47,7 +47,13 @@ impl Logged {
 impl EventLog for Logged {
     async fn read_events(&self, after: i64, limit: usize) -> StoreResult<EventRead> {
         let events = self.log.lock().unwrap().iter().filter(|e| e.id > after).take(limit).cloned().collect();
-        Ok(EventRead { events, in_flight: self.in_flight.lock().unwrap().clone() })
+        let in_flight = self.in_flight.lock().unwrap().clone();
+        let in_flight_from = in_flight.iter().max().map(|newest| newest + 1);
+        Ok(EventRead { events, in_flight, in_flight_from })
+    }
+
+    async fn transaction_horizon(&self) -> StoreResult<i64> {
+        Ok(self.in_flight.lock().unwrap().iter().max().map_or(0, |newest| newest + 1))
     }
 
     async fn last_event_id(&self) -> StoreResult<i64> {

@@ -260,7 +260,11 @@ mod tests {
             limit: usize,
         ) -> std::pin::Pin<Box<dyn Future<Output = StoreResult<EventRead>> + Send + 'a>> {
             let events = self.0.lock().unwrap().iter().filter(|e| e.id > after).take(limit).cloned().collect();
-            Box::pin(async move { Ok(EventRead { events, in_flight: Vec::new() }) })
+            Box::pin(async move { Ok(EventRead { events, ..EventRead::default() }) })
+        }
+
+        fn horizon(&self) -> std::pin::Pin<Box<dyn Future<Output = StoreResult<i64>> + Send + '_>> {
+            Box::pin(async { Ok(0) })
         }
 
         fn last_id(&self) -> std::pin::Pin<Box<dyn Future<Output = StoreResult<i64>> + Send + '_>> {

@@ -23,6 +23,10 @@ impl EventLog for Database {
         on_db!(read self, |conn, q| event_read(q::read_events(conn, after, limit).await.map_err(db_error)?))
     }
 
+    async fn transaction_horizon(&self) -> StoreResult<i64> {
+        on_db!(read self, |conn, q| q::transaction_horizon(conn).await.map_err(db_error))
+    }
+
     async fn last_event_id(&self) -> StoreResult<i64> {
         on_db!(read self, |conn, q| q::last_event_id(conn).await.map_err(db_error))
     }

@@ -27,12 +27,21 @@ macro_rules! for_update {
     };
 }
 
-/// The transactions in flight in the statement's snapshot, comma-separated.
+/// The transactions in flight in the statement's snapshot: `xmax;xip,xip,…` (every transaction
+/// from `xmax` on, and those listed).
 macro_rules! in_flight_xids {
     () => {
         diesel::dsl::sql::<diesel::sql_types::Text>(
-            "(SELECT coalesce(string_agg(x::text, ','), '') FROM pg_snapshot_xip(pg_current_snapshot()) AS x)",
+            "(SELECT pg_snapshot_xmax(s)::text || ';' || coalesce((SELECT string_agg(x::text, ',') \
+             FROM pg_snapshot_xip(s) AS x), '') FROM pg_current_snapshot() AS s)",
         )
+    };
+}
+
+/// The next transaction id to be assigned, or a later one: the statement's own (it assigns one).
+macro_rules! transaction_horizon {
+    () => {
+        diesel::dsl::sql::<diesel::sql_types::BigInt>("pg_current_xact_id()::text::bigint")
     };
 }
 

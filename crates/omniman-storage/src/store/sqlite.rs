@@ -50,6 +50,13 @@ macro_rules! in_flight_xids {
     };
 }
 
+/// Never asked for (nothing is in flight); 0.
+macro_rules! transaction_horizon {
+    () => {
+        diesel::dsl::sql::<diesel::sql_types::BigInt>("0")
+    };
+}
+
 /// The claim condition: the oldest ready rows (SQLite has one writer at a time, so a claim,
 /// one `UPDATE`, cannot interleave with another).
 macro_rules! claimable {

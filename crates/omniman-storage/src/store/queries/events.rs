@@ -29,6 +29,11 @@ macro_rules! event_queries {
                 .await
         }
 
+        /// 1 statement (on PostgreSQL, a transaction of its own that takes a transaction id).
+        pub(crate) async fn transaction_horizon(conn: &mut Conn) -> QueryResult<i64> {
+            diesel::select(transaction_horizon!()).get_result(conn).await
+        }
+
         /// 1 statement.
         pub(crate) async fn last_event_id(conn: &mut Conn) -> QueryResult<i64> {
             let max: Option<i64> = s::events::table.select(diesel::dsl::max(s::events::id)).first(conn).await?;

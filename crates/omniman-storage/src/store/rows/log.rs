@@ -35,16 +35,17 @@ impl LogEventRow {
     }
 }
 
-/// Rows read with the transactions in flight at the read (a comma-separated list, the same on
-/// every row; empty on SQLite).
+/// Rows read with the transactions in flight at the read (`xmax;xip,xip,…`, the same on every
+/// row; empty on SQLite).
 pub(crate) fn event_read(rows: Vec<(LogEventRow, String)>) -> Result<EventRead, StoreError> {
-    let in_flight = match rows.first() {
-        Some((_, list)) if !list.is_empty() => list
-            .split(',')
-            .map(|xid| xid.parse::<i64>().map_err(|e| corrupt("transaction id", e)))
-            .collect::<Result<_, _>>()?,
-        _ => Vec::new(),
+    let xid = |text: &str| text.parse::<i64>().map_err(|e| corrupt("transaction id", e));
+    let (in_flight_from, in_flight) = match rows.first().and_then(|(_, text)| text.split_once(';')) {
+        Some((xmax, listed)) => {
+            let listed = listed.split(',').filter(|x| !x.is_empty()).map(xid).collect::<Result<_, _>>()?;
+            (Some(xid(xmax)?), listed)
+        }
+        None => (None, Vec::new()),
     };
     let events = rows.into_iter().map(|(row, _)| row.into_event()).collect::<Result<_, _>>()?;
-    Ok(EventRead { events, in_flight })
+    Ok(EventRead { events, in_flight, in_flight_from })
 }
