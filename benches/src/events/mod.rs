@@ -35,7 +35,7 @@ use tokio::task::JoinHandle;
 
 pub use self::args::Args;
 pub use self::report::Report;
-use self::report::{Events, Idle, Load, Memory, Percentiles, Sample};
+use self::report::{Events, Idle, Load, Memory, MissingEvent, Percentiles, Sample};
 use self::sales::{Committed, Sales};
 use self::sse::{Followed, Progress, Subscription};
 use crate::load::Interrupt;
@@ -250,6 +250,8 @@ async fn join_all(subscribers: Vec<Running>) -> anyhow::Result<Vec<Followed>> {
 struct Matched {
     received: u64,
     missing: u64,
+    /// The sessions of the missing ones, in commit order.
+    missing_keys: Vec<String>,
     duplicated: u64,
     other: u64,
     /// Microseconds from the commit's answer to the first arrival, 0 when the event came first.
@@ -271,6 +273,7 @@ fn match_events(committed: &[Committed], orders: &[(String, Instant)]) -> Matche
     let mut matched = Matched {
         received: 0,
         missing: 0,
+        missing_keys: Vec::new(),
         duplicated: 0,
         other: 0,
         after_answer: histogram(),
@@ -279,6 +282,7 @@ fn match_events(committed: &[Committed], orders: &[(String, Instant)]) -> Matche
     for commit in committed {
         let Some(times) = arrivals.remove(commit.session_key.as_str()) else {
             matched.missing += 1;
+            matched.missing_keys.push(commit.session_key.clone());
             continue;
         };
         if times.len() == 1 {
@@ -367,9 +371,38 @@ async fn measure(args: &Args, server: &SpawnedServer) -> anyhow::Result<Report> 
     let idle = join_all(idle).await?;
     let samples = join_all(samples).await?;
     let latency = latency.join().await?;
-    progress("stopping the server");
 
     let matched = match_events(&outcome.committed, &latency.orders);
+    let (missing_in_log, missing_sessions) = if matched.missing_keys.is_empty() {
+        (None, Vec::new())
+    } else {
+        // Written and not sent, or never written: the log, read again from its start, tells.
+        progress("reading the log again for the missing events");
+        let url = sse::events_url(base_url, "type=order.created&after=0")?;
+        match sse::replay_orders(&streams, url, Duration::from_secs(1), Duration::from_secs(30)).await {
+            Ok(log) => {
+                let in_log = matched.missing_keys.iter().filter(|key| log.contains_key(key.as_str())).count();
+                let listed = matched
+                    .missing_keys
+                    .iter()
+                    .take(10)
+                    .map(|key| MissingEvent { session_key: key.clone(), id_in_log: log.get(key.as_str()).copied() })
+                    .collect();
+                (Some(in_log as u64), listed)
+            }
+            Err(error) => {
+                eprintln!("omniman-eventbench: warning: could not read the log again: {error:#}");
+                let listed = matched
+                    .missing_keys
+                    .iter()
+                    .take(10)
+                    .map(|key| MissingEvent { session_key: key.clone(), id_in_log: None })
+                    .collect();
+                (None, listed)
+            }
+        }
+    };
+    progress("stopping the server");
     let mut sample = Sample {
         subscribers: args.sample,
         complete: 0,
@@ -399,7 +432,8 @@ async fn measure(args: &Args, server: &SpawnedServer) -> anyhow::Result<Report> 
         problems.push(format!("{failed} sales failed"));
     }
     if matched.missing > 0 {
-        problems.push(format!("{} committed sessions brought no order.created event", matched.missing));
+        let in_log = missing_in_log.map_or_else(String::new, |n| format!(" ({n} of them are in the log)"));
+        problems.push(format!("{} committed sessions brought no order.created event{in_log}", matched.missing));
     }
     if matched.duplicated > 0 {
         problems.push(format!("{} order.created events arrived more than once", matched.duplicated));
@@ -469,6 +503,8 @@ async fn measure(args: &Args, server: &SpawnedServer) -> anyhow::Result<Report> 
             latency_after_answer_ms: Percentiles::of(&matched.after_answer),
             latency_after_send_ms: Percentiles::of(&matched.after_send),
             ended: latency.ended,
+            missing_in_log,
+            missing_sessions,
         },
         sample,
         passed: problems.is_empty(),
@@ -509,6 +545,7 @@ mod tests {
         ];
         let matched = match_events(&committed, &orders);
         assert_eq!((matched.received, matched.missing, matched.duplicated, matched.other), (2, 1, 1, 1));
+        assert_eq!(matched.missing_keys, ["C"]);
         assert_eq!(matched.after_answer.len(), 3);
         assert_eq!(matched.after_answer.min(), 0);
         assert!(matched.after_answer.max() >= 4_990 && matched.after_answer.max() <= 5_010);

@@ -125,6 +125,21 @@ pub struct Events {
     pub latency_after_send_ms: Option<Percentiles>,
     /// Why the latency subscriber's stream ended early, if it did.
     pub ended: Option<String>,
+    /// Of the missing events, those the log holds (read again from its start after the run):
+    /// written, but never sent live. `None` when nothing was missing, or the log could not be
+    /// read.
+    pub missing_in_log: Option<u64>,
+    /// Up to 10 of the sessions whose event was missing, with the event's id in the log.
+    pub missing_sessions: Vec<MissingEvent>,
+}
+
+/// A committed session whose `order.created` the latency subscriber never received.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MissingEvent {
+    /// The session.
+    pub session_key: String,
+    /// The id of its `order.created` in the log; `None` when the log does not hold it.
+    pub id_in_log: Option<i64>,
 }
 
 /// The sample subscribers, which filter nothing.
@@ -243,6 +258,12 @@ impl fmt::Display for Report {
             "order.created: {} expected, {} received once, {} missing, {} duplicated, {} of other sessions",
             events.expected, events.received, events.missing, events.duplicated, events.other
         )?;
+        for missing in &events.missing_sessions {
+            match missing.id_in_log {
+                Some(id) => writeln!(f, "  missing: {} (event {id} is in the log)", missing.session_key)?,
+                None => writeln!(f, "  missing: {} (not in the log)", missing.session_key)?,
+            }
+        }
         writeln!(f, "commit answered → event: {}", percentiles_text(events.latency_after_answer_ms.as_ref()))?;
         writeln!(f, "commit sent → event:     {}", percentiles_text(events.latency_after_send_ms.as_ref()))?;
         let sample = &self.sample;

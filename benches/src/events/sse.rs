@@ -1,6 +1,7 @@
 //! The client side of `GET /api/events`: a parser of the stream's frames, and subscribers that
 //! follow a stream, count what they are sent and note when each `order.created` arrived.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -72,6 +73,7 @@ fn parse_frame(block: &[u8]) -> Frame {
 /// The fields of an event the tool reads.
 #[derive(Deserialize)]
 struct EventJson {
+    id: Option<i64>,
     #[serde(rename = "type")]
     kind: String,
     session_key: Option<String>,
@@ -199,6 +201,37 @@ impl Subscription {
             }
         }
     }
+}
+
+/// The `order.created` events of the log, by session key with their ids: the stream at `url`
+/// (which should resume, `after=0`) is read until nothing came for `quiet` (the replay is over
+/// and the live feed idle), or for at most `limit`.
+pub(crate) async fn replay_orders(
+    client: &reqwest::Client,
+    url: Url,
+    quiet: Duration,
+    limit: Duration,
+) -> anyhow::Result<HashMap<String, i64>> {
+    let mut subscription = Subscription::open(client, url, limit).await?;
+    let mut orders = HashMap::new();
+    let mut keep = |frame: Frame| {
+        let Some(event) = frame.data.and_then(|data| serde_json::from_str::<EventJson>(&data).ok()) else { return };
+        if let (true, Some(key), Some(id)) = (event.kind == "order.created", event.session_key, event.id) {
+            orders.insert(key, id);
+        }
+    };
+    for (frame, _) in std::mem::take(&mut subscription.early) {
+        keep(frame);
+    }
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        match tokio::time::timeout(quiet, subscription.response.chunk()).await {
+            Ok(Ok(Some(bytes))) => subscription.parser.push(&bytes, &mut keep),
+            Ok(Ok(None)) | Err(_) => break,
+            Ok(Err(error)) => return Err(error).context("reading the replay"),
+        }
+    }
+    Ok(orders)
 }
 
 /// Counts one frame.
