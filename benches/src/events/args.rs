@@ -14,6 +14,9 @@ use crate::load::spawn::SpawnOptions;
     name = "omniman-eventbench",
     about = "Measures GET /api/events on a spawned Omniman server: the memory and CPU of idle \
              subscribers, and the latency from a commit's answer to its order.created event",
+    after_help = "Exit status: 0 when every check passed; 2 when a check failed (an event missing or \
+                  repeated, a sale failed, a subscriber disconnected: the report says which); 1 when \
+                  the run could not measure.",
     disable_version_flag = true
 )]
 pub struct Args {
