@@ -2,85 +2,21 @@
 //! seed workload runs without a failure and its report adds up, down to the orders the server
 //! holds afterwards.
 
-use std::collections::BTreeSet;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use clap::CommandFactory;
+use common::{server_bin, test_postgres};
 use omniman_benches::load::Args;
 use serde_json::Value;
 
 const LOADGEN: &str = env!("CARGO_BIN_EXE_omniman-loadgen");
 
-/// Environment variable naming the `omniman` binary to start, instead of this build's.
-const SERVER_BIN_ENV: &str = "OMNIMAN_SERVER_BIN";
-
-/// The `omniman` binary: `$OMNIMAN_SERVER_BIN`, else the one in this test's profile directory
-/// (`cargo test --workspace` builds it), built there first when it is missing.
-fn server_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os(SERVER_BIN_ENV) {
-        return PathBuf::from(path);
-    }
-    // This test runs from <target>/<profile>/deps/.
-    let exe = std::env::current_exe().expect("the test knows its path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("the test runs from <target>/<profile>/deps");
-    let server = profile_dir.join(format!("omniman{}", std::env::consts::EXE_SUFFIX));
-    if !server.is_file() {
-        let profile = profile_dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
-        let target_dir = profile_dir.parent().expect("a profile directory has a parent");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "-p", "omniman-server"]).env("CARGO_TARGET_DIR", target_dir);
-        match profile {
-            "debug" => {}
-            "release" => {
-                build.arg("--release");
-            }
-            other => {
-                build.args(["--profile", other]);
-            }
-        }
-        let status = build.status().expect("cargo runs");
-        assert!(status.success(), "building omniman failed; set {SERVER_BIN_ENV} to a built omniman instead");
-    }
-    assert!(server.is_file(), "no omniman at {}; set {SERVER_BIN_ENV}", server.display());
-    server
-}
-
 /// Runs `omniman-loadgen ARGS`, killing it after `limit`.
 fn loadgen(args: &[&str], limit: Duration) -> Output {
-    let dir = tempfile::tempdir().unwrap();
-    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    let mut child = Command::new(LOADGEN)
-        .args(args)
-        .env_remove("OMNIMAN_LOG")
-        .stdin(Stdio::null())
-        .stdout(File::create(&out).unwrap())
-        .stderr(File::create(&err).unwrap())
-        .spawn()
-        .expect("omniman-loadgen starts");
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            // SIGTERM would let it report and stop its server; SIGKILL leaves the server
-            // running, so ask first.
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-            std::thread::sleep(Duration::from_secs(5));
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "omniman-loadgen {args:?} took over {limit:?}; stderr:\n{}",
-                std::fs::read_to_string(&err).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Output { status, stdout: std::fs::read(&out).unwrap(), stderr: std::fs::read(&err).unwrap() }
+    common::run_tool(LOADGEN, args, limit)
 }
 
 /// `http://127.0.0.1:PORT` where nothing listens.
@@ -194,23 +130,8 @@ fn the_text_report_is_the_default() {
 
 #[test]
 fn every_flag_is_documented_in_performance_md() {
-    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/performance.md")).unwrap();
-    let flags: BTreeSet<String> =
-        Args::command().get_arguments().filter_map(|a| a.get_long()).map(|long| format!("`--{long}")).collect();
-    let missing: Vec<&String> = flags.iter().filter(|flag| !doc.contains(flag.as_str())).collect();
-    assert!(missing.is_empty(), "docs/performance.md does not mention {missing:?}");
-}
-
-/// The PostgreSQL server the tests may create databases on (`OMNIMAN_TEST_DATABASE_URL`); `None`
-/// (after saying so) outside CI when it is not set. Under `CI=true` it must be.
-fn test_postgres() -> Option<String> {
-    if let Ok(url) = std::env::var("OMNIMAN_TEST_DATABASE_URL") {
-        return Some(url);
-    }
-    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    assert!(!in_ci, "OMNIMAN_TEST_DATABASE_URL must be set under CI");
-    eprintln!("SKIPPED: OMNIMAN_TEST_DATABASE_URL is not set; the two-instance load test needs PostgreSQL");
-    None
+    let missing = common::undocumented_flags(&Args::command(), "The load tool");
+    assert!(missing.is_empty(), "docs/performance.md, \"The load tool\", does not mention {missing:?}");
 }
 
 #[test]

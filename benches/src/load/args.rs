@@ -75,13 +75,13 @@ pub struct Args {
 }
 
 /// Parses a number of seconds (`2`, `0.5`), zero included.
-fn seconds(text: &str) -> Result<Duration, String> {
+pub(crate) fn seconds(text: &str) -> Result<Duration, String> {
     let value: f64 = text.trim().parse().map_err(|_| format!("`{text}` is not a number of seconds"))?;
     Duration::try_from_secs_f64(value).map_err(|_| format!("`{text}` is not a number of seconds from 0 up"))
 }
 
 /// Parses a number of seconds above zero.
-fn positive_seconds(text: &str) -> Result<Duration, String> {
+pub(crate) fn positive_seconds(text: &str) -> Result<Duration, String> {
     let value = seconds(text)?;
     if value.is_zero() {
         return Err("must be above 0 seconds".to_owned());

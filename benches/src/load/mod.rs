@@ -10,7 +10,7 @@
 
 pub mod args;
 pub mod cpu;
-mod spawn;
+pub(crate) mod spawn;
 pub mod stats;
 pub mod workload;
 
@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 pub use self::args::Args;
 use self::cpu::{CpuTime, CpuUse};
-use self::spawn::SpawnedServer;
+use self::spawn::{SpawnOptions, SpawnedServer};
 pub use self::stats::Report;
 use self::stats::{Orders, Summary};
 use self::workload::Workload;
@@ -40,7 +40,7 @@ pub(crate) struct Interrupt {
 
 impl Interrupt {
     /// An interrupt that a background task sets on `SIGINT` or `SIGTERM`.
-    fn listen() -> Arc<Interrupt> {
+    pub(crate) fn listen() -> Arc<Interrupt> {
         let interrupt = Arc::new(Interrupt::default());
         let setter = Arc::clone(&interrupt);
         tokio::spawn(async move {
@@ -55,7 +55,7 @@ impl Interrupt {
         self.set.load(Ordering::Relaxed)
     }
 
-    async fn wait(&self) {
+    pub(crate) async fn wait(&self) {
         loop {
             let notified = self.notify.notified();
             if self.is_set() {
@@ -92,11 +92,12 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     let interrupt = Interrupt::listen();
     let mut servers = Vec::new();
     let (base_urls, token) = if args.spawn {
+        let options = SpawnOptions::from(args);
         let start = async {
-            let first = SpawnedServer::start(args).await?;
+            let first = SpawnedServer::start(&options).await?;
             let mut started = Vec::new();
             for _ in 1..args.instances {
-                started.push(first.start_another(args).await?);
+                started.push(first.start_another(&options).await?);
             }
             started.insert(0, first);
             anyhow::Ok(started)

@@ -17,6 +17,34 @@ use tokio::sync::oneshot;
 use super::args::Args;
 use super::stats::SpawnedInfo;
 
+/// What `--spawn` starts: the flags of the tools that spawn a server (`omniman-loadgen`,
+/// `omniman-eventbench`), without the rest of their command lines.
+#[derive(Clone, Debug)]
+pub(crate) struct SpawnOptions {
+    /// The tool's name, which prefixes its progress lines.
+    pub(crate) tool: &'static str,
+    /// `--server-bin`.
+    pub(crate) server_bin: Option<PathBuf>,
+    /// `--database-url`.
+    pub(crate) database_url: Option<String>,
+    /// `--workers`.
+    pub(crate) workers: Option<u32>,
+    /// `--server-arg`, in order.
+    pub(crate) server_args: Vec<String>,
+}
+
+impl From<&Args> for SpawnOptions {
+    fn from(args: &Args) -> SpawnOptions {
+        SpawnOptions {
+            tool: "omniman-loadgen",
+            server_bin: args.server_bin.clone(),
+            database_url: args.database_url.clone(),
+            workers: args.workers,
+            server_args: args.server_args.clone(),
+        }
+    }
+}
+
 /// How long the server may take to print its token and to become ready.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -43,7 +71,7 @@ pub(crate) struct SpawnedServer {
 
 impl SpawnedServer {
     /// Starts the server `args` describe and waits until it is ready.
-    pub(crate) async fn start(args: &Args) -> anyhow::Result<SpawnedServer> {
+    pub(crate) async fn start(args: &SpawnOptions) -> anyhow::Result<SpawnedServer> {
         let binary = args.server_bin.clone().unwrap_or_else(default_server_bin);
         if !binary.is_file() {
             bail!(
@@ -60,7 +88,7 @@ impl SpawnedServer {
                 (format!("sqlite://{}", path.display()), None, "sqlite", "a temporary file".to_owned())
             }
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                let db = PgDatabase::create(url)?;
+                let db = PgDatabase::create(url, args.tool)?;
                 let described = format!("database {} (dropped afterwards)", db.name);
                 (db.url(), Some(db), "postgres", described)
             }
@@ -70,7 +98,7 @@ impl SpawnedServer {
         let info = SpawnedInfo { binary: binary.display().to_string(), backend: backend.to_owned(), database };
         let mut server = SpawnedServer::launch(args, &binary, &database_url, dir, info, true)?;
         server.postgres = postgres;
-        eprintln!("omniman-loadgen: started {} serve --demo on {} ({backend})", binary.display(), server.base_url);
+        eprintln!("{}: started {} serve --demo on {} ({backend})", args.tool, binary.display(), server.base_url);
         server.token = server.read_token().await?;
         server.wait_until_ready().await?;
         Ok(server)
@@ -78,12 +106,12 @@ impl SpawnedServer {
 
     /// Starts one more instance on this server's database (without `--demo`: the first seeded
     /// it) and waits until it is ready; it answers to the same token.
-    pub(crate) async fn start_another(&self, args: &Args) -> anyhow::Result<SpawnedServer> {
+    pub(crate) async fn start_another(&self, args: &SpawnOptions) -> anyhow::Result<SpawnedServer> {
         let binary = PathBuf::from(&self.info.binary);
         let dir =
             tempfile::Builder::new().prefix("omniman-load-").tempdir().context("cannot make a temporary directory")?;
         let mut server = SpawnedServer::launch(args, &binary, &self.database_url, dir, self.info.clone(), false)?;
-        eprintln!("omniman-loadgen: started another {} serve on {}", binary.display(), server.base_url);
+        eprintln!("{}: started another {} serve on {}", args.tool, binary.display(), server.base_url);
         server.token.clone_from(&self.token);
         server.wait_until_ready().await?;
         Ok(server)
@@ -92,7 +120,7 @@ impl SpawnedServer {
     /// Spawns `binary serve` on a free port; the `first` instance runs with `--demo`, which
     /// seeds the database and prints the token.
     fn launch(
-        args: &Args,
+        args: &SpawnOptions,
         binary: &Path,
         database_url: &str,
         dir: TempDir,
@@ -278,14 +306,16 @@ fn free_port() -> anyhow::Result<u16> {
 struct PgDatabase {
     admin_url: String,
     name: String,
+    /// The tool that made it, for its warnings.
+    tool: &'static str,
 }
 
 impl PgDatabase {
     /// Creates `omniman_load_<random>` through `admin_url` (any existing database).
-    fn create(admin_url: &str) -> anyhow::Result<PgDatabase> {
+    fn create(admin_url: &str, tool: &'static str) -> anyhow::Result<PgDatabase> {
         let name = format!("omniman_load_{:016x}", rand::random::<u64>());
         psql(admin_url, &format!("CREATE DATABASE \"{name}\""))?;
-        Ok(PgDatabase { admin_url: admin_url.to_owned(), name })
+        Ok(PgDatabase { admin_url: admin_url.to_owned(), name, tool })
     }
 
     fn url(&self) -> String {
@@ -297,7 +327,7 @@ impl Drop for PgDatabase {
     fn drop(&mut self) {
         let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
         if let Err(error) = psql(&self.admin_url, &sql) {
-            eprintln!("omniman-loadgen: warning: could not drop database {}: {error:#}", self.name);
+            eprintln!("{}: warning: could not drop database {}: {error:#}", self.tool, self.name);
         }
     }
 }

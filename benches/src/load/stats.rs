@@ -13,7 +13,7 @@ use super::cpu::CpuUse;
 use super::workload::Task;
 
 /// Largest latency a histogram holds, in microseconds (one hour); longer ones count as this.
-const HIGHEST_US: u64 = 3_600_000_000;
+pub(crate) const HIGHEST_US: u64 = 3_600_000_000;
 
 /// Why a request did not succeed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,7 +154,7 @@ pub(crate) fn round(value: f64, decimals: i32) -> f64 {
 }
 
 #[expect(clippy::cast_precision_loss, reason = "latencies in microseconds stay far below 2^52")]
-fn millis(micros: u64) -> f64 {
+pub(crate) fn millis(micros: u64) -> f64 {
     micros as f64 / 1000.0
 }
 
