@@ -295,18 +295,28 @@ async fn an_operator_works_the_console_in_a_browser() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // A webhook subscription (created through the API, which shows its secret once).
+    let hook = json!({"url": "http://127.0.0.1:9/hooks", "events": ["order.created", "order.status_changed"]});
+    let (status, hook) = admin.post("/webhooks", &hook).await;
+    assert_eq!(status, 201, "{hook}");
+    let hook_id = hook["id"].as_i64().unwrap();
+
     // The other pages.
     for (path, name, css) in [
         ("/console/channels", "channels", "#edit-pos"),
         ("/console/channels/pos", "channel", "#config"),
         ("/console/stock", "stock", "table"),
-        ("/console/webhooks", "webhooks", "main h1"),
+        ("/console/webhooks", "webhooks", &format!("#test-{hook_id}")),
     ] {
         browser.goto(&format!("{base}{path}")).await.unwrap();
         wait_for(&browser, css, Duration::from_secs(5)).await;
         screenshot(&browser, name).await;
     }
-    assert!(browser.source().await.unwrap().contains("Webhooks"));
+    // A test delivery, then its subscription's deliveries.
+    click(&browser, &format!("#test-{hook_id}")).await;
+    wait_for(&browser, "caption", Duration::from_secs(5)).await;
+    assert!(text(&browser, "table").await.contains("webhook.test"));
+    screenshot(&browser, "webhook-deliveries").await;
     browser.goto(&format!("{base}/console/stock")).await.unwrap();
     assert!(text(&browser, "table").await.contains("CROISSANT"));
 
@@ -324,6 +334,7 @@ async fn an_operator_works_the_console_in_a_browser() {
         "/console/tokens",
         "/console/stock",
         "/console/webhooks",
+        &format!("/console/webhooks/{hook_id}"),
         "/console/sign-in",
         "/console/assets/console.css",
         "/console/assets/console.js",

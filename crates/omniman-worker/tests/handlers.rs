@@ -1,5 +1,7 @@
 //! The bundled handlers end to end on the in-memory store (docs/reference.md §7, §8).
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -531,43 +533,8 @@ async fn refund_records_reason_and_refund_of_pending_intent_fails() {
 
 #[tokio::test]
 async fn webhook_posts_the_payload_signed_and_retries_server_errors() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
     // First answer 503 (retried), then 200.
-    let server = tokio::spawn(async move {
-        let mut seen = Vec::new();
-        for status in ["503 Service Unavailable", "200 OK"] {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut buf = vec![0_u8; 65536];
-            let mut len = 0;
-            loop {
-                let n = socket.read(&mut buf[len..]).await.unwrap();
-                len += n;
-                let text = String::from_utf8_lossy(&buf[..len]).to_string();
-                if let Some(head_end) = text.find("\r\n\r\n") {
-                    let content_length = text[..head_end]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length: ")
-                                .map(|v| v.trim().parse::<usize>().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if len >= head_end + 4 + content_length {
-                        seen.push(text);
-                        break;
-                    }
-                }
-                if n == 0 {
-                    break;
-                }
-            }
-            let reply = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            socket.write_all(reply.as_bytes()).await.unwrap();
-        }
-        seen
-    });
+    let (url, server) = common::receiver(&["503 Service Unavailable", "200 OK"]).await;
     let shop = shop(json!({"webhooks": {"url": url, "secret": "s3cret"}}));
     let now = Utc::now() - TimeDelta::seconds(1);
     let Value::Object(payload) = json!({"channel_code": "pos", "event": "order.created", "order_ref": "ORD-9"}) else {

@@ -1,6 +1,8 @@
 //! Webhook subscriptions end to end on the in-memory store: the dispatcher's fan-out from an
 //! event log, and `webhook.deliver` posting signed events to a local receiver.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -16,7 +18,6 @@ use omniman_core::webhook::{Delivery, NewDelivery, NewWebhook, Webhook};
 use omniman_worker::handlers::deliver::{DELIVERY_HEADER, WebhookDeliveryHandler, verify};
 use omniman_worker::{Dispatcher, Worker, WorkerConfig};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The in-memory store with an event log the test writes.
 #[derive(Clone, Debug, Default)]
@@ -186,47 +187,6 @@ async fn concurrent_dispatchers_never_dispatch_an_event_twice() {
     assert_eq!(ids, (1..=500).collect::<Vec<_>>());
 }
 
-/// A receiver answering each request with the next of `statuses`; returns the requests as
-/// received (head and body).
-async fn receiver(statuses: &'static [&'static str]) -> (String, tokio::task::JoinHandle<Vec<String>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move {
-        let mut seen = Vec::new();
-        for status in statuses {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut buf = vec![0_u8; 65536];
-            let mut len = 0;
-            loop {
-                let n = socket.read(&mut buf[len..]).await.unwrap();
-                len += n;
-                let text = String::from_utf8_lossy(&buf[..len]).to_string();
-                if let Some(head_end) = text.find("\r\n\r\n") {
-                    let content_length = text[..head_end]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length: ")
-                                .map(|v| v.trim().parse::<usize>().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if len >= head_end + 4 + content_length {
-                        seen.push(text);
-                        break;
-                    }
-                }
-                if n == 0 {
-                    break;
-                }
-            }
-            let reply = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            socket.write_all(reply.as_bytes()).await.unwrap();
-        }
-        seen
-    });
-    (url, server)
-}
-
 fn header<'a>(request: &'a str, name: &str) -> &'a str {
     let prefix = format!("{}:", name.to_ascii_lowercase());
     let line = request.lines().find(|l| l.to_ascii_lowercase().starts_with(&prefix)).unwrap();
@@ -239,7 +199,7 @@ fn body(request: &str) -> &str {
 
 #[tokio::test]
 async fn a_delivery_is_signed_and_keeps_its_id_across_a_retry_after_a_500() {
-    let (url, server) = receiver(&["500 Internal Server Error", "200 OK"]).await;
+    let (url, server) = common::receiver(&["500 Internal Server Error", "200 OK"]).await;
     let store = InMemoryStore::new();
     let hub = Arc::new(Omniman::new(store.clone(), Extensions::default()));
     let hook = hub.create_webhook(subscription(&url, &[EventType::OrderCreated], None), "whsec_t".into());
@@ -294,7 +254,7 @@ async fn a_delivery_to_a_deleted_subscription_ends_without_sending() {
 
 #[tokio::test]
 async fn a_redirect_is_not_followed_and_fails_the_delivery() {
-    let (url, server) = receiver(&["302 Found\r\nlocation: http://127.0.0.1:9/elsewhere"]).await;
+    let (url, server) = common::receiver(&["302 Found\r\nlocation: http://127.0.0.1:9/elsewhere"]).await;
     let store = InMemoryStore::new();
     let hub = Arc::new(Omniman::new(store.clone(), Extensions::default()));
     let hook = hub.create_webhook(subscription(&url, &[EventType::OrderCreated], None), "k".into()).await.unwrap();

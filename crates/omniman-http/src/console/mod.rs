@@ -20,6 +20,7 @@ mod orders;
 mod session;
 mod sessions;
 mod stock;
+mod webhooks;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -101,7 +102,17 @@ pub(crate) fn configure<S: Store + 'static>(cfg: &mut web::ServiceConfig) {
             )
             .service(web::resource("/tokens/{id}/revoke").route(post().to(manage::revoke_token::<S>)))
             .service(web::resource("/stock").route(get().to(stock::page::<S>)))
-            .service(web::resource("/webhooks").route(get().to(webhooks::<S>)))
+            .service(web::resource("/webhooks").route(get().to(webhooks::list::<S>)))
+            .service(web::resource("/webhooks/{id}").route(get().to(webhooks::deliveries::<S>)))
+            .service(web::resource("/webhooks/{id}/test").route(
+                post().to(|req, state, id, body| webhooks::act::<S>(req, state, id, body, webhooks::Action::Test)),
+            ))
+            .service(web::resource("/webhooks/{id}/active").route(
+                post().to(|req, state, id, body| webhooks::act::<S>(req, state, id, body, webhooks::Action::Active)),
+            ))
+            .service(web::resource("/webhooks/{id}/delete").route(
+                post().to(|req, state, id, body| webhooks::act::<S>(req, state, id, body, webhooks::Action::Delete)),
+            ))
             .service(web::resource("/assets/console.css").route(get().to(css)))
             .service(web::resource("/assets/console.js").route(get().to(js)))
             .default_service(web::to(not_found::<S>)),
@@ -247,14 +258,4 @@ async fn sign_out<S: Store + 'static>(
         res.headers_mut().append(header::SET_COOKIE, value);
     }
     res
-}
-
-/// A placeholder until the console manages webhooks.
-async fn webhooks<S: Store + 'static>(req: HttpRequest, state: web::Data<AppState<S>>) -> HttpResponse {
-    let signed = match session::signed(&req, &state).await {
-        Ok(signed) => signed,
-        Err(res) => return res,
-    };
-    let body = html! { p { "Webhook subscriptions will be listed and managed here." } };
-    layout::ok_page("Webhooks", Section::Webhooks, &signed, &body)
 }

@@ -309,3 +309,49 @@ async fn a_channel_is_edited_with_the_apis_rules_and_messages_and_deactivated() 
     assert_eq!(resp.status.as_u16(), 303);
     assert!(!state.hub().channel("web").await.unwrap().is_active);
 }
+
+#[actix_web::test]
+async fn webhooks_are_listed_tested_paused_and_deleted_with_their_deliveries() {
+    let state = common::state().await;
+    let app = service!(state.clone());
+    let cookie = sign_in!(app, ADMIN);
+    let created = call!(
+        app,
+        TestRequest::post()
+            .uri("/api/webhooks")
+            .insert_header(("Authorization", format!("Bearer {ADMIN}")))
+            .set_json(serde_json::json!({"url": "https://example.com/hooks", "events": ["order.created"]}))
+    );
+    assert_eq!(created.status.as_u16(), 201);
+    let id = created.json()["id"].as_i64().unwrap();
+    let secret = created.json()["secret"].as_str().unwrap().to_owned();
+
+    let list = call!(app, page("/console/webhooks", &cookie));
+    assert_eq!(list.status.as_u16(), 200);
+    let text = html(&list);
+    assert!(text.contains("https://example.com/hooks") && text.contains("order.created"), "{text}");
+    assert!(!text.contains(&secret), "the secret is never shown again");
+    let token = csrf(&list);
+
+    let tested = call!(app, form_post(&format!("/console/webhooks/{id}/test"), &cookie, &[("csrf", &token)]));
+    assert_eq!(
+        (tested.status.as_u16(), tested.header("location")),
+        (303, Some(format!("/console/webhooks/{id}").as_str()))
+    );
+    let deliveries = call!(app, page(&format!("/console/webhooks/{id}"), &cookie));
+    assert!(html(&deliveries).contains("webhook.test"), "{}", html(&deliveries));
+
+    let refused = call!(app, form_post(&format!("/console/webhooks/{id}/delete"), &cookie, &[("csrf", "nope")]));
+    assert_eq!(refused.status.as_u16(), 403);
+    let paused = call!(
+        app,
+        form_post(&format!("/console/webhooks/{id}/active"), &cookie, &[("csrf", &token), ("active", "false")])
+    );
+    assert_eq!(paused.status.as_u16(), 303);
+    assert!(!state.hub().webhook(id).await.unwrap().active);
+    let deleted = call!(app, form_post(&format!("/console/webhooks/{id}/delete"), &cookie, &[("csrf", &token)]));
+    assert_eq!(deleted.status.as_u16(), 303);
+    assert!(html(&call!(app, page("/console/webhooks", &cookie))).contains("No subscriptions."));
+    let gone = call!(app, page(&format!("/console/webhooks/{id}"), &cookie));
+    assert_eq!(gone.status.as_u16(), 404);
+}
