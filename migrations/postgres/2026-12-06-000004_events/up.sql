@@ -61,7 +61,10 @@ BEGIN
         INSERT INTO events (type, channel_code, session_key, data)
         VALUES ('session.abandoned', channel, NEW.session_key, jsonb_build_object('rev', NEW.rev));
     END IF;
-    IF NEW.state = 'open' AND (NEW.data -> 'issues') IS DISTINCT FROM (OLD.data -> 'issues') THEN
+    -- Only a check result (which keeps the rev) adds issues: a modify (a new rev) is spared
+    -- reading both documents.
+    IF NEW.state = 'open' AND NEW.rev = OLD.rev
+       AND (NEW.data -> 'issues') IS DISTINCT FROM (OLD.data -> 'issues') THEN
         shortage := omniman_new_stock_issues(NEW.data -> 'issues', OLD.data -> 'issues');
         IF shortage IS NOT NULL THEN
             INSERT INTO events (type, channel_code, session_key, data)

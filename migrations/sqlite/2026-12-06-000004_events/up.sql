@@ -53,7 +53,8 @@ BEGIN
                              ELSE '[]' END) AS o
               WHERE json_extract(o.value, '$.id') IS json_extract(i.value, '$.id'))
     ) AS shortage
-    WHERE NEW.state = 'open'
+    -- Only a check result (which keeps the rev) adds issues.
+    WHERE NEW.state = 'open' AND NEW.rev = OLD.rev
       AND json_extract(NEW.data, '$.issues') IS NOT json_extract(OLD.data, '$.issues')
       AND shortage.n > 0;
 END;
