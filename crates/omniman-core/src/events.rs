@@ -85,16 +85,40 @@ event_types! {
     StockShortage => "stock.shortage",
 }
 
+impl EventType {
+    /// The types a name selects: one type, or every type of a group (`order.*`).
+    ///
+    /// ```
+    /// use omniman_core::events::EventType;
+    /// assert_eq!(EventType::select("order.*").unwrap(), [EventType::OrderCreated, EventType::OrderStatusChanged]);
+    /// assert_eq!(EventType::select("stock.shortage").unwrap(), [EventType::StockShortage]);
+    /// assert!(EventType::select("order.deleted").is_err());
+    /// ```
+    pub fn select(name: &str) -> Result<Vec<EventType>, UnknownEventType> {
+        let Some(group) = name.strip_suffix(".*") else {
+            return name.parse().map(|kind| vec![kind]);
+        };
+        let types: Vec<EventType> =
+            EventType::ALL.iter().copied().filter(|t| t.as_str().split('.').next() == Some(group)).collect();
+        if types.is_empty() { Err(UnknownEventType(name.to_owned())) } else { Ok(types) }
+    }
+}
+
 impl fmt::Display for EventType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-/// A name that is not an [`EventType`].
+/// A name that is not an [`EventType`]; its message lists the known ones.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown event type `{0}`")]
+#[error("unknown event type `{0}` (known: {names})", names = known_names())]
 pub struct UnknownEventType(pub String);
+
+/// Every event type's name, comma-separated.
+fn known_names() -> String {
+    EventType::ALL.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+}
 
 /// One event of the log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

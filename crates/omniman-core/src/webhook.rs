@@ -163,16 +163,11 @@ pub fn parse_event_types(value: &Value) -> Result<Vec<EventType>, FieldErrors> {
         match item.as_str().map(str::parse::<EventType>) {
             Some(Ok(kind)) if !types.contains(&kind) => types.push(kind),
             Some(Ok(_)) => {}
-            Some(Err(e)) => errors.add(format!("events[{i}]"), format!("{e} (known: {})", known_event_types())),
+            Some(Err(e)) => errors.add(format!("events[{i}]"), e.to_string()),
             None => errors.add(format!("events[{i}]"), "must be a string"),
         }
     }
     errors.into_result().map(|()| types)
-}
-
-/// Every event type name, comma-separated.
-fn known_event_types() -> String {
-    EventType::ALL.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 /// A delivery to enqueue: the directive that posts one event to one subscription.
@@ -223,9 +218,14 @@ fn reports_a_delivery(event: &LogEvent) -> bool {
 pub fn plan_deliveries(events: &[LogEvent], webhooks: &[Webhook], now: DateTime<Utc>) -> Vec<NewDelivery> {
     let mut planned = Vec::new();
     for event in events.iter().filter(|e| !reports_a_delivery(e)) {
-        for hook in webhooks.iter().filter(|h| h.wants(event)) {
-            let body = serde_json::to_value(event).unwrap_or(Value::Null);
-            planned.push(NewDelivery::new(hook.id, Some(event.id), event.kind.as_str(), body, now));
+        let mut hooks = webhooks.iter().filter(|h| h.wants(event)).peekable();
+        if hooks.peek().is_none() {
+            continue;
+        }
+        // Encoded once, for every subscription that wants it.
+        let body = serde_json::to_value(event).unwrap_or(Value::Null);
+        for hook in hooks {
+            planned.push(NewDelivery::new(hook.id, Some(event.id), event.kind.as_str(), body.clone(), now));
         }
     }
     planned

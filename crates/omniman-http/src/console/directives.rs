@@ -11,6 +11,7 @@ use super::form::{self, Form};
 use super::layout::{self, Section};
 use super::session;
 use crate::error::ApiError;
+use crate::handlers::admin::directive_id;
 use crate::state::AppState;
 
 /// Rows shown, newest first.
@@ -99,8 +100,9 @@ pub(crate) async fn retry<S: Store + 'static>(
         Ok(posted) => posted,
         Err(res) => return res,
     };
-    let Ok(id) = id.parse::<i64>() else {
-        return layout::error_page(actix_web::http::StatusCode::NOT_FOUND, "no such directive", Some(&signed));
+    let id = match directive_id(&id) {
+        Ok(id) => id,
+        Err(e) => return layout::api_error(&e, Some(&signed)),
     };
     match state.hub.retry_directive(id).await {
         Ok(_) => layout::see_other("/console/directives"),

@@ -17,6 +17,7 @@ use super::layout::{self, Section};
 use super::session::{self, Signed};
 use crate::auth::{generate_token, hash_token};
 use crate::error::ApiError;
+use crate::handlers::manage::token_id;
 use crate::requests::{ChangeChannelRequest, CreateTokenRequest, decode_with};
 use crate::state::AppState;
 
@@ -325,8 +326,9 @@ pub(crate) async fn revoke_token<S: Store + 'static>(
         Ok(posted) => posted,
         Err(res) => return res,
     };
-    let Ok(id) = id.parse::<i64>() else {
-        return layout::error_page(StatusCode::NOT_FOUND, "no such token", Some(&signed));
+    let id = match token_id(&id) {
+        Ok(id) => id,
+        Err(e) => return layout::api_error(&e, Some(&signed)),
     };
     match state.hub.revoke_token_by_id(id).await {
         Ok(_) => layout::see_other("/console/tokens"),

@@ -13,6 +13,7 @@ use super::form;
 use super::layout::{self, Section};
 use super::session;
 use crate::error::ApiError;
+use crate::handlers::webhooks::webhook_id;
 use crate::state::AppState;
 
 /// Rows shown, newest first.
@@ -78,8 +79,9 @@ pub(crate) async fn deliveries<S: Store + 'static>(
         Ok(signed) => signed,
         Err(res) => return res,
     };
-    let Ok(id) = id.parse::<i64>() else {
-        return layout::error_page(actix_web::http::StatusCode::NOT_FOUND, "no such webhook", Some(&signed));
+    let id = match webhook_id(&id) {
+        Ok(id) => id,
+        Err(e) => return layout::api_error(&e, Some(&signed)),
     };
     let (hook, page) = match state.hub.webhook(id).await {
         Ok(hook) => match state.hub.webhook_deliveries(id, &PageRequest::new(None, SHOWN)).await {
@@ -141,8 +143,9 @@ pub(crate) async fn act<S: Store + 'static>(
         Ok(posted) => posted,
         Err(res) => return res,
     };
-    let Ok(id) = id.parse::<i64>() else {
-        return layout::error_page(actix_web::http::StatusCode::NOT_FOUND, "no such webhook", Some(&signed));
+    let id = match webhook_id(&id) {
+        Ok(id) => id,
+        Err(e) => return layout::api_error(&e, Some(&signed)),
     };
     let done = match action {
         Action::Test => state.hub.test_webhook(id).await.map(|_| format!("/console/webhooks/{id}")),

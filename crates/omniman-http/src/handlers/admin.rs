@@ -90,8 +90,7 @@ pub(crate) async fn get_directive<S: Store + 'static>(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
-    path_text("directive_id", &id)?;
-    let Ok(numeric) = id.parse::<i64>() else { return Err(directive_not_found(&id)) };
+    let numeric = directive_id(&id)?;
     let directive = state.hub.directive(numeric).await?;
     Ok(HttpResponse::Ok().json(DirectiveView::from(&directive)))
 }
@@ -118,10 +117,15 @@ pub(crate) async fn retry_directive<S: Store + 'static>(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
-    path_text("directive_id", &id)?;
-    let Ok(numeric) = id.parse::<i64>() else { return Err(directive_not_found(&id)) };
+    let numeric = directive_id(&id)?;
     let directive = state.hub.retry_directive(numeric).await?;
     Ok(HttpResponse::Ok().json(DirectiveView::from(&directive)))
+}
+
+/// The directive id in a path; one that is not a number names no directive.
+pub(crate) fn directive_id(id: &str) -> Result<i64, ApiError> {
+    path_text("directive_id", id)?;
+    id.parse::<i64>().map_err(|_| directive_not_found(id))
 }
 
 /// 404 for a directive id, as it was asked for (also when it is no number).

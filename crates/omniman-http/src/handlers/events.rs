@@ -67,9 +67,9 @@ pub(crate) async fn event_filter<S: Store + 'static>(
     let mut errors = FieldErrors::default();
     let mut types: Vec<EventType> = Vec::new();
     for name in query.all("type").flat_map(|v| v.split(',')).map(str::trim).filter(|n| !n.is_empty()) {
-        match type_group(name) {
-            Some(group) => types.extend(group),
-            None => errors.add("type", format!("unknown event type `{name}`; known: {}", known_types())),
+        match EventType::select(name) {
+            Ok(selected) => types.extend(selected),
+            Err(e) => errors.add("type", e.to_string()),
         }
     }
     errors.into_result().map_err(|e| ApiError::validation(&e))?;
@@ -87,20 +87,6 @@ pub(crate) async fn event_filter<S: Store + 'static>(
     types.sort_unstable();
     types.dedup();
     Ok(EventFilter { types: (!types.is_empty()).then_some(types), channels })
-}
-
-/// The types a name stands for: one type, or every type of a group (`order.*`).
-fn type_group(name: &str) -> Option<Vec<EventType>> {
-    if let Some(group) = name.strip_suffix(".*") {
-        let types: Vec<EventType> =
-            EventType::ALL.iter().copied().filter(|t| t.as_str().split('.').next() == Some(group)).collect();
-        return (!types.is_empty()).then_some(types);
-    }
-    name.parse().ok().map(|t| vec![t])
-}
-
-fn known_types() -> String {
-    EventType::ALL.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 /// Where the stream resumes: `Last-Event-ID` (what a reconnecting `EventSource` sends), else

@@ -155,10 +155,12 @@ pub(crate) async fn revoke_token<S: Store + 'static>(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
-    path_text("token_id", &id)?;
-    let Ok(numeric) = id.parse::<i64>() else {
-        return Err(ManageError::TokenNotFound { token_id: id.into_inner() }.into());
-    };
-    let revoked = state.hub.revoke_token_by_id(numeric).await?;
+    let revoked = state.hub.revoke_token_by_id(token_id(&id)?).await?;
     Ok(HttpResponse::Ok().json(TokenView::from(&revoked)))
+}
+
+/// The token id in a path; one that is not a number names no token.
+pub(crate) fn token_id(id: &str) -> Result<i64, ApiError> {
+    path_text("token_id", id)?;
+    id.parse::<i64>().map_err(|_| ManageError::TokenNotFound { token_id: id.to_owned() }.into())
 }

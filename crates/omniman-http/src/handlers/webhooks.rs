@@ -24,7 +24,7 @@ fn generate_secret() -> String {
 }
 
 /// The subscription id in a path; one that is not a number names no subscription.
-fn webhook_id(id: &str) -> Result<i64, ApiError> {
+pub(crate) fn webhook_id(id: &str) -> Result<i64, ApiError> {
     path_text("webhook_id", id)?;
     id.parse::<i64>().map_err(|_| ManageError::WebhookNotFound { webhook_id: id.to_owned() }.into())
 }
