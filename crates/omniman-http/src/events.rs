@@ -78,6 +78,9 @@ pub struct FeedSettings {
     pub poll: Duration,
     /// The wait before reading again while a transaction in flight holds the cursor.
     pub hole_poll: Duration,
+    /// The least time between two reads: writes that wake the feed meanwhile are read together,
+    /// so a busy server reads the log at most this often instead of once per write.
+    pub min_read_interval: Duration,
     /// How often an idle stream sends a comment, so that proxies keep it open.
     pub heartbeat: Duration,
 }
@@ -89,6 +92,7 @@ impl Default for FeedSettings {
             batch: 500,
             poll: Duration::from_secs(1),
             hole_poll: Duration::from_millis(5),
+            min_read_interval: Duration::from_millis(2),
             heartbeat: Duration::from_secs(15),
         }
     }
@@ -124,6 +128,8 @@ struct Inner {
     lagged: AtomicU64,
     /// Failed reads of the log.
     read_errors: AtomicU64,
+    /// Reads of the log.
+    reads: AtomicU64,
 }
 
 impl fmt::Debug for EventFeed {
@@ -156,6 +162,7 @@ impl EventFeed {
                 closed: watch::Sender::new(false),
                 lagged: AtomicU64::new(0),
                 read_errors: AtomicU64::new(0),
+                reads: AtomicU64::new(0),
             }),
         };
         tokio::spawn(follow(Arc::downgrade(&feed.inner), EventCursor::after(position)));
@@ -194,6 +201,11 @@ impl EventFeed {
         self.inner.read_errors.load(Ordering::Relaxed)
     }
 
+    /// Reads of the log so far.
+    pub fn reads(&self) -> u64 {
+        self.inner.reads.load(Ordering::Relaxed)
+    }
+
     /// Counts a stream closed for falling behind.
     pub(crate) fn lagged(&self) {
         self.inner.lagged.fetch_add(1, Ordering::Relaxed);
@@ -228,12 +240,18 @@ impl EventFeed {
 /// feed is dropped or closed.
 async fn follow(feed: std::sync::Weak<Inner>, mut cursor: EventCursor) {
     let mut failures: u32 = 0;
+    let mut last_read: Option<tokio::time::Instant> = None;
     loop {
         let Some(inner) = feed.upgrade() else { return };
         if *inner.closed.borrow() {
             return;
         }
         let settings = inner.settings.clone();
+        if let Some(last) = last_read {
+            tokio::time::sleep_until(last + settings.min_read_interval).await;
+        }
+        last_read = Some(tokio::time::Instant::now());
+        inner.reads.fetch_add(1, Ordering::Relaxed);
         let wait = match read_next(&*inner.log, &mut cursor, settings.batch).await {
             Ok((events, full)) => {
                 failures = 0;
@@ -299,6 +317,7 @@ impl prometheus_client::collector::Collector for FeedMetrics {
                 "Event streams closed for falling behind the live feed (their clients resume from the log)",
                 feed.lagged_streams(),
             ),
+            ("event_log_reads", "Reads of the event log by this instance's feed", feed.reads()),
             ("event_log_read_errors", "Failed reads of the event log (retried)", feed.read_errors()),
         ];
         for (name, help, value) in counters {
