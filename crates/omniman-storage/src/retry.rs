@@ -7,10 +7,15 @@
 //!
 //! * a read ([`Retry::Read`]), whatever statement failed;
 //! * a write that runs in a transaction ([`Retry::BeforeBegin`]) when the failing statement
-//!   was the transaction's `BEGIN`: nothing of it ran.
+//!   was the transaction's `BEGIN`: nothing of it ran;
+//! * a commit ([`Retry::Replayable`]), whatever statement failed: it writes only if the session
+//!   is still at the version the service read, so a second run after a first that took effect
+//!   writes nothing and reports the session changed; the service then finds the session
+//!   committed and answers from the idempotency key, as for any commit sent twice.
 //!
-//! A write that failed after its transaction started, or a write that is a single statement,
-//! is not retried: its answer was lost, not necessarily its effect. What happened on the
+//! Any other write that failed after its transaction started, or that is a single statement,
+//! is not retried: its answer was lost, not necessarily its effect, and running it again could
+//! apply it twice (a modify would add its lines again). What happened on the
 //! connection is watched through Diesel's instrumentation ([`Watch`]).
 
 use std::sync::Arc;
@@ -28,6 +33,9 @@ pub(crate) enum Retry {
     Read,
     /// A write in one transaction: retried when its `BEGIN` failed on a lost connection.
     BeforeBegin,
+    /// A write the service recognises when it took effect (a commit, through its session's
+    /// version and its idempotency key): retried whenever the connection was lost.
+    Replayable,
 }
 
 /// What happened on one connection during one attempt.
@@ -60,7 +68,7 @@ impl Watch {
     pub(crate) fn may_retry(&self, retry: Retry) -> bool {
         let flags = self.0.load(Ordering::SeqCst);
         match retry {
-            Retry::Read => flags & LOST != 0,
+            Retry::Read | Retry::Replayable => flags & LOST != 0,
             Retry::BeforeBegin => flags & (LOST | BEGIN_FIRST | ANSWERED) == LOST | BEGIN_FIRST,
         }
     }
@@ -127,6 +135,10 @@ mod tests {
         let single = Watch::default();
         single.set(STARTED | LOST);
         assert!(!single.may_retry(Retry::BeforeBegin), "not in a transaction");
+        assert!(single.may_retry(Retry::Replayable), "a commit is recognised when run again");
+        let answered = Watch::default();
+        answered.set(STARTED | ANSWERED);
+        assert!(!answered.may_retry(Retry::Replayable), "nothing was lost");
     }
 
     #[test]

@@ -156,13 +156,17 @@ where
 /// Runs `$body` with `$conn` (the backend's raw connection) and `$q` (the backend's query
 /// module) on whichever backend `$db` is. `read $db`: a read, retried on a fresh connection
 /// when its connection was lost; `tx $db`: a write in one transaction, retried when its
-/// `BEGIN` failed so (see `crate::retry`); plain `$db`: never retried.
+/// `BEGIN` failed so; `replayable $db`: a commit, retried whenever its connection was lost (see
+/// `crate::retry`); plain `$db`: never retried.
 macro_rules! on_db {
     (read $db:expr, |$conn:ident, $q:ident| $body:expr) => {
         on_db!(@ $db, Some($crate::retry::Retry::Read), |$conn, $q| $body)
     };
     (tx $db:expr, |$conn:ident, $q:ident| $body:expr) => {
         on_db!(@ $db, Some($crate::retry::Retry::BeforeBegin), |$conn, $q| $body)
+    };
+    (replayable $db:expr, |$conn:ident, $q:ident| $body:expr) => {
+        on_db!(@ $db, Some($crate::retry::Retry::Replayable), |$conn, $q| $body)
     };
     ($db:expr, |$conn:ident, $q:ident| $body:expr) => {
         on_db!(@ $db, None, |$conn, $q| $body)
@@ -319,7 +323,7 @@ impl SessionStore for Database {
 impl OrderStore for Database {
     async fn commit(&self, plan: &CommitPlan) -> StoreResult<CommitWrite> {
         let plan = Arc::new(plan.clone());
-        on_db!(tx self, |conn, q| {
+        on_db!(replayable self, |conn, q| {
             match q::commit(conn, plan.clone()).await {
                 Ok(id) => Ok(CommitWrite::Committed(stored_order(&plan.order, id))),
                 Err(CommitAbort::SessionChanged) => Ok(CommitWrite::SessionChanged),

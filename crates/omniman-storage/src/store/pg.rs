@@ -111,32 +111,35 @@ pub(crate) async fn finish(conn: &mut Conn, updates: Vec<DirectiveUpdate>, now: 
     .await
 }
 
-/// The commit as one statement (see [`CommitStatement`]) in one transaction: `BEGIN`, the
-/// statement, `COMMIT` (`ROLLBACK` when the statement reports that the session changed or the
-/// key is held). Three round trips whatever the number of lines and directives. Returns the new
-/// order's id.
+/// The commit as one statement (see [`CommitStatement`]), sent alone: PostgreSQL runs a statement
+/// outside an explicit transaction as a transaction of its own, so the commit is one round trip
+/// whatever the number of lines and directives. The statement undoes itself when the key is held
+/// (`omniman_abort`); when the session changed it wrote nothing. Returns the new order's id.
 pub(crate) async fn commit(conn: &mut Conn, plan: std::sync::Arc<CommitPlan>) -> Result<i64, CommitAbort> {
-    tx!(conn, async move |c| -> Result<i64, CommitAbort> {
-        // Two texts: without directives, no `INSERT INTO directives` at all, since its
-        // statement-level trigger would notify the directive workers for nothing.
-        let answer = if plan.directives.is_empty() {
-            CommitStatement::<false>::new(&plan).get_result(c).await
-        } else {
-            CommitStatement::<true>::new(&plan).get_result(c).await
-        };
-        let (updated, order_id, claimed): (i64, Option<i64>, i64) = match answer {
-            Ok(row) => row,
-            Err(e) if violates(&e, "orders_ref_key", "orders.ref") => return Err(CommitAbort::RefTaken),
-            Err(e) => return Err(e.into()),
-        };
-        match (updated, order_id, claimed) {
-            (0, _, _) => Err(CommitAbort::SessionChanged),
-            (_, Some(id), 1) => Ok(id),
-            (_, Some(_), _) => Err(CommitAbort::KeyTaken),
-            (_, None, _) => Err(CommitAbort::Db(diesel::result::Error::NotFound)),
+    // Two texts: without directives, no `INSERT INTO directives` at all, since its
+    // statement-level trigger would notify the directive workers for nothing.
+    let answer = if plan.directives.is_empty() {
+        CommitStatement::<false>::new(&plan).get_result(conn).await
+    } else {
+        CommitStatement::<true>::new(&plan).get_result(conn).await
+    };
+    let (updated, order_id): (i64, Option<i64>) = match answer {
+        Ok(row) => row,
+        Err(e) if violates(&e, "orders_ref_key", "orders.ref") => return Err(CommitAbort::RefTaken),
+        Err(diesel::result::Error::DatabaseError(_, info)) if info.message() == KEY_TAKEN => {
+            return Err(CommitAbort::KeyTaken);
         }
-    })
+        Err(e) => return Err(e.into()),
+    };
+    match (updated, order_id) {
+        (0, _) => Err(CommitAbort::SessionChanged),
+        (_, Some(id)) => Ok(id),
+        (_, None) => Err(CommitAbort::Db(diesel::result::Error::NotFound)),
+    }
 }
+
+/// The message of the error that undoes a commit whose idempotency key is held.
+const KEY_TAKEN: &str = "omniman: the idempotency key is held";
 
 /// Every row of a commit in one statement of data-modifying CTEs, each conditional on the one
 /// before through the rows it returns:
@@ -150,8 +153,9 @@ pub(crate) async fn commit(conn: &mut Conn, plan: std::sync::Arc<CommitPlan>) ->
 /// * `k`: the idempotency record, claimed under `key_rule(KeyRule::Claim, …)` (the rule of
 ///   `upsert_idempotency`); its answer is the plan's with the new order's id.
 ///
-/// It returns how many sessions were updated, the order's id and how many keys were claimed;
-/// the caller rolls back unless all three say yes. The text depends only on `DIRECTIVES`, so
+/// It returns how many sessions were updated and the order's id. When an order was made but the
+/// key was not claimed, it fails instead (`omniman_abort(KEY_TAKEN)`), which undoes the session
+/// update and the inserts: a statement sent alone is its own transaction. The text depends only on `DIRECTIVES`, so
 /// PostgreSQL prepares each of the two once per connection (a static query id, one per
 /// `DIRECTIVES`, puts them in the connection's statement cache).
 struct CommitStatement<const DIRECTIVES: bool> {
@@ -278,8 +282,7 @@ impl<const DIRECTIVES: bool> diesel::query_builder::QueryId for CommitStatement<
 }
 
 impl<const DIRECTIVES: bool> diesel::query_builder::Query for CommitStatement<DIRECTIVES> {
-    type SqlType =
-        (diesel::sql_types::BigInt, diesel::sql_types::Nullable<diesel::sql_types::BigInt>, diesel::sql_types::BigInt);
+    type SqlType = (diesel::sql_types::BigInt, diesel::sql_types::Nullable<diesel::sql_types::BigInt>);
 }
 
 impl<const DIRECTIVES: bool> diesel::query_builder::QueryFragment<Db> for CommitStatement<DIRECTIVES> {
@@ -404,10 +407,14 @@ impl<const DIRECTIVES: bool> diesel::query_builder::QueryFragment<Db> for Commit
              created_at = excluded.created_at, updated_at = excluded.updated_at WHERE ",
         );
         self.claim.walk_ast(out.reborrow())?;
+        // `CASE` evaluates `omniman_abort` (volatile) only when its branch is taken.
         out.push_sql(
             " RETURNING 1) \
-             SELECT (SELECT count(*) FROM s), (SELECT id FROM o), (SELECT count(*) FROM k)",
+             SELECT (SELECT count(*) FROM s), CASE WHEN NOT EXISTS (SELECT 1 FROM o) OR EXISTS (SELECT 1 FROM k) \
+             THEN (SELECT id FROM o) ELSE omniman_abort('",
         );
+        out.push_sql(KEY_TAKEN);
+        out.push_sql("') END");
         Ok(())
     }
 }

@@ -200,9 +200,11 @@ macro_rules! session_queries {
             idle_since: DateTime<Utc>,
             now: DateTime<Utc>,
         ) -> QueryResult<usize> {
+            // `state = 'open'` as a literal, not a bound value: it is the condition of the
+            // partial index `sessions_open_idx`, which a plan may use only if it can see it.
             diesel::update(
                 s::sessions::table
-                    .filter(s::sessions::state.eq(SessionState::Open.as_str()))
+                    .filter(diesel::dsl::sql::<diesel::sql_types::Bool>("state = 'open'"))
                     .filter(s::sessions::updated_at.lt(idle_since)),
             )
             .set((

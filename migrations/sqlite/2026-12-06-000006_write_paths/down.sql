@@ -1,0 +1,2 @@
+DROP INDEX sessions_open_idx;
+CREATE INDEX sessions_state_updated_idx ON sessions (state, updated_at);
