@@ -13,11 +13,9 @@ use omniman_cache::{CacheConfig, CachedStore, RedisConfig, RedisTier};
 use omniman_core::Omniman;
 use omniman_core::commit::CommitSettings;
 use omniman_core::ext::{
-    ActionResolver, ChannelPrices, Extensions, ExtensionsBuilder, HandlerRegistry, Hooks, ItemPricingModifier,
+    ActionResolver, ChannelPrices, Extensions, ExtensionsBuilder, HandlerRegistry, ItemPricingModifier,
     SessionTotalModifier, StockBackend,
 };
-use omniman_core::order::Order;
-use omniman_core::session::Session;
 use omniman_http::events::{EventFeed, FeedSettings};
 use omniman_http::{
     Metrics, PoolProbe, PoolUsage, Rate, RateLimitBackend, RateLimitStatus, Readiness, ReadinessCheck, RouteClass,
@@ -129,34 +127,41 @@ pub(crate) fn minutes(m: f64) -> chrono::TimeDelta {
     chrono::TimeDelta::milliseconds((millis.min(3.2e12)) as i64)
 }
 
-/// On PostgreSQL, turns `NOTIFY`s of new directives (from any process) into wake-ups of this
-/// process's workers, listening again if the connection drops. Nothing on SQLite, where the
-/// in-process hook is enough (one process owns the database).
-pub(crate) fn forward_database_wakeups(
-    database: &Database,
-    wakeup: Arc<Notify>,
-) -> Option<tokio::task::JoinHandle<()>> {
-    if database.backend() != omniman_storage::Backend::Postgres {
-        return None;
-    }
+/// Wakes this process's idle workers when directives are queued: at once after this process's
+/// own writes that queued some (`Database::directive_wakeups`; the writes that queued none wake
+/// nobody), and on PostgreSQL after other processes' too, through `NOTIFY` (listening again if
+/// the connection drops). Workers also poll, so a lost wake-up only delays.
+pub(crate) fn forward_database_wakeups(database: &Database, wakeup: Arc<Notify>) -> tokio::task::JoinHandle<()> {
     let database = database.clone();
-    Some(tokio::spawn(async move {
-        loop {
-            match database.listen_directives().await {
-                Ok(Some(mut wakeups)) => {
-                    while wakeups.wait().await {
-                        wakeup.notify_one();
-                    }
-                    tracing::warn!("lost the LISTEN connection; listening again (workers keep polling)");
-                }
-                Ok(None) => return,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot LISTEN for new directives; retrying (workers keep polling)");
-                }
+    tokio::spawn(async move {
+        let mut local = database.directive_wakeups();
+        let own_writes = async {
+            while local.wait().await {
+                wakeup.notify_one();
             }
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        }
-    }))
+        };
+        let other_processes = async {
+            if database.backend() != omniman_storage::Backend::Postgres {
+                return;
+            }
+            loop {
+                match database.listen_directives().await {
+                    Ok(Some(mut wakeups)) => {
+                        while wakeups.wait().await {
+                            wakeup.notify_one();
+                        }
+                        tracing::warn!("lost the LISTEN connection; listening again (workers keep polling)");
+                    }
+                    Ok(None) => return,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot LISTEN for new directives; retrying (workers keep polling)");
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        };
+        tokio::join!(own_writes, other_processes);
+    })
 }
 
 /// Follows the database's event log for `GET /api/events`. This process's writes wake the feed
@@ -181,28 +186,13 @@ pub(crate) async fn follow_event_log(database: &Database) -> anyhow::Result<(Eve
     Ok((feed, task))
 }
 
-/// Wakes idle in-process workers after a change that enqueued directives.
-#[derive(Debug)]
-pub(crate) struct WakeWorkers(pub Arc<Notify>);
-
-impl Hooks for WakeWorkers {
-    fn session_modified(&self, _session: &Session) {
-        self.0.notify_one();
-    }
-
-    fn session_committed(&self, _session: &Session, _order: &Order) {
-        self.0.notify_one();
-    }
-}
-
-/// The service's registry: prices from each channel's `config.prices`, totals, the `stock` issue
-/// resolver and the worker wake-up hook.
-pub(crate) fn service_extensions(wakeup: Arc<Notify>) -> anyhow::Result<Extensions> {
+/// The service's registry: prices from each channel's `config.prices`, totals and the `stock`
+/// issue resolver.
+pub(crate) fn service_extensions() -> anyhow::Result<Extensions> {
     Ok(ExtensionsBuilder::new()
         .modifier(ItemPricingModifier::new(Arc::new(ChannelPrices)))
         .modifier(SessionTotalModifier)
         .resolver(Arc::new(ActionResolver::new("stock")))?
-        .hooks(WakeWorkers(wakeup))
         .build())
 }
 
@@ -213,7 +203,6 @@ pub(crate) type Store = CachedStore<Database>;
 /// given (must then run inside the tokio runtime).
 pub(crate) fn hub(
     database: Database,
-    wakeup: Arc<Notify>,
     settings: CommitSettings,
     redis: Option<&RedisConfig>,
 ) -> anyhow::Result<Arc<Omniman<Store>>> {
@@ -221,7 +210,7 @@ pub(crate) fn hub(
     if let Some(config) = redis {
         store = store.with_redis(config).context("--redis-url")?;
     }
-    Ok(Arc::new(Omniman::new(store, service_extensions(wakeup)?).with_settings(settings)))
+    Ok(Arc::new(Omniman::new(store, service_extensions()?).with_settings(settings)))
 }
 
 /// Rate limits counted in Redis: one budget per principal and class for every instance.

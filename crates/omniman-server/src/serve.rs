@@ -152,14 +152,14 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let wakeup = Arc::new(Notify::new());
     let settings = CommitSettings { currency: args.currency.clone(), ..CommitSettings::default() };
-    let hub = hub(database.clone(), wakeup.clone(), settings, args.redis.config().as_ref())?;
+    let hub = hub(database.clone(), settings, args.redis.config().as_ref())?;
     let tier = hub.store().redis().cloned();
     let workers = (args.workers > 0).then(|| {
         let config = WorkerConfig { concurrency: args.workers, ..WorkerConfig::default() };
         handlers(&hub).map(|h| start_workers(&database, h, config, wakeup.clone()))
     });
     let workers = workers.transpose()?;
-    let listener = if workers.is_some() { forward_database_wakeups(&database, wakeup.clone()) } else { None };
+    let listener = workers.is_some().then(|| forward_database_wakeups(&database, wakeup.clone()));
     // Webhooks are dispatched where directives run.
     let dispatcher = workers.is_some().then(|| start_dispatcher(&database, wakeup.clone()));
 
@@ -261,7 +261,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let database = open_database(&args.db).await?;
     let wakeup = Arc::new(Notify::new());
-    let hub = hub(database.clone(), wakeup.clone(), CommitSettings::default(), args.redis.config().as_ref())?;
+    let hub = hub(database.clone(), CommitSettings::default(), args.redis.config().as_ref())?;
     let config = WorkerConfig {
         topics: (!args.topics.is_empty()).then(|| args.topics.clone()),
         batch_size: usize::try_from(args.limit).unwrap_or(50),
@@ -292,9 +292,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     };
     dispatcher.shutdown().await;
     let totals = handle.shutdown().await;
-    if let Some(listener) = listener {
-        listener.abort();
-    }
+    listener.abort();
     println!(
         "done: {}, failed: {}, requeued: {}, reaped: {}",
         totals.done, totals.failed, totals.requeued, totals.reaped

@@ -37,31 +37,49 @@ pub enum Database {
 }
 
 /// Counts the write calls of this process, so that readers of the event log in this process
-/// wake up after each one (`Database::event_wakeups`). Cheap to clone (shared).
+/// wake up after each one (`Database::event_wakeups`), and the writes that queued directives,
+/// so that this process's idle workers wake up after those only (`Database::directive_wakeups`).
+/// Cheap to clone (shared).
 #[derive(Clone)]
-pub struct Writes(Arc<tokio::sync::watch::Sender<u64>>);
+pub struct Writes {
+    calls: Arc<tokio::sync::watch::Sender<u64>>,
+    queued: Arc<tokio::sync::watch::Sender<u64>>,
+}
 
 impl Default for Writes {
     fn default() -> Writes {
-        Writes(Arc::new(tokio::sync::watch::Sender::new(0)))
+        Writes {
+            calls: Arc::new(tokio::sync::watch::Sender::new(0)),
+            queued: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
     }
 }
 
 impl Writes {
     /// Records that a write call ended (committed or not: a wake-up too many costs a read).
     pub(crate) fn wrote(&self) {
-        self.0.send_modify(|count| *count = count.wrapping_add(1));
+        self.calls.send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    /// Records that a write committed directives for the workers (new, or queued again).
+    pub(crate) fn queued(&self) {
+        self.queued.send_modify(|count| *count = count.wrapping_add(1));
     }
 
     /// A receiver that sees each write after this call.
     pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.0.subscribe()
+        self.calls.subscribe()
+    }
+
+    /// A receiver that sees each write that queued directives after this call.
+    pub(crate) fn subscribe_queued(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.queued.subscribe()
     }
 }
 
 impl std::fmt::Debug for Writes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Writes").field("count", &*self.0.borrow()).finish()
+        f.debug_struct("Writes").field("calls", &*self.calls.borrow()).field("queued", &*self.queued.borrow()).finish()
     }
 }
 
@@ -140,6 +158,14 @@ pub fn sqlite_connection_pragmas() -> String {
 }
 
 impl Database {
+    /// This process's writes on the database (see [`Writes`]).
+    pub(crate) fn writes(&self) -> &Writes {
+        match self {
+            Database::Postgres(_, writes) => writes,
+            Database::Sqlite(_, gate) => &gate.writes,
+        }
+    }
+
     /// Open a pool for `config` and check that one connection can be made.
     ///
     /// SQLite connections get [`sqlite_connection_pragmas`]; PostgreSQL connections get the

@@ -93,3 +93,51 @@ async fn postgres_a_commit_without_directives_wakes_nobody() {
     let quiet = tokio::time::timeout(Duration::from_millis(300), wakeups.wait()).await;
     assert!(quiet.is_err(), "a commit without post-commit directives wakes nobody");
 }
+
+/// This process's workers wake after the writes that queued directives, and only those: a
+/// modify or commit that queues none, like most of a shop's traffic, costs the workers no claim.
+async fn local_wakeups_follow_queued_directives(test_db: &TestDb) {
+    use omniman_core::ext::Extensions;
+    use omniman_core::ops::Op;
+    use omniman_core::prelude::{Caller, Omniman, OpenSession};
+    use omniman_core::testing;
+    let channel = |code: &str, config| serde_json::from_value(serde_json::json!({"code": code, "config": config}));
+    test_db.upsert_channel(&channel("web", serde_json::json!({})).unwrap(), t(0)).await.unwrap();
+    let checked = serde_json::json!({"required_checks_on_commit": ["stock"], "post_commit_directives": ["notify"]});
+    test_db.upsert_channel(&channel("pos", checked).unwrap(), t(0)).await.unwrap();
+    let mut wakeups = test_db.directive_wakeups();
+    let hub = Omniman::new(test_db.db().clone(), Extensions::default());
+    let caller = Caller::external("till");
+    let batch = Op::parse_batch(&serde_json::json!([{"op": "add_line", "sku": "A", "qty": 1, "unit_price_q": 1}]));
+    let batch = batch.unwrap();
+    let mut quiet = async |what: &str| {
+        let woke = tokio::time::timeout(Duration::from_millis(200), wakeups.wait()).await;
+        assert!(woke.is_err(), "{what} wakes nobody");
+    };
+
+    let opened = hub.open_session(OpenSession::on(testing::code("web")), &caller).await.unwrap();
+    let web = testing::at("web", &opened.session.session_key);
+    hub.modify(&web, &batch, None, &caller).await.unwrap();
+    hub.commit(&web, Some(&testing::idem("W")), None, &caller).await.unwrap();
+    quiet("an open, a modify and a commit that queue no directive").await;
+
+    let opened = hub.open_session(OpenSession::on(testing::code("pos")), &caller).await.unwrap();
+    let pos = testing::at("pos", &opened.session.session_key);
+    hub.modify(&pos, &batch, None, &caller).await.unwrap();
+    let woke = tokio::time::timeout(Duration::from_secs(5), wakeups.wait()).await;
+    assert_eq!(woke, Ok(true), "a modify that queues a stock check wakes the workers");
+    test_db.enqueue(&[directive()]).await.unwrap();
+    let woke = tokio::time::timeout(Duration::from_secs(5), wakeups.wait()).await;
+    assert_eq!(woke, Ok(true), "an enqueue wakes the workers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_local_wakeups_follow_queued_directives() {
+    local_wakeups_follow_queued_directives(&TestDb::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_local_wakeups_follow_queued_directives() {
+    let Some(test_db) = TestDb::postgres().await else { return };
+    local_wakeups_follow_queued_directives(&test_db).await;
+}

@@ -82,11 +82,15 @@ impl Database {
     /// every writing transaction would serialise the commits of the whole PostgreSQL cluster
     /// (docs/events.md).
     pub fn event_wakeups(&self) -> Wakeups {
-        let writes = match self {
-            Database::Postgres(_, writes) => writes,
-            Database::Sqlite(_, gate) => &gate.writes,
-        };
-        Wakeups(Source::Local(writes.subscribe()))
+        Wakeups(Source::Local(self.writes().subscribe()))
+    }
+
+    /// Wakes up after each write of this process that queued directives (a modify or commit
+    /// with directives, an enqueue, a retry, webhook deliveries), for this process's idle
+    /// workers; not after the writes that queued none. Other processes' directives arrive
+    /// through [`listen_directives`](Self::listen_directives) on PostgreSQL.
+    pub fn directive_wakeups(&self) -> DirectiveWakeups {
+        Wakeups(Source::Local(self.writes().subscribe_queued()))
     }
 
     /// Deletes events written before `before`, keeping the newest; returns how many went.

@@ -303,9 +303,14 @@ impl SessionStore for Database {
         let id = session.id;
         let values = SessionValues::new(session);
         let directives = directive_values(directives, session.updated_at);
-        on_db!(self, |conn, q| q::update_session(conn, id, expected_version, values, directives)
+        let queues = !directives.is_empty();
+        let applied = on_db!(self, |conn, q| q::update_session(conn, id, expected_version, values, directives)
             .await
-            .map_err(db_error))
+            .map_err(db_error))?;
+        if applied && queues {
+            self.writes().queued();
+        }
+        Ok(applied)
     }
 
     async fn list_sessions(&self, filter: &SessionFilter, page: &PageRequest) -> StoreResult<Page<Session>> {
@@ -323,7 +328,8 @@ impl SessionStore for Database {
 impl OrderStore for Database {
     async fn commit(&self, plan: &CommitPlan) -> StoreResult<CommitWrite> {
         let plan = Arc::new(plan.clone());
-        on_db!(replayable self, |conn, q| {
+        let queues = !plan.directives.is_empty();
+        let written = on_db!(replayable self, |conn, q| {
             match q::commit(conn, plan.clone()).await {
                 Ok(id) => Ok(CommitWrite::Committed(stored_order(&plan.order, id))),
                 Err(CommitAbort::SessionChanged) => Ok(CommitWrite::SessionChanged),
@@ -331,7 +337,11 @@ impl OrderStore for Database {
                 Err(CommitAbort::RefTaken) => Ok(CommitWrite::RefTaken),
                 Err(CommitAbort::Db(e)) => Err(db_error(e)),
             }
-        })
+        })?;
+        if queues && matches!(written, CommitWrite::Committed(_)) {
+            self.writes().queued();
+        }
+        Ok(written)
     }
 
     async fn order_by_ref(&self, order_ref: &str) -> StoreResult<Option<(Channel, Order)>> {
@@ -438,7 +448,9 @@ impl DirectiveQueue for Database {
         };
         // As the reference store: the batch is stamped with the first directive's availability.
         let values = directive_values(directives, first.available_at);
-        on_db!(self, |conn, q| q::insert_directives(conn, values).await.map_err(db_error))
+        let ids = on_db!(self, |conn, q| q::insert_directives(conn, values).await.map_err(db_error))?;
+        self.writes().queued();
+        Ok(ids)
     }
 
     async fn claim(&self, topics: Option<&[String]>, limit_: usize, now: DateTime<Utc>) -> StoreResult<Vec<Directive>> {
@@ -463,7 +475,11 @@ impl DirectiveQueue for Database {
 
     async fn requeue(&self, update: &DirectiveUpdate, now: DateTime<Utc>) -> StoreResult<bool> {
         let update = update.clone();
-        on_db!(self, |conn, q| q::requeue(conn, update, now).await.map_err(db_error))
+        let requeued = on_db!(self, |conn, q| q::requeue(conn, update, now).await.map_err(db_error))?;
+        if requeued {
+            self.writes().queued();
+        }
+        Ok(requeued)
     }
 
     async fn directive(&self, id: i64) -> StoreResult<Option<Directive>> {
@@ -586,7 +602,11 @@ impl WebhookStore for Database {
 
     async fn enqueue_deliveries(&self, deliveries: &[NewDelivery]) -> StoreResult<Vec<i64>> {
         let values = rows::DeliveryValues::new(deliveries);
-        on_db!(tx self, |conn, q| q::enqueue_deliveries(conn, values).await.map_err(db_error))
+        let ids = on_db!(tx self, |conn, q| q::enqueue_deliveries(conn, values).await.map_err(db_error))?;
+        if !ids.is_empty() {
+            self.writes().queued();
+        }
+        Ok(ids)
     }
 
     async fn list_deliveries(&self, webhook_id: i64, page: &PageRequest) -> StoreResult<Page<Delivery>> {
@@ -604,6 +624,11 @@ impl WebhookStore for Database {
     async fn advance_dispatch(&self, from: i64, to: i64, deliveries: &[NewDelivery]) -> StoreResult<bool> {
         let values = rows::DeliveryValues::new(deliveries);
         let now = Utc::now();
-        on_db!(tx self, |conn, q| q::advance_dispatch(conn, from, to, values, now).await.map_err(db_error))
+        let advanced =
+            on_db!(tx self, |conn, q| q::advance_dispatch(conn, from, to, values, now).await.map_err(db_error))?;
+        if advanced && !deliveries.is_empty() {
+            self.writes().queued();
+        }
+        Ok(advanced)
     }
 }
