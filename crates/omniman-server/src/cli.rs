@@ -130,7 +130,8 @@ pub(crate) struct ServeArgs {
     /// Default rate limits per principal, e.g. `commit=60/min,modify=300/min` (none by default).
     #[arg(long, env = "OMNIMAN_RATE_LIMIT_DEFAULT")]
     pub(crate) rate_limit_default: Option<String>,
-    /// HTTP worker threads (default: one per core).
+    /// HTTP worker threads (default: half the cores, at least one; the database connections
+    /// and the directive workers run on a runtime of their own, with a thread per core).
     #[arg(long, env = "OMNIMAN_HTTP_THREADS")]
     pub(crate) http_threads: Option<usize>,
     /// ISO 4217 currency of channels without `config.currency`.

@@ -205,8 +205,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             if e.kind() == std::io::ErrorKind::AddrInUse { "the address is in use".to_owned() } else { e.to_string() };
         anyhow::anyhow!("cannot listen on {}: {why}; choose another address with --bind or OMNIMAN_BIND", args.bind)
     })?;
-    let threads =
-        args.http_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)).max(1);
+    let threads = args.http_threads.unwrap_or_else(default_http_threads).max(1);
     // actix counts connections per HTTP thread.
     let max_connections =
         args.max_connections.map_or_else(default_max_connections, |n| usize::try_from(n).unwrap_or(usize::MAX));
@@ -255,6 +254,15 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     database.close();
     anyhow::ensure!(!died, "the directive worker loop stopped unexpectedly (see the log above)");
     Ok(())
+}
+
+/// HTTP threads when `--http-threads` is not given: half the cores, at least one. Each HTTP
+/// thread runs a runtime of its own beside the process's main runtime (database connections,
+/// directive workers, the event feed), which has a thread per core; a thread per core for HTTP
+/// too made two threads per core switch in turn, and on a machine shared with PostgreSQL that
+/// cost 10 to 16 % of the server's CPU per request (docs/performance.md, "HTTP threads").
+fn default_http_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |cores| usize::from(cores).div_ceil(2))
 }
 
 /// `omniman worker`.
