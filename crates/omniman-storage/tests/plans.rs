@@ -61,15 +61,10 @@ async fn the_session_compare_and_set_finds_its_row_by_id() {
     );
 }
 
-/// The columns a modify writes (`session_update_values!`) are in no index, neither as a key nor
-/// in a partial index's condition, so PostgreSQL can rewrite the row in place: counted on a
-/// real run of modifies through the service.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_modify_updates_the_session_in_place() {
-    // Few and small: every version fits in the row's page without pruning the ones before.
-    const MODIFIES: i64 = 10;
-    // One connection, so the statistics the test reads are the ones the modifies left.
-    let Some(test_db) = TestDb::postgres_with(|config| config.with_pool_size(1)).await else { return };
+/// Opens a session on a database of one pooled connection and runs `n` small modifies on it
+/// through the service, `updated_at` moving each time.
+async fn modifies(n: i64) -> Option<TestDb> {
+    let test_db = TestDb::postgres_with(|config| config.with_pool_size(1)).await?;
     let db = test_db.db();
     db.upsert_channel(&serde_json::from_value(json!({"code": "pos"})).unwrap(), t(0)).await.unwrap();
     let clock = Arc::new(ManualClock::at(t(100)));
@@ -77,8 +72,7 @@ async fn a_modify_updates_the_session_in_place() {
     let caller = Caller::external("till");
     let opened = hub.open_session(OpenSession::on(testing::code("pos")), &caller).await.unwrap();
     let at = testing::at("pos", &opened.session.session_key);
-    for i in 0..MODIFIES {
-        // Every modify moves `updated_at`, as it does in real time.
+    for i in 0..n {
         clock.advance(chrono::TimeDelta::seconds(1));
         let op = if i == 0 {
             json!({"op": "add_line", "sku": "COFFEE", "qty": 1, "unit_price_q": 10})
@@ -87,7 +81,18 @@ async fn a_modify_updates_the_session_in_place() {
         };
         hub.modify(&at, &Op::parse_batch(&json!([op])).unwrap(), None, &caller).await.unwrap();
     }
+    Some(test_db)
+}
 
+/// The columns a modify writes (`session_update_values!`) are in no index, neither as a key nor
+/// in a partial index's condition, so PostgreSQL can rewrite the row in place: counted on a
+/// real run of modifies through the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modify_updates_the_session_in_place() {
+    // Few and small: every version fits in the row's page without pruning the ones before.
+    const MODIFIES: i64 = 10;
+    let Some(test_db) = modifies(MODIFIES).await else { return };
+    // The pool's one connection: the one the modifies ran on.
     let mut conn = test_db.get_pg().await.unwrap().unwrap();
     // The backend's pending statistics reach the shared ones at the end of this statement.
     conn.batch_execute("SELECT pg_stat_force_next_flush()").await.unwrap();
@@ -101,4 +106,23 @@ async fn a_modify_updates_the_session_in_place() {
     };
     assert_eq!(count("n_tup_upd").await, MODIFIES, "one update per modify");
     assert_eq!(count("n_tup_hot_upd").await, MODIFIES, "every modify rewrites the row in place");
+}
+
+/// A modify's `UPDATE` is prepared once per connection and run again: before, Diesel prepared
+/// it anew each time (it never caches an `UPDATE` it builds), a round trip of its own and a
+/// parse and plan on the server for every modify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modify_is_prepared_once_per_connection() {
+    const MODIFIES: i64 = 10;
+    let Some(test_db) = modifies(MODIFIES).await else { return };
+    let mut conn = test_db.get_pg().await.unwrap().unwrap();
+    let prepared: Vec<Count> = diesel::sql_query(
+        "SELECT generic_plans + custom_plans AS n FROM pg_prepared_statements \
+         WHERE statement LIKE 'UPDATE \"sessions\"%'",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    let runs: Vec<i64> = prepared.iter().map(|p| p.n).collect();
+    assert_eq!(runs, [MODIFIES], "one prepared statement, run once per modify");
 }

@@ -11,6 +11,7 @@
 //! (`version` for sessions, `status` for orders, `status`/`attempts` for directives) and
 //! reports whether it applied; nothing is locked while the service decides.
 
+mod fixed;
 #[macro_use]
 mod queries;
 mod pg;

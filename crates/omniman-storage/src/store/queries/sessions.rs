@@ -143,10 +143,16 @@ macro_rules! session_queries {
             expected_version: i64,
             v: SessionValues,
         ) -> QueryResult<usize> {
-            diesel::update(s::sessions::table.filter(session_cas!(id, expected_version)))
-                .set(session_update_values!(v))
-                .execute(conn)
-                .await
+            use diesel::query_builder::AsChangeset;
+            /// Names the statement in the connection's cache.
+            struct SessionWrite;
+            crate::store::fixed::FixedUpdate::<SessionWrite, _, _>::new(
+                "sessions",
+                session_update_values!(v).as_changeset(),
+                session_cas!(id, expected_version),
+            )
+            .execute(conn)
+            .await
         }
 
         /// 1 statement, plus 1 multi-row insert when there are directives (in one transaction).
