@@ -123,6 +123,9 @@ struct Inner {
     settings: FeedSettings,
     published: Mutex<Published>,
     wake: Notify,
+    /// Told when a stream subscribes: with nobody subscribed, the feed waits on this instead of
+    /// `wake`.
+    subscribed: Notify,
     closed: watch::Sender<bool>,
     /// Streams closed for falling behind.
     lagged: AtomicU64,
@@ -159,6 +162,7 @@ impl EventFeed {
                 settings,
                 published: Mutex::new(Published { sender, position }),
                 wake: Notify::new(),
+                subscribed: Notify::new(),
                 closed: watch::Sender::new(false),
                 lagged: AtomicU64::new(0),
                 read_errors: AtomicU64::new(0),
@@ -179,6 +183,7 @@ impl EventFeed {
     pub fn close(&self) {
         self.inner.closed.send_replace(true);
         self.inner.wake.notify_one();
+        self.inner.subscribed.notify_one();
     }
 
     /// The last id sent to subscribers.
@@ -224,11 +229,14 @@ impl EventFeed {
     /// one reaches it.
     pub(crate) fn subscribe(&self) -> Subscription {
         let published = self.published();
-        Subscription {
+        let subscription = Subscription {
             live: published.sender.subscribe(),
             position: published.position,
             closed: self.inner.closed.subscribe(),
-        }
+        };
+        drop(published);
+        self.inner.subscribed.notify_one();
+        subscription
     }
 
     fn published(&self) -> std::sync::MutexGuard<'_, Published> {
@@ -279,8 +287,19 @@ async fn follow(feed: std::sync::Weak<Inner>, mut cursor: EventCursor) {
                 Some(Duration::from_millis(100 * u64::from(failures.min(20))))
             }
         };
-        if let Some(wait) = wait {
-            let _ = tokio::time::timeout(wait, inner.wake.notified()).await;
+        // With nobody subscribed, writes do not wake the feed: it reads at its poll, and at once
+        // when a stream subscribes, which then starts from the position read last (at most one
+        // poll old) and gets the rest live. A busy server with no stream open does not read the
+        // log after every write.
+        let listening = inner.published.lock().unwrap_or_else(PoisonError::into_inner).sender.receiver_count() > 0;
+        match wait {
+            Some(wait) if listening => {
+                let _ = tokio::time::timeout(wait, inner.wake.notified()).await;
+            }
+            Some(_) => {
+                let _ = tokio::time::timeout(settings.poll, inner.subscribed.notified()).await;
+            }
+            None => {}
         }
     }
 }
@@ -325,5 +344,62 @@ impl prometheus_client::collector::Collector for FeedMetrics {
             ConstCounter::new(value).encode(metric)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use omniman_core::events::{EventLog, EventRead};
+    use omniman_core::ports::StoreResult;
+
+    use super::{EventFeed, FeedSettings};
+
+    /// An empty log that counts its reads.
+    #[derive(Default)]
+    struct Counted(AtomicU64);
+
+    impl EventLog for Counted {
+        async fn read_events(&self, _after: i64, _limit: usize) -> StoreResult<EventRead> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(EventRead { events: Vec::new(), in_flight: Vec::new(), in_flight_from: None })
+        }
+
+        async fn transaction_horizon(&self) -> StoreResult<i64> {
+            Ok(0)
+        }
+
+        async fn last_event_id(&self) -> StoreResult<i64> {
+            Ok(0)
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_wake_the_feed_only_while_a_stream_is_subscribed() {
+        let log = Arc::new(Counted::default());
+        let settings = FeedSettings { poll: Duration::from_secs(60), ..FeedSettings::default() };
+        let feed = EventFeed::start(log.clone(), settings).await.unwrap();
+        let reads = || log.0.load(Ordering::SeqCst);
+        let writes = async || {
+            for _ in 0..20 {
+                feed.wake();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let before = reads();
+        writes().await;
+        assert_eq!(reads(), before, "nobody subscribed: writes are left for the poll");
+
+        let subscription = feed.subscribe();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(reads() > before, "a subscriber wakes the feed at once");
+        writes().await;
+        assert!(reads() >= before + 10, "a subscriber's feed reads after writes: {} reads", reads() - before);
+        drop(subscription);
+        feed.close();
     }
 }
