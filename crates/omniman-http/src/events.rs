@@ -396,9 +396,10 @@ mod tests {
 
         let subscription = feed.subscribe();
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(reads() > before, "a subscriber wakes the feed at once");
+        let subscribed = reads();
+        assert!(subscribed > before, "a subscriber wakes the feed at once");
         writes().await;
-        assert!(reads() >= before + 10, "a subscriber's feed reads after writes: {} reads", reads() - before);
+        assert!(reads() > subscribed, "with a subscriber, writes wake the feed");
         drop(subscription);
         feed.close();
     }
