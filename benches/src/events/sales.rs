@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::load::stats::{Failure, HIGHEST_US};
+use crate::load::workload::{self, drain};
 
 /// A commit answered `201 Created`.
 #[derive(Clone, Debug)]
@@ -141,22 +142,9 @@ impl Sales {
         Url::parse(&format!("{}/{key}/{action}", self.sessions_url)).map_err(|_| Failure::InvalidBody)
     }
 
-    /// POSTs `body`; an answer outside 2xx is read to its end and returned as a failure.
     async fn post(&self, url: Url, body: Bytes) -> Result<reqwest::Response, Failure> {
-        let response = self.client.post(url).body(body).send().await.map_err(|e| Failure::transport(&e))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        drain(response).await?;
-        Err(Failure::Status(status.as_u16()))
+        workload::post(&self.client, url, body).await
     }
-}
-
-/// Reads a body to its end without keeping it, so that the connection can be reused.
-async fn drain(mut response: reqwest::Response) -> Result<(), Failure> {
-    while response.chunk().await.map_err(|e| Failure::transport(&e))?.is_some() {}
-    Ok(())
 }
 
 /// The schedule the sale tasks share.

@@ -213,21 +213,25 @@ impl Workload {
         Bytes::from(format!("{}{user}-{nth}\"}}", self.commit_prefix))
     }
 
-    /// POSTs `body` to `url`; an answer outside 2xx is read to its end (so that the
-    /// connection can be reused) and returned as a failure.
     async fn post(&self, url: Url, body: Bytes) -> Result<reqwest::Response, Failure> {
-        let response = self.client.post(url).body(body).send().await.map_err(|e| Failure::transport(&e))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        drain(response).await?;
-        Err(Failure::Status(status.as_u16()))
+        post(&self.client, url, body).await
     }
 }
 
-/// Reads a body to its end without keeping it.
-async fn drain(mut response: reqwest::Response) -> Result<(), Failure> {
+/// POSTs `body` to `url`; an answer outside 2xx is read to its end (so that the connection can
+/// be reused) and returned as a failure. Shared with the event benchmark's sales.
+pub(crate) async fn post(client: &reqwest::Client, url: Url, body: Bytes) -> Result<reqwest::Response, Failure> {
+    let response = client.post(url).body(body).send().await.map_err(|e| Failure::transport(&e))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    drain(response).await?;
+    Err(Failure::Status(status.as_u16()))
+}
+
+/// Reads a body to its end without keeping it, so that the connection can be reused.
+pub(crate) async fn drain(mut response: reqwest::Response) -> Result<(), Failure> {
     while response.chunk().await.map_err(|e| Failure::transport(&e))?.is_some() {}
     Ok(())
 }
