@@ -135,6 +135,13 @@ struct Inner {
     reads: AtomicU64,
 }
 
+impl Inner {
+    /// What the tailer publishes, under the lock subscribers take it with.
+    fn published(&self) -> std::sync::MutexGuard<'_, Published> {
+        self.published.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 impl fmt::Debug for EventFeed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventFeed").field("position", &self.position()).finish_non_exhaustive()
@@ -240,7 +247,7 @@ impl EventFeed {
     }
 
     fn published(&self) -> std::sync::MutexGuard<'_, Published> {
-        self.inner.published.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner.published()
     }
 }
 
@@ -265,7 +272,7 @@ async fn follow(feed: std::sync::Weak<Inner>, mut cursor: EventCursor) {
                 failures = 0;
                 if !events.is_empty() {
                     let encoded: Vec<Arc<FeedEvent>> = events.into_iter().map(encode).collect();
-                    let mut published = inner.published.lock().unwrap_or_else(PoisonError::into_inner);
+                    let mut published = inner.published();
                     for event in encoded {
                         // No receiver is no error: nobody is listening now.
                         let _ = published.sender.send(event);
@@ -291,7 +298,7 @@ async fn follow(feed: std::sync::Weak<Inner>, mut cursor: EventCursor) {
         // when a stream subscribes, which then starts from the position read last (at most one
         // poll old) and gets the rest live. A busy server with no stream open does not read the
         // log after every write.
-        let listening = inner.published.lock().unwrap_or_else(PoisonError::into_inner).sender.receiver_count() > 0;
+        let listening = inner.published().sender.receiver_count() > 0;
         match wait {
             Some(wait) if listening => {
                 let _ = tokio::time::timeout(wait, inner.wake.notified()).await;
