@@ -27,5 +27,5 @@ pub use config::{Backend, DatabaseUrl, StorageConfig};
 pub use counter::StatementCounter;
 pub use error::StorageError;
 pub use migrations::{applied_migrations, revert_all_migrations, run_migrations};
-pub use pool::{Database, PoolStatus, WriteGate, Writes};
+pub use pool::{Database, PoolStatus, SqliteWriter, Writes};
 pub use store::{DIRECTIVES_CHANNEL, DirectiveWakeups, StockLevel, Wakeups};

@@ -130,10 +130,12 @@ where
             result.map_err(StorageError::Migration)
         }
         Database::Sqlite(pool, _) => {
-            let mut conn: Object<AsyncSqliteConnection> = pool.get().await?;
-            conn.spawn_blocking(move |inner| Ok(task(&mut Harness::Sqlite(inner)).map_err(|e| e.to_string())))
-                .await?
-                .map_err(StorageError::Migration)
+            let conn: Object<AsyncSqliteConnection> = pool.get().await?;
+            crate::pool::sqlite_blocking(conn, move |inner| {
+                Ok(task(&mut Harness::Sqlite(inner)).map_err(|e| e.to_string()))
+            })
+            .await?
+            .map_err(StorageError::Migration)
         }
     }
 }

@@ -8,7 +8,7 @@ use deadpool::managed::Hook;
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
-use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::sync_connection_wrapper::{SpawnBlocking, SyncConnectionWrapper};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
 use crate::config::{Backend, DatabaseUrl, SQLITE_BUSY_TIMEOUT, StorageConfig};
@@ -16,8 +16,55 @@ use crate::counter::StatementCounter;
 use crate::error::StorageError;
 use crate::retry::{Watch, Watched};
 
-/// The async SQLite connection: Diesel's `SqliteConnection` run on Tokio's blocking threads.
-pub type AsyncSqliteConnection = SyncConnectionWrapper<diesel::SqliteConnection>;
+/// The async SQLite connection: Diesel's `SqliteConnection`, whose statements run on the thread
+/// that awaits them ([`InPlace`]).
+///
+/// The store runs each of its calls on a thread of its own (a blocking thread for a read, the
+/// [`SqliteWriter`] for a write), so that a call's statements cost no hop between threads
+/// (docs/storage.md, "How the ports are written"). A connection taken with
+/// [`Database::get_sqlite`] blocks the thread that runs its statements likewise: fine in a test
+/// or a tool, not on a server's async threads.
+pub type AsyncSqliteConnection = SyncConnectionWrapper<diesel::SqliteConnection, InPlace>;
+
+/// Runs a SQLite connection's statements at once, on the calling thread (diesel-async's
+/// [`SpawnBlocking`], which would otherwise send each statement to a blocking thread).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InPlace;
+
+impl SpawnBlocking for InPlace {
+    fn spawn_blocking<'a, R>(
+        &mut self,
+        task: impl FnOnce() -> R + Send + 'static,
+    ) -> futures_util::future::BoxFuture<'a, Result<R, Box<dyn std::error::Error + Send + Sync + 'static>>>
+    where
+        R: Send + 'static,
+    {
+        Box::pin(std::future::ready(Ok(task())))
+    }
+
+    fn get_runtime() -> InPlace {
+        InPlace
+    }
+}
+
+/// Runs `task` on `conn`'s SQLite connection on one of Tokio's blocking threads.
+pub(crate) async fn sqlite_blocking<R>(
+    mut conn: SqliteConn,
+    task: impl FnOnce(&mut diesel::SqliteConnection) -> diesel::QueryResult<R> + Send + 'static,
+) -> Result<R, StorageError>
+where
+    R: Send + 'static,
+{
+    let done = tokio::task::spawn_blocking(move || {
+        // In place: the future is ready when made.
+        futures_util::FutureExt::now_or_never(conn.spawn_blocking(task)).expect("SQLite statements run in place")
+    });
+    match done.await {
+        Ok(result) => Ok(result?),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(StorageError::Pool(format!("SQLite task stopped: {e}"))),
+    }
+}
 /// A pool of PostgreSQL connections.
 pub type PgPool = Pool<AsyncPgConnection>;
 /// A pool of SQLite connections.
@@ -32,8 +79,8 @@ pub type SqliteConn = Object<AsyncSqliteConnection>;
 pub enum Database {
     /// PostgreSQL: the pool, and the count of this process's writes.
     Postgres(PgPool, Writes),
-    /// SQLite: the pool, and the gate its writes pass one at a time.
-    Sqlite(SqlitePool, WriteGate),
+    /// SQLite: the readers' pool, and the thread that runs the writes one at a time.
+    Sqlite(SqlitePool, SqliteWriter),
 }
 
 /// Counts the write calls of this process, so that readers of the event log in this process
@@ -83,32 +130,85 @@ impl std::fmt::Debug for Writes {
     }
 }
 
-/// SQLite's writers, one at a time in this process.
+/// SQLite's writer: one thread of this process that runs its writes one after another, on a
+/// connection of its own.
 ///
 /// SQLite lets one connection write at a time; another that tries waits in SQLite's busy
 /// handler, which sleeps (1, 2, 5, 10 … 100 ms) and tries again. Every write port call on
-/// SQLite first takes this gate (a Tokio mutex: the next writer is woken the moment the last
-/// one is done), so writers queue here instead of sleeping there; reads do not take it (WAL:
-/// readers never wait for the writer). Transactions stay `BEGIN IMMEDIATE`, and the busy
+/// SQLite is therefore sent to this thread, which runs each to its end before it takes the
+/// next: writers queue in a channel, not in the busy handler, and while writes are queued the
+/// thread goes from one to the next without waiting to be woken. Reads run on pooled
+/// connections of their own on Tokio's blocking threads (WAL: readers never wait for the
+/// writer). The writer's connection keeps its page cache from one write to the next, since no
+/// other connection of this process writes. Transactions stay `BEGIN IMMEDIATE`, and the busy
 /// timeout still covers writers in other processes (the CLI).
 ///
-/// The gate also counts the writes that went through it ([`Writes`]).
-#[derive(Clone, Default)]
-pub struct WriteGate {
-    lock: Arc<tokio::sync::Mutex<()>>,
+/// The thread ends when the last handle on the database is dropped. It also counts the writes
+/// that went through it ([`Writes`]).
+#[derive(Clone)]
+pub struct SqliteWriter {
+    jobs: std::sync::mpsc::Sender<WriteJob>,
+    pool: SqlitePool,
     pub(crate) writes: Writes,
 }
 
-impl WriteGate {
-    /// Waits for the gate; it is held until the guard is dropped.
-    pub(crate) async fn enter(&self) -> tokio::sync::OwnedMutexGuard<()> {
-        self.lock.clone().lock_owned().await
+/// One write call: its future, and the runtime whose timers and sockets it may use.
+struct WriteJob {
+    runtime: tokio::runtime::Handle,
+    call: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+impl SqliteWriter {
+    /// Starts the writer's thread, writing on connections of `pool` (which should hold one).
+    fn start(pool: SqlitePool) -> Result<SqliteWriter, StorageError> {
+        let (jobs, queue) = std::sync::mpsc::channel::<WriteJob>();
+        std::thread::Builder::new()
+            .name("omniman-sqlite-writer".to_owned())
+            .spawn(move || {
+                for job in queue {
+                    job.runtime.block_on(job.call);
+                }
+            })
+            .map_err(|e| StorageError::Pool(format!("cannot start the SQLite writer thread: {e}")))?;
+        Ok(SqliteWriter { jobs, pool, writes: Writes::default() })
+    }
+
+    /// The pool the writer's connection comes from.
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Runs `call` on the writer's thread after the writes queued before it. It is queued at
+    /// once and runs to its end even if the returned future is dropped. A panic in `call` is
+    /// the caller's (resumed by the returned future); the writer goes on with the next write.
+    pub(crate) fn run<R, F>(&self, call: F) -> impl std::future::Future<Output = Result<R, StorageError>> + use<R, F>
+    where
+        R: Send + 'static,
+        F: std::future::Future<Output = R> + Send + 'static,
+    {
+        use futures_util::FutureExt;
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let call = async move {
+            let result = std::panic::AssertUnwindSafe(call).catch_unwind().await;
+            // The caller may have gone; the write is done either way.
+            let _ = done.send(result);
+        };
+        let job = WriteJob { runtime: tokio::runtime::Handle::current(), call: Box::pin(call) };
+        // A failed send drops the job, and with it `done`: the answer below says so.
+        let _ = self.jobs.send(job);
+        async move {
+            match answer.await {
+                Ok(Ok(result)) => Ok(result),
+                Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                Err(_) => Err(StorageError::Pool("the SQLite writer thread has stopped".to_owned())),
+            }
+        }
     }
 }
 
-impl std::fmt::Debug for WriteGate {
+impl std::fmt::Debug for SqliteWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriteGate").finish_non_exhaustive()
+        f.debug_struct("SqliteWriter").finish_non_exhaustive()
     }
 }
 
@@ -162,7 +262,7 @@ impl Database {
     pub(crate) fn writes(&self) -> &Writes {
         match self {
             Database::Postgres(_, writes) => writes,
-            Database::Sqlite(_, gate) => &gate.writes,
+            Database::Sqlite(_, writer) => &writer.writes,
         }
     }
 
@@ -182,10 +282,13 @@ impl Database {
                 let path = path
                     .to_str()
                     .ok_or_else(|| StorageError::InvalidUrl(format!("SQLite path is not UTF-8: {}", path.display())))?;
-                Database::Sqlite(build_sqlite_pool(path.to_owned(), config, size)?, WriteGate::default())
+                let writer = SqliteWriter::start(build_sqlite_pool(path.to_owned(), config, 1)?)?;
+                Database::Sqlite(build_sqlite_pool(path.to_owned(), config, size)?, writer)
             }
             DatabaseUrl::SqliteMemory => {
-                Database::Sqlite(build_sqlite_pool(":memory:".to_owned(), config, 1)?, WriteGate::default())
+                // One database, on its one connection: the writer shares it with the readers.
+                let pool = build_sqlite_pool(":memory:".to_owned(), config, 1)?;
+                Database::Sqlite(pool.clone(), SqliteWriter::start(pool)?)
             }
         };
         // Fail now rather than on the first request.
@@ -224,7 +327,12 @@ impl Database {
         // A statement, not only a checkout: pooled connections are not checked when handed out.
         match self {
             Database::Postgres(pool, _) => checkout(pool).await?.batch_execute("SELECT 1").await?,
-            Database::Sqlite(pool, _) => checkout(pool).await?.batch_execute("SELECT 1").await?,
+            Database::Sqlite(pool, _) => {
+                sqlite_blocking(checkout(pool).await?, |conn| {
+                    diesel::connection::SimpleConnection::batch_execute(conn, "SELECT 1")
+                })
+                .await?;
+            }
         }
         Ok(())
     }
@@ -251,7 +359,10 @@ impl Database {
     pub fn close(&self) {
         match self {
             Database::Postgres(pool, _) => pool.close(),
-            Database::Sqlite(pool, _) => pool.close(),
+            Database::Sqlite(pool, writer) => {
+                pool.close();
+                writer.pool.close();
+            }
         }
     }
 }
@@ -362,11 +473,18 @@ fn build_sqlite_pool(path: String, config: &StorageConfig, size: usize) -> Resul
     manager_config.custom_setup = Box::new(|url| {
         let url = url.to_owned();
         Box::pin(async move {
-            let mut conn = AsyncSqliteConnection::establish(&url).await?;
-            conn.batch_execute(&sqlite_connection_pragmas())
-                .await
-                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
-            Ok(conn)
+            // Opening the file and switching it to WAL may wait for another connection: off
+            // the async threads.
+            let opened = tokio::task::spawn_blocking(move || {
+                use diesel::Connection;
+                use diesel::connection::SimpleConnection;
+                let mut conn = diesel::SqliteConnection::establish(&url)?;
+                conn.batch_execute(&sqlite_connection_pragmas())
+                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok::<_, diesel::ConnectionError>(conn)
+            });
+            let conn = opened.await.map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))??;
+            Ok(AsyncSqliteConnection::with_runtime(conn, InPlace))
         })
     });
     let manager = AsyncDieselConnectionManager::new_with_config(path, manager_config);

@@ -1,11 +1,10 @@
 //! The core's storage ports (`omniman_core::ports`) on [`Database`], for both backends.
 //!
 //! Each port method converts its input to owned values, then runs its statements on a pooled
-//! connection inside a spawned Tokio task. The task runs to completion even if the caller's
-//! future is dropped, so a transaction is never abandoned half-way on a connection that goes
-//! back to the pool (and SQLite's blocking calls are never cancelled, which diesel-async only
-//! supports on a multi-threaded runtime). The statement counter of the caller's scope is
-//! carried into the task.
+//! connection inside a task of its own: a Tokio task on PostgreSQL; on SQLite, a blocking
+//! thread for a read and the writer's thread for a write (see `Home`). The task runs to completion even if the caller's future is dropped, so a
+//! transaction is never abandoned half-way on a connection that goes back to the pool. The
+//! statement counter of the caller's scope is carried into the task.
 //!
 //! Writes follow docs/architecture.md, "Concurrency": every `UPDATE` is conditional on what the service read
 //! (`version` for sessions, `status` for orders, `status`/`attempts` for directives) and
@@ -44,7 +43,7 @@ use self::rows::{
     directive_values, stored_order, stored_session, ts, violates,
 };
 use crate::counter::StatementCounter;
-use crate::pool::{Database, WriteGate, Writes, checkout_watched, checkout_with};
+use crate::pool::{Database, SqliteWriter, Writes, checkout_watched, checkout_with};
 use crate::retry::{Retry, Watch};
 
 /// How a commit transaction was refused (it rolled back).
@@ -74,15 +73,25 @@ pub(crate) enum KeyRule {
 /// How many times a statement that lost a race on an event `seq` is retried.
 const SEQ_RETRIES: usize = 10;
 
-/// Runs `f` on a connection of `pool` in a spawned task (see the module documentation); when
-/// `retry` allows it and the connection turns out lost, once more on a fresh connection (see
-/// `crate::retry`).
-///
-/// `gate`: on SQLite, the write gate a write takes first (see [`WriteGate`]). `writes`: a write
-/// call's count, told when it ends (see [`Writes`]).
+/// Where a port call runs, once it has its connection.
+#[derive(Clone, Copy)]
+pub(crate) enum Home<'a> {
+    /// A Tokio task (PostgreSQL: its statements are network round trips).
+    Task,
+    /// One of Tokio's blocking threads (a SQLite read), its statements on that thread as they
+    /// come (`crate::pool::InPlace`): one hop between threads per call, where a hop per
+    /// statement cost more than SQLite executing them (docs/storage.md, "How the ports are written").
+    Blocking,
+    /// The SQLite writer's thread, after the writes queued before it ([`SqliteWriter`]).
+    Writer(&'a SqliteWriter),
+}
+
+/// Runs `f` on a connection of `pool` at `home` (see the module documentation); when `retry`
+/// allows it and the connection turns out lost, once more on a fresh connection (see
+/// `crate::retry`). `writes`: a write call's count, told when it ends (see [`Writes`]).
 async fn run<C, R, F, Fut>(
     pool: &Pool<C>,
-    gate: Option<&WriteGate>,
+    home: Home<'_>,
     writes: Option<&Writes>,
     retry: Option<Retry>,
     f: F,
@@ -95,62 +104,61 @@ where
     Fut: Future<Output = StoreResult<R>> + Send + 'static,
     R: Send + 'static,
 {
-    let pool = pool.clone();
     let counter = StatementCounter::current();
-    let gate = gate.cloned();
+    let watch = retry.map(|_| Arc::new(Watch::default()));
+    let started = std::time::Instant::now();
+    // A SQLite read waits for its connection here rather than on a blocking thread (a read
+    // given up meanwhile has nothing to finish). Any other call takes its connection in its
+    // task, so that once made it runs even if its caller gives up at once.
+    let conn = match home {
+        Home::Blocking => {
+            // Boxed: a checkout that opens a connection is a large future, which would make
+            // every port call's future as large (this function serves both backends).
+            let checkout = Box::pin(checkout_watched(pool, counter.clone(), watch.clone()));
+            Some(checkout.await.map_err(StoreError::from)?)
+        }
+        Home::Task | Home::Writer(_) => None,
+    };
+    let pool = pool.clone();
     let writes = writes.cloned();
-    let task = tokio::spawn(async move {
-        let result = run_gated(pool, gate.as_ref(), retry, counter, f).await;
+    let call = async move {
+        let result = async {
+            let conn = match conn {
+                Some(conn) => conn,
+                None => checkout_watched(&pool, counter.clone(), watch.clone()).await.map_err(StoreError::from)?,
+            };
+            let again = f.clone();
+            match f(conn).await {
+                Err(_) if retry.zip(watch).is_some_and(|(retry, watch)| watch.may_retry(retry)) => {
+                    // What lost one connection (a restart, a network failure) likely lost the
+                    // other idle ones too: they go, and the call runs again on a new one.
+                    drop(pool.retain(|_, metrics| metrics.created >= started));
+                    again(checkout_with(&pool, counter).await.map_err(StoreError::from)?).await
+                }
+                result => result,
+            }
+        }
+        .await;
         if let Some(writes) = &writes {
             writes.wrote();
         }
         result
-    });
-    match task.await {
+    };
+    // Each runs `call` to its end even if this future is dropped.
+    let joined = match home {
+        Home::Task => tokio::spawn(call).await,
+        Home::Blocking => {
+            // The runtime's timers and sockets keep being driven by its own threads meanwhile,
+            // so the pool's timeouts still work inside the call.
+            let runtime = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || runtime.block_on(call)).await
+        }
+        Home::Writer(writer) => return writer.run(call).await.map_err(StoreError::from)?,
+    };
+    match joined {
         Ok(result) => result,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => Err(StoreError::Unavailable(format!("storage task stopped: {e}"))),
-    }
-}
-
-/// The body of [`run`]'s task.
-async fn run_gated<C, R, F, Fut>(
-    pool: Pool<C>,
-    gate: Option<&WriteGate>,
-    retry: Option<Retry>,
-    counter: Option<StatementCounter>,
-    f: F,
-) -> StoreResult<R>
-where
-    C: PoolableConnection + Send + 'static,
-    AsyncDieselConnectionManager<C>:
-        deadpool::managed::Manager<Type = C, Error = diesel_async::pooled_connection::PoolError>,
-    F: FnOnce(Object<C>) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = StoreResult<R>> + Send + 'static,
-    R: Send + 'static,
-{
-    // Held by the task, so that a caller giving up does not let the next writer in early.
-    let _writing = match gate {
-        Some(gate) => Some(gate.enter().await),
-        None => None,
-    };
-    let Some(retry) = retry else {
-        let conn = checkout_with(&pool, counter).await.map_err(StoreError::from)?;
-        return f(conn).await;
-    };
-    let again = f.clone();
-    let watch = Arc::new(Watch::default());
-    let started = std::time::Instant::now();
-    let conn = checkout_watched(&pool, counter.clone(), Some(watch.clone())).await.map_err(StoreError::from)?;
-    match f(conn).await {
-        Err(_) if watch.may_retry(retry) => {
-            // What lost one connection (a restart, a network failure) likely lost the other
-            // idle ones too: they go, and the call runs again on a new connection.
-            drop(pool.retain(|_, metrics| metrics.created >= started));
-            let conn = checkout_with(&pool, counter).await.map_err(StoreError::from)?;
-            again(conn).await
-        }
-        result => result,
     }
 }
 
@@ -177,7 +185,7 @@ macro_rules! on_db {
             Database::Postgres(pool, writes) => {
                 let retry: Option<$crate::retry::Retry> = $retry;
                 let writes = (retry != Some($crate::retry::Retry::Read)).then_some(writes);
-                run(pool, None, writes, retry, move |mut obj| async move {
+                run(pool, $crate::store::Home::Task, writes, retry, move |mut obj| async move {
                     #[allow(unused_imports)]
                     use self::pg as $q;
                     let $conn: &mut pg::Conn = &mut obj;
@@ -185,10 +193,14 @@ macro_rules! on_db {
                 })
                 .await
             }
-            Database::Sqlite(pool, gate) => {
+            Database::Sqlite(pool, writer) => {
                 let retry: Option<$crate::retry::Retry> = $retry;
-                let gate = (retry != Some($crate::retry::Retry::Read)).then_some(gate);
-                run(pool, gate, gate.map(|g| &g.writes), retry, move |mut obj| async move {
+                let (pool, home, writes) = if retry == Some($crate::retry::Retry::Read) {
+                    (pool, $crate::store::Home::Blocking, None)
+                } else {
+                    (writer.pool(), $crate::store::Home::Writer(writer), Some(&writer.writes))
+                };
+                run(pool, home, writes, retry, move |mut obj| async move {
                     #[allow(unused_imports)]
                     use self::sqlite as $q;
                     let $conn: &mut sqlite::Conn = &mut obj;
@@ -631,5 +643,66 @@ impl WebhookStore for Database {
             self.writes().queued();
         }
         Ok(advanced)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::test_support::TestDb;
+
+    /// How many calls were inside at once, at most.
+    #[derive(Clone, Default)]
+    struct Overlap {
+        inside: Arc<AtomicUsize>,
+        most: Arc<AtomicUsize>,
+    }
+
+    impl Overlap {
+        /// Stays inside for a while; says which thread it ran on.
+        fn visit(&self) -> (Option<String>, std::thread::ThreadId) {
+            let now = self.inside.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(5));
+            self.inside.fetch_sub(1, Ordering::SeqCst);
+            (std::thread::current().name().map(str::to_owned), std::thread::current().id())
+        }
+    }
+
+    /// On SQLite, writes run on the writer's thread one after another, reads side by side on
+    /// other threads, and neither on the caller's (an async thread).
+    #[tokio::test(flavor = "current_thread")]
+    async fn sqlite_writes_run_on_the_writer_one_at_a_time_and_reads_beside_it() {
+        let test_db = TestDb::sqlite().await;
+        let db: &Database = &test_db;
+        let caller = std::thread::current().id();
+
+        let writes = Overlap::default();
+        let calls = (0..8).map(|_| {
+            let writes = writes.clone();
+            async move { on_db!(db, |_conn, _q| Ok(writes.visit())) }
+        });
+        for ran in futures_util::future::join_all(calls).await {
+            let (name, thread) = ran.unwrap();
+            assert_eq!(name.as_deref(), Some("omniman-sqlite-writer"));
+            assert_ne!(thread, caller);
+        }
+        assert_eq!(writes.most.load(Ordering::SeqCst), 1, "one write at a time");
+
+        let reads = Overlap::default();
+        let calls = (0..4).map(|_| {
+            let reads = reads.clone();
+            async move { on_db!(read db, |_conn, _q| Ok(reads.visit())) }
+        });
+        for ran in futures_util::future::join_all(calls).await {
+            let (name, thread) = ran.unwrap();
+            assert_ne!(name.as_deref(), Some("omniman-sqlite-writer"));
+            assert_ne!(thread, caller);
+        }
+        assert!(reads.most.load(Ordering::SeqCst) > 1, "reads do not queue behind each other");
     }
 }

@@ -8,10 +8,35 @@ type Db = diesel::sqlite::Sqlite;
 
 /// A write transaction: `BEGIN IMMEDIATE` takes the write lock first, so a transaction never
 /// has to upgrade a read lock (which SQLite refuses with `SQLITE_BUSY` instead of waiting).
+/// (diesel-async's `immediate_transaction` does the same on its default spawner only.)
 macro_rules! tx {
-    ($conn:expr, $body:expr) => {
-        $conn.immediate_transaction($body).await
-    };
+    ($conn:expr, $body:expr) => {{
+        use diesel_async::TransactionManager as _;
+        type Manager = <$crate::store::sqlite::Conn as diesel_async::AsyncConnection>::TransactionManager;
+        let conn: &mut $crate::store::sqlite::Conn = $conn;
+        let begin = |c: &mut diesel::SqliteConnection| {
+            diesel::connection::AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+        };
+        match conn.spawn_blocking(begin).await {
+            Err(e) => Err(e.into()),
+            Ok(()) => match $crate::store::sqlite::tx_body($body)(&mut *conn).await {
+                Ok(value) => Manager::commit_transaction(&mut *conn).await.map(|()| value).map_err(Into::into),
+                Err(e) => match Manager::rollback_transaction(&mut *conn).await {
+                    Ok(()) => Err(e),
+                    Err(rollback) => Err(rollback.into()),
+                },
+            },
+        }
+    }};
+}
+
+/// `body`, typed as the body of a transaction on `Conn` (which lets its connection argument be
+/// reborrowed for each statement).
+pub(crate) fn tx_body<F, R, E>(body: F) -> F
+where
+    F: for<'c> AsyncFnOnce(&'c mut Conn) -> Result<R, E>,
+{
+    body
 }
 
 /// One multi-row `INSERT`, run by Diesel's synchronous SQLite connection (diesel-async cannot
