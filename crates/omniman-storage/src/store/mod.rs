@@ -705,4 +705,24 @@ mod tests {
         }
         assert!(reads.most.load(Ordering::SeqCst) > 1, "reads do not queue behind each other");
     }
+
+    /// A write that panics panics its caller; the writer goes on with the next write.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_panicking_sqlite_write_leaves_the_writer_running() {
+        let test_db = TestDb::sqlite().await;
+        let db: Database = test_db.db().clone();
+        let panicking = tokio::spawn(async move {
+            on_db!(&db, |_conn, _q| {
+                assert!(!std::hint::black_box(true), "a write that panics");
+                Ok(())
+            })
+        });
+        assert!(panicking.await.unwrap_err().is_panic(), "the caller gets the panic");
+
+        let db: &Database = &test_db;
+        let thread = on_db!(db, |_conn, _q| Ok(std::thread::current().name().map(str::to_owned))).unwrap();
+        assert_eq!(thread.as_deref(), Some("omniman-sqlite-writer"));
+        let spec = omniman_core::channel::ChannelSpec::new("after-panic");
+        db.upsert_channel(&spec, chrono::Utc::now()).await.expect("the writer still writes");
+    }
 }
