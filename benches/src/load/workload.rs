@@ -87,6 +87,10 @@ impl Task {
     }
 }
 
+/// How long a pooled connection may stay idle before the tool drops it: less than the server's
+/// keep-alive timeout (actix-web's default, 5 s).
+pub(crate) const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(4);
+
 /// Builds the HTTP client every user shares: HTTP/1.1 with keep-alive, one pooled connection
 /// per user (each has one request in flight), the token and the content type sent with every
 /// request, and no proxy (the server is addressed directly).
@@ -102,6 +106,11 @@ pub(crate) fn client(token: &str, users: u32, timeout: Duration) -> anyhow::Resu
         .no_proxy()
         .tcp_nodelay(true)
         .pool_max_idle_per_host(usize::try_from(users).unwrap_or(usize::MAX))
+        // Below the server's keep-alive (5 s): an idle connection is dropped here before the
+        // server closes it, never reused at the moment it does (which fails the request sent
+        // on it as a `request` transport error). The users share the pool, so with many users
+        // some connections idle that long while others serve.
+        .pool_idle_timeout(IDLE_CONNECTION_TIMEOUT)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .timeout(timeout)
         .build()
