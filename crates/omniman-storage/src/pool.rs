@@ -149,6 +149,10 @@ impl std::fmt::Debug for Writes {
 pub struct SqliteWriter {
     jobs: std::sync::mpsc::Sender<WriteJob>,
     pool: SqlitePool,
+    /// Whether `pool` is the writer's own (not the readers', as for `sqlite::memory:`).
+    own_pool: bool,
+    /// Writes sent and not yet started.
+    queued: Arc<std::sync::atomic::AtomicUsize>,
     pub(crate) writes: Writes,
 }
 
@@ -159,8 +163,9 @@ struct WriteJob {
 }
 
 impl SqliteWriter {
-    /// Starts the writer's thread, writing on connections of `pool` (which should hold one).
-    fn start(pool: SqlitePool) -> Result<SqliteWriter, StorageError> {
+    /// Starts the writer's thread, writing on connections of `pool` (which should hold one;
+    /// `own_pool`: no reader uses it).
+    fn start(pool: SqlitePool, own_pool: bool) -> Result<SqliteWriter, StorageError> {
         let (jobs, queue) = std::sync::mpsc::channel::<WriteJob>();
         std::thread::Builder::new()
             .name("omniman-sqlite-writer".to_owned())
@@ -170,12 +175,17 @@ impl SqliteWriter {
                 }
             })
             .map_err(|e| StorageError::Pool(format!("cannot start the SQLite writer thread: {e}")))?;
-        Ok(SqliteWriter { jobs, pool, writes: Writes::default() })
+        Ok(SqliteWriter { jobs, pool, own_pool, queued: Arc::default(), writes: Writes::default() })
     }
 
     /// The pool the writer's connection comes from.
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// Writes sent to the writer and not yet started: how far behind it is.
+    pub fn queued(&self) -> usize {
+        self.queued.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs `call` on the writer's thread after the writes queued before it. It is queued at
@@ -188,14 +198,19 @@ impl SqliteWriter {
     {
         use futures_util::FutureExt;
         let (done, answer) = tokio::sync::oneshot::channel();
+        let queued = Arc::clone(&self.queued);
+        queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let call = async move {
+            queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             let result = std::panic::AssertUnwindSafe(call).catch_unwind().await;
             // The caller may have gone; the write is done either way.
             let _ = done.send(result);
         };
         let job = WriteJob { runtime: tokio::runtime::Handle::current(), call: Box::pin(call) };
         // A failed send drops the job, and with it `done`: the answer below says so.
-        let _ = self.jobs.send(job);
+        if self.jobs.send(job).is_err() {
+            self.queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
         async move {
             match answer.await {
                 Ok(Ok(result)) => Ok(result),
@@ -221,7 +236,7 @@ pub struct PoolStatus {
     pub open: usize,
     /// Open connections waiting in the pool.
     pub idle: usize,
-    /// Callers waiting for a connection.
+    /// Callers waiting for a connection (on SQLite, writes queued for the writer too).
     pub waiting: usize,
 }
 
@@ -282,13 +297,13 @@ impl Database {
                 let path = path
                     .to_str()
                     .ok_or_else(|| StorageError::InvalidUrl(format!("SQLite path is not UTF-8: {}", path.display())))?;
-                let writer = SqliteWriter::start(build_sqlite_pool(path.to_owned(), config, 1)?)?;
+                let writer = SqliteWriter::start(build_sqlite_pool(path.to_owned(), config, 1)?, true)?;
                 Database::Sqlite(build_sqlite_pool(path.to_owned(), config, size)?, writer)
             }
             DatabaseUrl::SqliteMemory => {
                 // One database, on its one connection: the writer shares it with the readers.
                 let pool = build_sqlite_pool(":memory:".to_owned(), config, 1)?;
-                Database::Sqlite(pool.clone(), SqliteWriter::start(pool)?)
+                Database::Sqlite(pool.clone(), SqliteWriter::start(pool, false)?)
             }
         };
         // Fail now rather than on the first request.
@@ -312,12 +327,29 @@ impl Database {
     /// assert!(status.in_use() <= status.max_size);
     /// # }
     /// ```
+    ///
+    /// On SQLite it counts the readers' pool and the writer's connection together, and the
+    /// writes queued for the writer as waiting (see [`SqliteWriter`]).
     pub fn pool_status(&self) -> PoolStatus {
-        let status = match self {
-            Database::Postgres(pool, _) => pool.status(),
-            Database::Sqlite(pool, _) => pool.status(),
+        let of = |status: deadpool::managed::Status| PoolStatus {
+            max_size: status.max_size,
+            open: status.size,
+            idle: status.available,
+            waiting: status.waiting,
         };
-        PoolStatus { max_size: status.max_size, open: status.size, idle: status.available, waiting: status.waiting }
+        match self {
+            Database::Postgres(pool, _) => of(pool.status()),
+            Database::Sqlite(pool, writer) => {
+                let readers = of(pool.status());
+                let writer_pool = if writer.own_pool { of(writer.pool.status()) } else { PoolStatus::default() };
+                PoolStatus {
+                    max_size: readers.max_size + writer_pool.max_size,
+                    open: readers.open + writer_pool.open,
+                    idle: readers.idle + writer_pool.idle,
+                    waiting: readers.waiting + writer.queued(),
+                }
+            }
+        }
     }
 
     /// Check that the database answers a statement on a pooled connection (opened if the pool

@@ -706,6 +706,36 @@ mod tests {
         assert!(reads.most.load(Ordering::SeqCst) > 1, "reads do not queue behind each other");
     }
 
+    /// Writes queued behind a running one show in the pool's status as waiting, until they
+    /// start.
+    #[tokio::test(flavor = "current_thread")]
+    async fn queued_sqlite_writes_show_as_waiting() {
+        let test_db = TestDb::sqlite().await;
+        let running = {
+            let db: Database = test_db.db().clone();
+            tokio::spawn(async move {
+                on_db!(&db, |_conn, _q| {
+                    std::thread::sleep(Duration::from_millis(300));
+                    Ok(())
+                })
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let queued: Vec<_> = (0..3)
+            .map(|_| {
+                let db: Database = test_db.db().clone();
+                tokio::spawn(async move { on_db!(&db, |_conn, _q| Ok(())) })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(test_db.pool_status().waiting, 3, "three writes wait behind the running one");
+        running.await.unwrap().unwrap();
+        for write in queued {
+            write.await.unwrap().unwrap();
+        }
+        assert_eq!(test_db.pool_status().waiting, 0);
+    }
+
     /// A write that panics panics its caller; the writer goes on with the next write.
     #[tokio::test(flavor = "current_thread")]
     async fn a_panicking_sqlite_write_leaves_the_writer_running() {
