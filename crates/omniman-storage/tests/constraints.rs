@@ -192,6 +192,34 @@ backend_test!(check_constraints, |db, conn, s| {
     let bad_state = session!(conn, s, pos, "S1", (None, None), "closed").unwrap_err();
     let bad_state = storage(bad_state);
     assert!(bad_state.is_check_violation(), "{bad_state}");
+    // The rules of the columns every write sets (domains on PostgreSQL, docs/storage.md).
+    let open = session!(conn, s, pos, "S-rules", (None, None), "open").unwrap();
+    let target = || s::sessions::table.find(open);
+    for refused in [
+        diesel::update(target()).set(s::sessions::state.eq("closed")).execute(&mut conn).await,
+        diesel::update(target()).set(s::sessions::pricing_policy.eq("free")).execute(&mut conn).await,
+        diesel::update(target()).set(s::sessions::edit_policy.eq("frozen")).execute(&mut conn).await,
+        diesel::update(target()).set(s::sessions::rev.eq(-1_i64)).execute(&mut conn).await,
+        diesel::update(target()).set(s::sessions::version.eq(-1_i64)).execute(&mut conn).await,
+        diesel::insert_into(s::idempotency_keys::table)
+            .values((
+                s::idempotency_keys::scope.eq("commit"),
+                s::idempotency_keys::key.eq("k-rules"),
+                s::idempotency_keys::status.eq("lost"),
+                s::idempotency_keys::created_at.eq(t0()),
+                s::idempotency_keys::updated_at.eq(t0()),
+            ))
+            .execute(&mut conn)
+            .await,
+    ] {
+        let refused = storage(refused.unwrap_err());
+        assert!(refused.is_check_violation(), "{refused}");
+    }
+    let allowed = diesel::update(target())
+        .set((s::sessions::state.eq("abandoned"), s::sessions::edit_policy.eq("locked"), s::sessions::rev.eq(3_i64)))
+        .execute(&mut conn)
+        .await;
+    assert_eq!(allowed.unwrap(), 1, "values inside the rules are written");
 
     let bad_qty = diesel::insert_into(s::order_items::table)
         .values((

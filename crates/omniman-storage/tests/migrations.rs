@@ -11,8 +11,15 @@ use omniman_storage::{Database, StorageConfig, applied_migrations, revert_all_mi
 use serde_json::{Value, json};
 
 /// Every migration, oldest first.
-const ALL: [&str; 6] =
-    ["20261122000001", "20261122000002", "20261201000003", "20261206000004", "20261206000005", "20261206000006"];
+const ALL: [&str; 7] = [
+    "20261122000001",
+    "20261122000002",
+    "20261201000003",
+    "20261206000004",
+    "20261206000005",
+    "20261206000006",
+    "20261206000007",
+];
 
 fn all() -> Vec<String> {
     ALL.iter().map(|v| (*v).to_owned()).collect()
