@@ -140,6 +140,11 @@ impl Inner {
     fn published(&self) -> std::sync::MutexGuard<'_, Published> {
         self.published.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Subscribers right now.
+    fn subscribers(&self) -> usize {
+        self.published().sender.receiver_count()
+    }
 }
 
 impl fmt::Debug for EventFeed {
@@ -200,7 +205,7 @@ impl EventFeed {
 
     /// Subscribers right now.
     pub fn subscribers(&self) -> usize {
-        self.published().sender.receiver_count()
+        self.inner.subscribers()
     }
 
     /// Streams closed so far for falling behind.
@@ -298,7 +303,7 @@ async fn follow(feed: std::sync::Weak<Inner>, mut cursor: EventCursor) {
         // when a stream subscribes, which then starts from the position read last (at most one
         // poll old) and gets the rest live. A busy server with no stream open does not read the
         // log after every write.
-        let listening = inner.published().sender.receiver_count() > 0;
+        let listening = inner.subscribers() > 0;
         match wait {
             Some(wait) if listening => {
                 let _ = tokio::time::timeout(wait, inner.wake.notified()).await;

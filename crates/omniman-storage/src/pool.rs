@@ -59,10 +59,16 @@ where
         // In place: the future is ready when made.
         futures_util::FutureExt::now_or_never(conn.spawn_blocking(task)).expect("SQLite statements run in place")
     });
-    match done.await {
-        Ok(result) => Ok(result?),
+    Ok(joined(done).await.map_err(|e| StorageError::Pool(format!("SQLite task stopped: {e}")))??)
+}
+
+/// The output of `task`, which runs to its end: a panic in it is resumed here, in its caller; a
+/// task stopped otherwise (its runtime shutting down) is an error that says so.
+pub(crate) async fn joined<T>(task: tokio::task::JoinHandle<T>) -> Result<T, String> {
+    match task.await {
+        Ok(output) => Ok(output),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(StorageError::Pool(format!("SQLite task stopped: {e}"))),
+        Err(e) => Err(e.to_string()),
     }
 }
 /// A pool of PostgreSQL connections.

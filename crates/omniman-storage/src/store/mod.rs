@@ -43,7 +43,7 @@ use self::rows::{
     directive_values, stored_order, stored_session, ts, violates,
 };
 use crate::counter::StatementCounter;
-use crate::pool::{Database, SqliteWriter, Writes, checkout_watched, checkout_with};
+use crate::pool::{Database, SqliteWriter, Writes, checkout_watched, checkout_with, joined};
 use crate::retry::{Retry, Watch};
 
 /// How a commit transaction was refused (it rolled back).
@@ -145,21 +145,17 @@ where
         result
     };
     // Each runs `call` to its end even if this future is dropped.
-    let joined = match home {
-        Home::Task => tokio::spawn(call).await,
+    let task = match home {
+        Home::Task => tokio::spawn(call),
         Home::Blocking => {
             // The runtime's timers and sockets keep being driven by its own threads meanwhile,
             // so the pool's timeouts still work inside the call.
             let runtime = tokio::runtime::Handle::current();
-            tokio::task::spawn_blocking(move || runtime.block_on(call)).await
+            tokio::task::spawn_blocking(move || runtime.block_on(call))
         }
         Home::Writer(writer) => return writer.run(call).await.map_err(StoreError::from)?,
     };
-    match joined {
-        Ok(result) => result,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(StoreError::Unavailable(format!("storage task stopped: {e}"))),
-    }
+    joined(task).await.unwrap_or_else(|e| Err(StoreError::Unavailable(format!("storage task stopped: {e}"))))
 }
 
 /// Runs `$body` with `$conn` (the backend's raw connection) and `$q` (the backend's query

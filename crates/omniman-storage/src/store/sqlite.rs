@@ -6,37 +6,36 @@ use crate::schema::sqlite as s;
 pub(crate) type Conn = crate::pool::AsyncSqliteConnection;
 type Db = diesel::sqlite::Sqlite;
 
-/// A write transaction: `BEGIN IMMEDIATE` takes the write lock first, so a transaction never
-/// has to upgrade a read lock (which SQLite refuses with `SQLITE_BUSY` instead of waiting).
-/// (diesel-async's `immediate_transaction` does the same on its default spawner only.)
+/// A write transaction (see [`immediate`]).
 macro_rules! tx {
-    ($conn:expr, $body:expr) => {{
-        use diesel_async::TransactionManager as _;
-        type Manager = <$crate::store::sqlite::Conn as diesel_async::AsyncConnection>::TransactionManager;
-        let conn: &mut $crate::store::sqlite::Conn = $conn;
-        let begin = |c: &mut diesel::SqliteConnection| {
-            diesel::connection::AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
-        };
-        match conn.spawn_blocking(begin).await {
-            Err(e) => Err(e.into()),
-            Ok(()) => match $crate::store::sqlite::tx_body($body)(&mut *conn).await {
-                Ok(value) => Manager::commit_transaction(&mut *conn).await.map(|()| value).map_err(Into::into),
-                Err(e) => match Manager::rollback_transaction(&mut *conn).await {
-                    Ok(()) => Err(e),
-                    Err(rollback) => Err(rollback.into()),
-                },
-            },
-        }
-    }};
+    ($conn:expr, $body:expr) => {
+        $crate::store::sqlite::immediate($conn, $body).await
+    };
 }
 
-/// `body`, typed as the body of a transaction on `Conn` (which lets its connection argument be
-/// reborrowed for each statement).
-pub(crate) fn tx_body<F, R, E>(body: F) -> F
+/// Runs `body` in a write transaction: `BEGIN IMMEDIATE` takes the write lock first, so a
+/// transaction never has to upgrade a read lock (which SQLite refuses with `SQLITE_BUSY` instead
+/// of waiting); `COMMIT`, or `ROLLBACK` when `body` fails. (diesel-async's
+/// `immediate_transaction` does the same on its default spawner only.)
+pub(crate) async fn immediate<R, E, F>(conn: &mut Conn, body: F) -> Result<R, E>
 where
     F: for<'c> AsyncFnOnce(&'c mut Conn) -> Result<R, E>,
+    E: From<diesel::result::Error>,
 {
-    body
+    use diesel_async::TransactionManager as _;
+    type Manager = <Conn as diesel_async::AsyncConnection>::TransactionManager;
+    conn.spawn_blocking(|c| diesel::connection::AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"))
+        .await?;
+    match body(&mut *conn).await {
+        Ok(value) => {
+            Manager::commit_transaction(conn).await?;
+            Ok(value)
+        }
+        Err(e) => {
+            Manager::rollback_transaction(conn).await?;
+            Err(e)
+        }
+    }
 }
 
 /// One multi-row `INSERT`, run by Diesel's synchronous SQLite connection (diesel-async cannot
