@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
 use common::{Api, Running, cli_out, free_port, sqlite_url, temp_dir};
+use fantoccini::elements::Element;
+use fantoccini::error::CmdError;
 use fantoccini::{Client, ClientBuilder, Locator};
 use omniman_core::directive::{DirectiveStatus, DirectiveUpdate, NewDirective};
 use omniman_core::ports::DirectiveQueue;
@@ -137,13 +139,30 @@ async fn wait_for(browser: &Client, css: &str, within: Duration) {
         .unwrap_or_else(|e| panic!("{css} did not appear within {within:?}: {e}"));
 }
 
+/// Finds the first element matching `css` and acts on it, finding it again when the board's
+/// live refresh replaced it in between (a stale element is not a failure of the page).
+async fn on_element<T, F, Fut>(browser: &Client, css: &str, act: F) -> T
+where
+    F: Fn(Element) -> Fut,
+    Fut: Future<Output = Result<T, CmdError>>,
+{
+    let mut tries = 0;
+    loop {
+        let element = browser.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no {css}: {e}"));
+        match act(element).await {
+            Err(e) if e.is_stale_element_reference() && tries < 5 => tries += 1,
+            result => return result.unwrap_or_else(|e| panic!("{css}: {e}")),
+        }
+    }
+}
+
 /// The text of the first element matching `css`.
 async fn text(browser: &Client, css: &str) -> String {
-    browser.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
+    on_element(browser, css, |element| async move { element.text().await }).await
 }
 
 async fn click(browser: &Client, css: &str) {
-    browser.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no {css}: {e}")).click().await.unwrap();
+    on_element(browser, css, |element| async move { element.click().await }).await
 }
 
 /// docs/console/NAME.png, rewritten only when `UPDATE_SCREENSHOTS=1`.
