@@ -162,7 +162,7 @@ async fn text(browser: &Client, css: &str) -> String {
 }
 
 async fn click(browser: &Client, css: &str) {
-    on_element(browser, css, |element| async move { element.click().await }).await
+    on_element(browser, css, |element| async move { element.click().await }).await;
 }
 
 /// docs/console/NAME.png, rewritten only when `UPDATE_SCREENSHOTS=1`.
